@@ -1,0 +1,55 @@
+"""kfitx: train one Keras model in memory, streamed, or in a custom loop, behind one interface.
+
+```python
+import kfitx
+history = kfitx.fit(model, kfitx.data.arrays(x, y), strategy="memory", epochs=5)
+```
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+from kfitx import data
+from kfitx.api import fit
+from kfitx.errors import (
+    DataError,
+    KfitxError,
+    MemoryBudgetError,
+    ModelError,
+    OptionError,
+    StrategyConflictError,
+    StrategyNotFoundError,
+    UnsupportedDataError,
+)
+from kfitx.hookspecs import hookimpl, hookspec
+from kfitx.registry import PluginWarning, StrategyInfo, available_strategies, get_strategy, register
+from kfitx.strategy import FIT_ARGS, Strategy
+
+try:
+    __version__ = importlib.metadata.version("kfitx")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "unknown"
+
+__all__ = [
+    "FIT_ARGS",
+    "DataError",
+    "KfitxError",
+    "MemoryBudgetError",
+    "ModelError",
+    "OptionError",
+    "PluginWarning",
+    "Strategy",
+    "StrategyConflictError",
+    "StrategyInfo",
+    "StrategyNotFoundError",
+    "UnsupportedDataError",
+    "__version__",
+    "available_strategies",
+    "data",
+    "fit",
+    "get_strategy",
+    "hookimpl",
+    "hookspec",
+    "register",
+]

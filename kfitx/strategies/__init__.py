@@ -1,0 +1,1 @@
+"""The built-in strategies. Each module is a pluggy plugin like any third-party one."""

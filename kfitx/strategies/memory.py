@@ -1,0 +1,146 @@
+"""The ``memory`` strategy: the whole training set in RAM, no augmentation (the seeds' ``fit``).
+
+It delegates to ``model.fit``, so callbacks, History, the progress bar,
+``stop_training``, ``initial_epoch`` and ``BackupAndRestore`` behave exactly as
+Keras makes them behave. Two things differ, both invisible to callbacks:
+
+* the arrays are fed through :func:`kfitx.pipeline.array_dataset`, which aliases
+  them instead of copying them (at most one copy, and usually none);
+* when no callback acts per batch, several steps run per compiled call
+  (:mod:`kfitx.grouping`); the choice is logged on the ``kfitx`` logger.
+
+Data larger than ``memory_budget`` is refused with an error that names the
+``generator`` strategy.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psutil
+
+from kfitx.data import ArraySource, Source, coerce, _flatten
+from kfitx.errors import DataError, MemoryBudgetError, OptionError, UnsupportedDataError, message
+from kfitx.grouping import choose_steps_per_execution, steps_per_execution
+from kfitx.hookspecs import hookimpl
+from kfitx.pipeline import array_dataset
+from kfitx.strategy import Strategy
+
+logger = logging.getLogger("kfitx")
+
+
+def _resident_bytes(source: ArraySource) -> int:
+    """Bytes of the source already in anonymous memory (memory maps are not)."""
+    import numpy as np
+
+    def resident(a: Any) -> bool:
+        while isinstance(a, np.ndarray):
+            if isinstance(a, np.memmap):
+                return False
+            a = a.base
+        return True
+
+    return sum(a.nbytes for part in source.arrays() for a in _flatten(part) if resident(a))
+
+
+class MemoryStrategy(Strategy):
+    """Trains on arrays held in memory through ``model.fit``.
+
+    Options:
+        memory_budget: Largest data set accepted: a fraction in (0, 1] of the RAM
+            available (counting the arrays already loaded as available), a number
+            of bytes (int), or ``None`` for no limit. Default 0.5.
+        steps_per_execution: ``"auto"`` (group 16 steps per call when no callback
+            acts per batch, else 1) or a positive int (always that many).
+    """
+
+    name = "memory"
+    description = "Arrays in RAM through model.fit: zero-copy input, grouped steps when no callback acts per batch"
+    defaults = {"memory_budget": 0.5, "steps_per_execution": "auto"}
+
+    def budget_bytes(self, source: ArraySource) -> float:
+        budget = self.options["memory_budget"]
+        if budget is None:
+            return float("inf")
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0 or (
+            isinstance(budget, float) and budget > 1
+        ):
+            raise OptionError(
+                message("`memory_budget` must be a fraction in (0, 1], a number of bytes (int), or None",
+                        repr(budget))
+            )
+        if isinstance(budget, float):
+            return budget * (psutil.virtual_memory().available + _resident_bytes(source))
+        return float(budget)
+
+    def supports(self, source: Source) -> str | None:
+        if not isinstance(source, ArraySource):
+            return (
+                "The 'memory' strategy trains on arrays held in memory, not on a "
+                f"{source.kind} stream. Use strategy='generator' for streamed data."
+            )
+        budget = self.budget_bytes(source)
+        if source.nbytes > budget:
+            return (
+                f"The data needs {source.nbytes / 2**30:.2f} GiB, over the memory budget of "
+                f"{budget / 2**30:.2f} GiB. Use strategy='generator', which streams batches "
+                "from memory-mapped files (kfitx.data.npy), or raise memory_budget."
+            )
+        return None
+
+    def require(self, source: Source) -> None:
+        try:
+            super().require(source)
+        except UnsupportedDataError as err:
+            if isinstance(source, ArraySource):
+                raise MemoryBudgetError(str(err)) from None
+            raise
+
+    def fit(self, model: Any, source: Source, **fit_args: Any) -> Any:
+        self.require(source)
+        assert isinstance(source, ArraySource)
+        args = dict(fit_args)
+        batch_size = args.pop("batch_size", None) or 32
+        seed = args.pop("seed", None)
+        shuffle = args.pop("shuffle", True)
+        sample_weight = args.pop("sample_weight", None)
+        validation_split = args.pop("validation_split", 0.0)
+        validation_data = args.pop("validation_data", None)
+        validation_batch_size = args.pop("validation_batch_size", None) or batch_size
+        if sample_weight is not None:
+            if source.sample_weight is not None:
+                raise DataError(message("sample weights given once", "both in the data and as sample_weight=",
+                                        "Pass them in one place."))
+            source = ArraySource(source.x, source.y, sample_weight)
+        if validation_split and validation_data is None:
+            source, validation_data = source.split(validation_split)
+        if seed is not None:
+            import keras
+
+            keras.utils.set_random_seed(seed)  # dropout and other layers' randomness
+
+        train = array_dataset(source, batch_size, shuffle=shuffle, seed=seed,
+                              repeat=args.get("steps_per_epoch") is not None)
+        if validation_data is not None:
+            validation = coerce(validation_data)
+            if isinstance(validation, ArraySource):
+                args["validation_data"] = array_dataset(validation, validation_batch_size)
+            elif validation.kind in ("tf.data", "PyDataset"):
+                args["validation_data"] = validation.dataset  # type: ignore[attr-defined]
+            else:
+                raise DataError(message("validation_data for the 'memory' strategy must be arrays, "
+                                        "(x, y) or a tf.data / PyDataset", validation.describe()))
+
+        steps, reason = choose_steps_per_execution(model, args.get("callbacks"),
+                                                   self.options["steps_per_execution"])
+        logger.info("memory: %d step(s) per compiled call (%s)", steps, reason)
+        with steps_per_execution(model, steps):
+            history = model.fit(train, shuffle=False, **args)  # shuffled by the pipeline
+        history.kfitx = {"strategy": self.name, "steps_per_execution": steps, "grouping": reason}
+        return history
+
+
+@hookimpl
+def kfitx_strategies() -> list[type[Strategy]]:
+    return [MemoryStrategy]
