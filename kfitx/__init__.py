@@ -32,8 +32,8 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running fr
     __version__ = "unknown"
 
 __all__ = [
-    "FIT_ARGS",
     "DataError",
+    "FIT_ARGS",
     "KfitxError",
     "MemoryBudgetError",
     "ModelError",

@@ -167,7 +167,7 @@ class Registry:
         if self._table is not None:
             return self._table
         table: dict[str, list[StrategyInfo]] = {}
-        for impl in reversed(self.pm.hook.kfitx_strategies.get_hookimpls()):  # registration order
+        for impl in self.pm.hook.kfitx_strategies.get_hookimpls():  # registration order
             plugin = impl.plugin_name
             dist, version = self._providers.get(plugin, ("unknown", ""))
             try:
@@ -217,7 +217,7 @@ class Registry:
             )
         infos = table[name]
         if len(infos) > 1:
-            providers = " and ".join(f"plugin '{i.plugin}' ({i.distribution} {i.version})".replace(" )", ")")
+            providers = " and ".join(f"plugin '{i.plugin}' from {i.distribution} {i.version}".rstrip()
                                      for i in infos)
             raise StrategyConflictError(
                 message(

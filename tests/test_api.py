@@ -1,0 +1,98 @@
+import keras
+import numpy as np
+import pytest
+
+import kfitx
+from kfitx.errors import KfitxError, ModelError, OptionError, StrategyNotFoundError
+
+
+class Observer:
+    def __init__(self):
+        self.events = []
+
+    @kfitx.hookimpl
+    def kfitx_fit_start(self, strategy, model, source, fit_args):
+        self.events.append(("start", strategy.name, source.num_samples, sorted(fit_args)))
+
+    @kfitx.hookimpl
+    def kfitx_fit_end(self, strategy, model, source, history, error):
+        self.events.append(("end", strategy.name, history is not None, type(error).__name__))
+
+
+def test_fit_runs_and_observer_hooks_fire(make_model, xy, registry):
+    x, y = xy
+    observer = Observer()
+    registry.register(observer, name="observer")
+    history = kfitx.fit(make_model(), x, y, epochs=2, verbose=0)
+    assert isinstance(history, keras.callbacks.History)
+    assert observer.events == [
+        ("start", "memory", 200, ["epochs", "verbose"]),
+        ("end", "memory", True, "NoneType"),
+    ]
+
+
+def test_fit_end_hook_sees_the_error_and_the_error_propagates(make_model, xy, registry):
+    x, y = xy
+    observer = Observer()
+    registry.register(observer, name="observer")
+
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        kfitx.fit(make_model(), x, y, epochs=2, verbose=0, callbacks=[Boom()])
+    assert observer.events[-1] == ("end", "memory", False, "RuntimeError")
+
+
+def test_accepts_a_source_a_tuple_and_x_y(make_model, xy, registry):
+    x, y = xy
+    for data in (kfitx.data.arrays(x, y), (x, y)):
+        assert kfitx.fit(make_model(), data, epochs=1, verbose=0).history["loss"]
+
+
+def test_uncompiled_model_is_a_clear_error(xy, registry):
+    x, y = xy
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    with pytest.raises(ModelError, match="model.compile"):
+        kfitx.fit(model, x, y)
+
+
+def test_unknown_argument_names_fit_args_and_strategy_options(make_model, xy, registry):
+    x, y = xy
+    with pytest.raises(OptionError, match=r"fit argument.*memory_budget.*Received: 'memory_budgt'.*Did you mean 'memory_budget'"):
+        kfitx.fit(make_model(), x, y, memory_budgt=0.3)
+    with pytest.raises(OptionError, match="PyDataset"):
+        kfitx.fit(make_model(), x, y, workers=4)
+    with pytest.raises(OptionError, match="batch_size"):
+        kfitx.fit(make_model(), x, y, batch_size=0)
+
+
+def test_unknown_strategy(make_model, xy, registry):
+    x, y = xy
+    with pytest.raises(StrategyNotFoundError, match="Did you mean 'memory'"):
+        kfitx.fit(make_model(), x, y, strategy="memroy")
+
+
+def test_strategy_instance_and_class_are_accepted(make_model, xy, registry):
+    x, y = xy
+    strategy = kfitx.get_strategy("memory", steps_per_execution=2)
+    assert kfitx.fit(make_model(), x, y, strategy=strategy, verbose=0).kfitx["steps_per_execution"] == 2
+    assert kfitx.fit(make_model(), x, y, strategy=type(strategy), verbose=0).kfitx["strategy"] == "memory"
+
+
+def test_a_strategy_that_does_not_return_history_is_reported(make_model, xy, registry):
+    class Sloppy(kfitx.Strategy):
+        name = "sloppy"
+
+        def fit(self, model, source, **fit_args):
+            return {"loss": [1.0]}
+
+    x, y = xy
+    with pytest.raises(KfitxError, match="must return a keras.callbacks.History.*Received: dict"):
+        kfitx.fit(make_model(), x, y, strategy=Sloppy)
+
+
+def test_every_kfitx_error_is_catchable_as_kfitx_error(make_model, registry):
+    with pytest.raises(KfitxError):
+        kfitx.fit(make_model(), np.zeros((3, 8)), np.zeros(4))

@@ -1,0 +1,62 @@
+import keras
+import pytest
+
+from kfitx.errors import OptionError
+from kfitx.grouping import AUTO_STEPS, choose_steps_per_execution, per_batch_callbacks
+
+
+@pytest.mark.parametrize(
+    "callback, acts",
+    [
+        (keras.callbacks.EarlyStopping(), False),
+        (keras.callbacks.History(), False),
+        (keras.callbacks.ProgbarLogger(), False),
+        (keras.callbacks.CSVLogger("unused.csv"), False),
+        (keras.callbacks.ModelCheckpoint("unused.weights.h5", save_weights_only=True), False),
+        (keras.callbacks.ModelCheckpoint("unused.weights.h5", save_weights_only=True, save_freq=5), True),
+        (keras.callbacks.TerminateOnNaN(), True),
+        (keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: None), False),
+        (keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: None), True),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, bool) else str(v),
+)
+def test_which_callbacks_act_per_batch(callback, acts):
+    assert (per_batch_callbacks([callback]) != []) is acts
+
+
+def test_test_batch_hooks_count_too():
+    class Probe(keras.callbacks.Callback):
+        def on_test_batch_end(self, batch, logs=None):
+            pass
+
+    assert per_batch_callbacks(keras.callbacks.CallbackList([Probe()])) == ["Probe"]
+
+
+def test_keras_tuner_callback_acts_only_if_the_tuner_overrides_batch_hooks(tmp_path):
+    import keras_tuner
+    from keras_tuner.src.engine.tuner_utils import TunerCallback
+
+    def build(hp):
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        return model
+
+    class Watching(keras_tuner.RandomSearch):
+        def on_batch_end(self, trial, model, batch, logs=None):
+            pass
+
+    plain = keras_tuner.RandomSearch(build, objective="loss", max_trials=1, directory=tmp_path, project_name="a")
+    watching = Watching(build, objective="loss", max_trials=1, directory=tmp_path, project_name="b")
+    assert per_batch_callbacks([TunerCallback(plain, None)]) == []
+    assert per_batch_callbacks([TunerCallback(watching, None)]) == ["TunerCallback"]
+
+
+def test_choice_and_reason(make_model):
+    model = make_model()
+    assert choose_steps_per_execution(model, None) == (AUTO_STEPS, "no callback acts per batch")
+    steps, reason = choose_steps_per_execution(model, [keras.callbacks.TerminateOnNaN()])
+    assert steps == 1 and "TerminateOnNaN" in reason
+    assert choose_steps_per_execution(model, None, 4)[0] == 4
+    assert choose_steps_per_execution(make_model(steps_per_execution=8), None)[0] == 8
+    with pytest.raises(OptionError, match="steps_per_execution"):
+        choose_steps_per_execution(model, None, 0)

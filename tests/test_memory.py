@@ -1,0 +1,182 @@
+"""The memory strategy keeps model.fit's contract: same callbacks, History, weights."""
+
+import keras
+import numpy as np
+import pytest
+
+import kfitx
+from kfitx.errors import MemoryBudgetError, UnsupportedDataError
+
+HOOKS = [
+    "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+    "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
+    "on_test_batch_begin", "on_test_batch_end",
+]
+
+
+class Spy(keras.callbacks.Callback):
+    """Records every hook with its step / epoch and the sorted log keys."""
+
+    def __init__(self, hooks=HOOKS):
+        super().__init__()
+        self.calls = []
+        for hook in hooks:
+            setattr(self, hook, self._recorder(hook))
+
+    def _recorder(self, hook):
+        def record(*args, logs=None, **kwargs):
+            logs = kwargs.get("logs", logs) if not args[1:] else args[1]
+            step = [a for a in args if isinstance(a, int)]
+            self.calls.append((hook, *step, tuple(sorted(logs or {}))))
+        return record
+
+
+def weights_close(a, b, atol=1e-6):
+    return all(np.allclose(p, q, atol=atol) for p, q in zip(a.get_weights(), b.get_weights()))
+
+
+def both(make_model, xy, **fit_args):
+    """Trains two identical models, plain model.fit and kfitx memory; returns both and histories."""
+    x, y = xy
+    plain, ours = make_model(), make_model()
+    h_plain = plain.fit(x, y, verbose=0, **fit_args)
+    h_ours = kfitx.fit(ours, x, y, strategy="memory", verbose=0, **fit_args)
+    return plain, ours, h_plain, h_ours
+
+
+def test_callback_order_history_and_weights_match_model_fit(make_model, xy, registry):
+    x, y = xy
+    spy_plain, spy_ours = Spy(), Spy()
+    plain, ours = make_model(), make_model()
+    h_plain = plain.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0,
+                        validation_data=(x[:50], y[:50]), callbacks=[spy_plain])
+    h_ours = kfitx.fit(ours, x, y, epochs=3, batch_size=32, shuffle=False, verbose=0,
+                       validation_data=(x[:50], y[:50]), callbacks=[spy_ours])
+    assert spy_ours.calls == spy_plain.calls
+    assert len([c for c in spy_ours.calls if c[0] == "on_train_batch_end"]) == 3 * 7  # not grouped
+    assert h_ours.kfitx["steps_per_execution"] == 1
+    assert "Spy" in h_ours.kfitx["grouping"]
+    assert h_ours.history.keys() == h_plain.history.keys()
+    for key in h_plain.history:
+        np.testing.assert_allclose(h_ours.history[key], h_plain.history[key], rtol=1e-5)
+    assert weights_close(plain, ours)
+
+
+def test_grouped_steps_give_the_same_epochs_and_weights(make_model, xy, registry):
+    epoch_spy_plain, epoch_spy_ours = Spy(["on_epoch_begin", "on_epoch_end"]), Spy(["on_epoch_begin", "on_epoch_end"])
+    x, y = xy
+    plain, ours = make_model(), make_model()
+    h_plain = plain.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[epoch_spy_plain])
+    h_ours = kfitx.fit(ours, x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[epoch_spy_ours])
+    assert h_ours.kfitx["steps_per_execution"] == 16
+    assert epoch_spy_ours.calls == epoch_spy_plain.calls
+    for key in h_plain.history:
+        np.testing.assert_allclose(h_ours.history[key], h_plain.history[key], rtol=1e-5)
+    assert weights_close(plain, ours)
+
+
+def test_model_is_left_as_it_was(make_model, xy, registry):
+    x, y = xy
+    model = make_model()
+    kfitx.fit(model, x, y, epochs=1, verbose=0)
+    assert model.steps_per_execution == 1
+    assert model.fit(x, y, epochs=1, verbose=0).history["loss"]  # plain fit still works
+
+
+def test_explicit_steps_per_execution_groups_even_with_batch_callbacks(make_model, xy, registry):
+    x, y = xy
+    spy = Spy(["on_train_batch_end"])
+    history = kfitx.fit(make_model(), x, y, epochs=1, batch_size=20, verbose=0, callbacks=[spy],
+                        steps_per_execution=5)
+    assert history.kfitx["steps_per_execution"] == 5
+    assert [c[1] for c in spy.calls] == [4, 9]  # 10 batches, hooks fire once per group of 5
+
+
+def test_initial_epoch_is_honoured(make_model, xy, registry):
+    *_, h_plain, h_ours = both(make_model, xy, epochs=4, initial_epoch=2, shuffle=False)
+    assert h_ours.epoch == h_plain.epoch == [2, 3]
+
+
+def test_early_stopping_stops_it(make_model, xy, registry):
+    stop = lambda: keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=1)
+    x, y = xy
+    h_plain = make_model().fit(x, y, epochs=10, verbose=0, shuffle=False, callbacks=[stop()])
+    h_ours = kfitx.fit(make_model(), x, y, epochs=10, verbose=0, shuffle=False, callbacks=[stop()])
+    assert len(h_ours.epoch) == len(h_plain.epoch) == 2
+
+
+def test_backup_and_restore_resumes_to_the_same_weights(make_model, xy, registry, tmp_path):
+    x, y = xy
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("killed")
+
+    uninterrupted = make_model()
+    kfitx.fit(uninterrupted, x, y, epochs=4, shuffle=False, verbose=0)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    resumed = make_model()
+    with pytest.raises(RuntimeError, match="killed"):
+        kfitx.fit(resumed, x, y, epochs=4, shuffle=False, verbose=0, callbacks=[backup, Crash()])
+    resumed = make_model()
+    history = kfitx.fit(resumed, x, y, epochs=4, shuffle=False, verbose=0, callbacks=[backup])
+    assert history.epoch == [2, 3]
+    assert weights_close(uninterrupted, resumed)
+
+
+def test_validation_split_sample_and_class_weights_match_model_fit(make_model, xy, registry):
+    x, y = xy
+    weights = np.linspace(0.5, 1.5, len(x))
+    for args in ({"validation_split": 0.2}, {"sample_weight": weights}, {"class_weight": {0: 1.0, 1: 2.0, 2: 0.5}}):
+        plain, ours, h_plain, h_ours = both(make_model, xy, epochs=2, shuffle=False, **args)
+        assert h_ours.history.keys() == h_plain.history.keys(), args
+        np.testing.assert_allclose(h_ours.history["loss"], h_plain.history["loss"], rtol=1e-5)
+        assert weights_close(plain, ours), args
+
+
+def test_shuffle_with_seed_is_reproducible_and_differs_from_no_shuffle(make_model, xy, registry):
+    x, y = xy
+    runs = [make_model() for _ in range(3)]
+    for model, shuffle in zip(runs, [True, True, False]):
+        kfitx.fit(model, x, y, epochs=2, batch_size=16, verbose=0, shuffle=shuffle, seed=7)
+    assert weights_close(runs[0], runs[1], atol=0)
+    assert not weights_close(runs[0], runs[2])
+
+
+def test_over_budget_data_is_refused_naming_generator(make_model, xy, registry):
+    x, y = xy
+    with pytest.raises(MemoryBudgetError, match=r"over the memory budget.*strategy='generator'"):
+        kfitx.fit(make_model(), x, y, memory_budget=1000)
+    with pytest.raises(MemoryError):
+        kfitx.get_strategy("memory", memory_budget=1000).require(kfitx.data.arrays(x, y))
+    with pytest.raises(kfitx.OptionError, match="memory_budget"):
+        kfitx.fit(make_model(), x, y, memory_budget=1.5)
+
+
+def test_streams_are_refused_naming_generator(make_model, registry):
+    source = kfitx.data.generator(lambda: iter([]))
+    with pytest.raises(UnsupportedDataError, match="strategy='generator'") as info:
+        kfitx.fit(make_model(), source)
+    assert not isinstance(info.value, MemoryBudgetError)
+
+
+def test_memory_mapped_npy_trains_like_arrays(make_model, xy, registry, tmp_path):
+    x, y = xy
+    np.save(tmp_path / "x.npy", x.astype("float32"))
+    np.save(tmp_path / "y.npy", y)
+    a, b = make_model(), make_model()
+    kfitx.fit(a, x, y, epochs=2, shuffle=False, verbose=0)
+    kfitx.fit(b, kfitx.data.npy(tmp_path / "x.npy", tmp_path / "y.npy"), epochs=2, shuffle=False, verbose=0)
+    assert weights_close(a, b)
+
+
+def test_multi_input_model_with_dict_inputs(registry):
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    out = keras.layers.Dense(1)(keras.layers.Concatenate()([a, b]))
+    model = keras.Model({"a": a, "b": b}, out)
+    model.compile("sgd", "mse")
+    x = {"a": np.ones((40, 3), "float32"), "b": np.zeros((40, 2), "float32")}
+    history = kfitx.fit(model, x, np.ones(40, "float32"), epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2

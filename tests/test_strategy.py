@@ -1,0 +1,80 @@
+import pytest
+
+import kfitx
+from kfitx.errors import ModelError, OptionError, UnsupportedDataError
+from kfitx.strategy import check_fit_args, check_model
+
+
+class Echo(kfitx.Strategy):
+    name = "echo"
+    description = "test strategy"
+    defaults = {"factor": 2, "mode": "fast"}
+
+    def supports(self, source):
+        return None if source.kind == "arrays" else "echo wants arrays."
+
+    def fit(self, model, source, **fit_args):
+        return model.fit(*source.arrays(), **fit_args)
+
+
+def test_options_default_and_override():
+    assert Echo().options == {"factor": 2, "mode": "fast"}
+    assert Echo(factor=3).options["factor"] == 3
+    assert repr(Echo(factor=3)) == "Echo(factor=3)"
+
+
+def test_unknown_option_lists_the_valid_ones_and_suggests():
+    with pytest.raises(OptionError, match=r"factor, mode.*Received: facter=3.*Did you mean 'factor'"):
+        Echo(facter=3)
+
+
+def test_require_raises_the_supports_reason():
+    with pytest.raises(UnsupportedDataError, match="cannot train on this data.*generator.*echo wants arrays"):
+        Echo().require(kfitx.data.generator(lambda: iter([])))
+
+
+def test_strategy_without_fit_cannot_be_instantiated():
+    class NoFit(kfitx.Strategy):
+        name = "nofit"
+
+    with pytest.raises(TypeError):
+        NoFit()
+
+
+@pytest.mark.parametrize("key", ["workers", "use_multiprocessing", "max_queue_size"])
+def test_keras2_worker_arguments_explain_where_they_went(key):
+    with pytest.raises(OptionError, match="PyDataset"):
+        check_fit_args({key: 4})
+
+
+def test_misspelled_fit_argument_is_suggested():
+    with pytest.raises(OptionError, match="Did you mean 'epochs'"):
+        check_fit_args({"epoch": 3})
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ({"epochs": -1}, "epochs"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"steps_per_epoch": True}, "steps_per_epoch"),
+        ({"verbose": 3}, "verbose"),
+        ({"validation_split": 1.5}, "validation_split"),
+        ({"shuffle": "yes"}, "shuffle"),
+    ],
+)
+def test_bad_fit_values(args, match):
+    with pytest.raises(OptionError, match=match):
+        check_fit_args(args)
+
+
+def test_check_model_wants_a_compiled_keras_model(make_model):
+    import keras
+
+    with pytest.raises(ModelError, match="keras.Model"):
+        check_model("not a model")
+    raw = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with pytest.raises(ModelError, match=r"compiled.*model.compile"):
+        check_model(raw)
+    check_model(make_model())
