@@ -4,8 +4,9 @@ It delegates to ``model.fit``, so callbacks, History, the progress bar,
 ``stop_training``, ``initial_epoch`` and ``BackupAndRestore`` behave exactly as
 Keras makes them behave. Two things differ, both invisible to callbacks:
 
-* the arrays are fed through :func:`kfitx.pipeline.array_dataset`, which aliases
-  them instead of copying them (at most one copy, and usually none);
+* the arrays are fed through :func:`kfitx.pipeline.array_dataset`, which holds
+  at most one copy of them (none for memory maps and aligned arrays) where
+  ``model.fit`` holds two;
 * when no callback acts per batch, several steps run per compiled call
   (:mod:`kfitx.grouping`); the choice is logged on the ``kfitx`` logger.
 
@@ -50,7 +51,8 @@ class MemoryStrategy(Strategy):
     Options:
         memory_budget: Largest data set accepted: a fraction in (0, 1] of the RAM
             available (counting the arrays already loaded as available), a number
-            of bytes (int), or ``None`` for no limit. Default 0.5.
+            of bytes (int), or ``None`` for no limit. Default 0.5, which for arrays
+            already in RAM means: refuse unless there is room for one more copy.
         steps_per_execution: ``"auto"`` (group 16 steps per call when no callback
             acts per batch, else 1) or a positive int (always that many).
     """

@@ -1,0 +1,34 @@
+"""Smoke test: the benchmark script runs end to end in its quick mode."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_memory.py"
+
+
+@pytest.mark.slow
+def test_bench_memory_quick_runs_and_prints_ratios():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=SCRIPT.parent.parent,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    number = r"\d+\.\d+"
+    for kind in ("mlp", "cnn"):
+        assert re.search(rf"ratio kfitx/plain {kind} steady-state samples/s: {number}", proc.stdout), output
+        assert re.search(rf"ratio kfitx/plain {kind} whole-fit samples/s: {number}", proc.stdout), output
+    assert re.search(rf"ratio kfitx/plain mem peak above baseline: {number}", proc.stdout), output
+    assert "copies of the data" in proc.stdout
