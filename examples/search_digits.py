@@ -3,10 +3,11 @@
 The data set ships inside scikit-learn (``sklearn.datasets.load_digits``:
 1,797 images of 8x8 pixels, 10 classes), so nothing is downloaded. A small
 dense network is tuned (hidden layers, units, dropout, learning rate, batch
-size) with ``keras_tuner.RandomSearch``; every trial trains through
-``kfitx.fit(..., strategy="memory")``. At the end the script prints a
-leaderboard (trial, hyperparameters, best val_accuracy, training throughput),
-then reloads the best model and evaluates it on the validation set.
+size) with ``keras_tuner.RandomSearch`` through ``kfitx.tuner.StrategyHyperModel``,
+so the training strategy is one more hyperparameter while ``build_model`` stays
+plain Keras. At the end the script prints a leaderboard (trial, strategy and
+hyperparameters, best val_accuracy, training throughput, peak memory), then
+reloads the best model and evaluates it on the validation set.
 
 Run::
 
@@ -30,8 +31,11 @@ import keras_tuner
 import numpy as np
 
 import kfitx
+from kfitx.tuner import PEAK_RSS_MIB, SAMPLES_PER_S, StrategyHyperModel
 
 NUM_CLASSES = 10
+#: The strategies the search tries: every installed built-in that trains on arrays.
+STRATEGIES = [name for name in ("memory", "loop") if name in {i.name for i in kfitx.available_strategies()}]
 
 
 def load_data(seed: int, validation_fraction: float = 0.2) -> tuple[np.ndarray, ...]:
@@ -45,72 +49,24 @@ def load_data(seed: int, validation_fraction: float = 0.2) -> tuple[np.ndarray, 
     return tuple(train_test_split(x, y, test_size=validation_fraction, stratify=y, random_state=seed))
 
 
-def hp_key(hp: keras_tuner.HyperParameters) -> tuple[tuple[str, Any], ...]:
-    """A hashable key for one trial's hyperparameter values.
-
-    RandomSearch never runs the same values twice, so within one search this
-    identifies the trial; it uses only the public ``hp.values``.
-    """
-    return tuple(sorted(hp.values.items()))
-
-
-class DigitsHyperModel(keras_tuner.HyperModel):
-    """A dense classifier for flattened 8x8 images, trained with ``kfitx.fit``.
-
-    Args:
-        seed: Passed to ``kfitx.fit`` (shuffling and dropout are reproducible).
-        fit_verbose: Keras's verbosity for each fit: 0 (silent, the default;
-            keras-tuner still reports every trial) or 2 (one line per epoch).
-    """
-
-    def __init__(self, seed: int, fit_verbose: int = 0) -> None:
-        super().__init__(name="digits_mlp")
-        self.seed = seed
-        self.fit_verbose = fit_verbose
-        #: hp_key(hp) -> list of {"seconds", "samples", "epochs", "samples_per_s", ...}, one per fit.
-        self.throughput: dict[tuple[tuple[str, Any], ...], list[dict[str, Any]]] = {}
-
-    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        inputs = keras.Input(shape=(64,), name="pixels")
-        h = inputs
-        units = hp.Choice("units", [64, 128, 256])
-        dropout = hp.Float("dropout", 0.0, 0.3, step=0.1)
-        for _ in range(hp.Int("layers", 1, 2)):
-            h = keras.layers.Dense(units, activation="relu")(h)
-            if dropout:
-                h = keras.layers.Dropout(dropout)(h)
-        outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax")(h)
-        model = keras.Model(inputs, outputs, name="digits_mlp")
-        model.compile(
-            optimizer=keras.optimizers.Adam(hp.Float("learning_rate", 1e-3, 1e-2, sampling="log")),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-        return model
-
-    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, x: Any, y: Any = None,
-            **kwargs: Any) -> keras.callbacks.History:
-        kwargs["verbose"] = self.fit_verbose
-        start = time.perf_counter()
-        history = kfitx.fit(model, x, y, strategy="memory",
-                            batch_size=hp.Choice("batch_size", [32, 64]), seed=self.seed, **kwargs)
-        seconds = time.perf_counter() - start
-        epochs = len(history.epoch)
-        samples = kfitx.data.coerce(x, y).num_samples
-        record = {
-            "seconds": seconds,
-            "samples": samples,
-            "epochs": epochs,
-            # Wall time of the whole fit: first-epoch tracing and validation included.
-            "samples_per_s": samples * epochs / seconds if seconds > 0 else float("nan"),
-            "steps_per_execution": getattr(history, "kfitx", {}).get("steps_per_execution"),
-        }
-        self.throughput.setdefault(hp_key(hp), []).append(record)
-        best = max(history.history.get("val_accuracy", [float("nan")]))
-        print(f"  kfitx.fit (memory, {record['steps_per_execution']} step(s)/call): {epochs} epochs "
-              f"in {seconds:.1f}s, {record['samples_per_s']:,.0f} samples/s, "
-              f"best val_accuracy {best:.4f}", flush=True)
-        return history
+def build_model(hp: keras_tuner.HyperParameters) -> keras.Model:
+    """A dense classifier for flattened 8x8 images. It knows nothing of strategies."""
+    inputs = keras.Input(shape=(64,), name="pixels")
+    h = inputs
+    units = hp.Choice("units", [64, 128, 256])
+    dropout = hp.Float("dropout", 0.0, 0.3, step=0.1)
+    for _ in range(hp.Int("layers", 1, 2)):
+        h = keras.layers.Dense(units, activation="relu")(h)
+        if dropout:
+            h = keras.layers.Dropout(dropout)(h)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax")(h)
+    model = keras.Model(inputs, outputs, name="digits_mlp")
+    model.compile(
+        optimizer=keras.optimizers.Adam(hp.Float("learning_rate", 1e-3, 1e-2, sampling="log")),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
 
 
 def _format_hp(name: str, value: Any) -> str:
@@ -119,23 +75,24 @@ def _format_hp(name: str, value: Any) -> str:
     return str(value)
 
 
-def leaderboard(tuner: keras_tuner.RandomSearch, hypermodel: DigitsHyperModel) -> str:
+def leaderboard(tuner: keras_tuner.RandomSearch) -> str:
     """The trials as a table, best val_accuracy first (failed trials last)."""
     trials = list(tuner.oracle.trials.values())
     trials.sort(key=lambda t: (t.score is None, -(t.score or 0.0), t.trial_id))
     names = sorted({name for t in trials for name in t.hyperparameters.values})
-    header = ["rank", "trial_id", *names, "val_accuracy", "samples/s", "status"]
+    header = ["rank", "trial_id", *names, "val_accuracy", "samples/s", "peak MiB", "status"]
     rows = []
     for rank, trial in enumerate(trials, 1):
         values = trial.hyperparameters.values
-        fits = hypermodel.throughput.get(hp_key(trial.hyperparameters), [])
-        speed = (f"{sum(f['samples_per_s'] for f in fits) / len(fits):,.0f}" if fits else "-")
+        metric = lambda name, fmt: (fmt.format(trial.metrics.get_best_value(name))
+                                    if trial.metrics.exists(name) else "-")
         rows.append([
             str(rank),
             trial.trial_id,
             *(_format_hp(n, values[n]) if n in values else "-" for n in names),
             "-" if trial.score is None else f"{trial.score:.4f}",
-            speed,
+            metric(SAMPLES_PER_S, "{:,.0f}"),
+            metric(PEAK_RSS_MIB, "{:,.0f}"),
             str(trial.status).split(".")[-1],
         ])
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -178,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"digits: {len(x_train)} training and {len(x_val)} validation samples, "
           f"{x_train.shape[1]} pixels, {NUM_CLASSES} classes")
     print(f"search: RandomSearch, {args.trials} trial(s) x {args.epochs} epoch(s), "
-          f"strategy 'memory', directory {args.directory}")
+          f"strategies {', '.join(STRATEGIES)}, directory {args.directory}")
 
-    hypermodel = DigitsHyperModel(seed=args.seed, fit_verbose=args.verbose)
+    # The strategy and the batch size are hyperparameters too; build_model never changes.
+    hypermodel = StrategyHyperModel(build_model, strategies=STRATEGIES, tune_batch_size=[32, 64])
     tuner = keras_tuner.RandomSearch(
         hypermodel,
         objective="val_accuracy",
@@ -194,14 +152,16 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     # verbose=1 keeps keras-tuner's per-trial report; the fits' own output is --verbose.
-    tuner.search(x_train, y_train, epochs=args.epochs, validation_data=(x_val, y_val), verbose=1)
+    tuner.search(x_train, y_train, epochs=args.epochs, validation_data=(x_val, y_val),
+                 verbose=args.verbose, seed=args.seed)
     elapsed = time.perf_counter() - start
 
     print(f"\nLeaderboard ({len(tuner.oracle.trials)} trial(s), search took {elapsed:.1f}s)")
-    print(leaderboard(tuner, hypermodel))
+    print(leaderboard(tuner))
     print("trial_id: the trial's folder (trial_<id>) under the search directory; in a fresh search, "
           "keras-tuner's 'Trial #n' is trial_id n-1.\nval_accuracy: the trial's best epoch. samples/s: "
-          "training samples x epochs / wall time of kfitx.fit (tracing and validation included).")
+          "training samples x epochs / wall time of kfitx.fit (tracing and validation included).\n"
+          "peak MiB: the process's peak resident memory during the trial.")
 
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials or best_trials[0].score is None:

@@ -1,0 +1,193 @@
+"""The keras-tuner bridge: the training strategy becomes one more hyperparameter.
+
+Separation of concerns:
+
+* :func:`fit` does the work for one trial: it declares ``strategy`` (a
+  ``Choice``, or ``Fixed`` when there is one candidate), lets every candidate
+  declare its own tunables under its own name scope inside a conditional scope
+  (active only when that strategy is chosen), optionally tunes ``batch_size``,
+  runs :func:`kfitx.fit`, and adds what the trial cost (samples/s, peak resident
+  memory) to the History, so keras-tuner records it next to the score.
+* :class:`StrategyHyperModel` wraps a ``build_model(hp)`` function and calls :func:`fit`.
+* Configuration mistakes (a :class:`kfitx.KfitxError`) are re-raised as
+  keras-tuner's fatal errors, which end the search with kfitx's message;
+  keras-tuner would otherwise record them as failed trials and go on. Failures
+  of training itself (NaN, out of memory, a callback raising) stay ordinary
+  exceptions, so keras-tuner counts them as failed trials as usual.
+
+keras-tuner is imported only here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras_tuner
+import psutil
+
+from kfitx.api import fit as kfitx_fit
+from kfitx.data import ArraySource, coerce
+from kfitx.errors import KfitxError, OptionError, message
+from kfitx.registry import get_registry
+
+__all__ = ["StrategyHyperModel", "fit"]
+
+#: History keys the bridge adds (constant over the epochs of one trial).
+SAMPLES_PER_S = "kfitx_samples_per_s"
+PEAK_RSS_MIB = "kfitx_peak_rss_mib"
+
+
+class _PeakRSS:
+    """Samples this process's resident memory in a thread; ``peak`` is the maximum seen."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.process = psutil.Process()
+        self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kfitx-peak-rss", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> _PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5 * self.interval + 1.0)  # bounded: the loop wakes every interval
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+def _fatal(err: KfitxError) -> keras_tuner.errors.FatalError:
+    """The keras-tuner fatal error of the same stdlib kind, carrying kfitx's message."""
+    kind = keras_tuner.errors.FatalTypeError if isinstance(err, TypeError) else keras_tuner.errors.FatalValueError
+    return kind(f"{type(err).__name__}: {err}")
+
+
+def _candidates(strategies: str | Sequence[str]) -> list[str]:
+    names = [strategies] if isinstance(strategies, str) else list(strategies)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise OptionError(message("`strategies` must be a strategy name or a non-empty list of names",
+                                  repr(strategies)))
+    for name in names:
+        get_registry().lookup(name)  # unknown / conflicting names fail before any training
+    return names
+
+
+def fit(
+    hp: keras_tuner.HyperParameters,
+    model: Any,
+    x: Any = None,
+    y: Any = None,
+    *,
+    strategies: str | Sequence[str] = "memory",
+    strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
+    tune_batch_size: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Trains one keras-tuner trial through kfitx; call it from ``HyperModel.fit``.
+
+    Args:
+        hp: The trial's hyperparameters.
+        model: The compiled model ``build(hp)`` returned.
+        x: Training data, anything :func:`kfitx.fit` accepts (what ``tuner.search`` got,
+            positionally or as ``x=``).
+        y: Targets when ``x`` holds only the inputs.
+        strategies: One strategy name, or several to choose from (``hp.Choice("strategy", ...)``).
+        strategy_options: Fixed options per strategy name, e.g. ``{"memory": {"memory_budget": 0.3}}``.
+        tune_batch_size: Batch sizes to choose from (``hp.Choice("batch_size", ...)``);
+            ``None`` keeps the ``batch_size`` passed to ``search`` (or the default).
+        **kwargs: What ``tuner.search`` passed on: ``epochs``, ``callbacks`` (keras-tuner's
+            own among them), ``validation_data``, ...
+
+    Returns:
+        The History, with ``kfitx_samples_per_s`` and ``kfitx_peak_rss_mib`` added.
+
+    Raises:
+        keras_tuner.errors.FatalError: for a kfitx configuration mistake; it ends the search.
+    """
+    try:
+        names = _candidates(strategies)
+        options = {name: dict((strategy_options or {}).get(name, {})) for name in names}
+        unknown = sorted(set(strategy_options or {}) - set(names))
+        if unknown:
+            raise OptionError(message("`strategy_options` keys must be among the strategies tried",
+                                      ", ".join(unknown), f"Tried: {', '.join(names)}."))
+        chosen = hp.Choice("strategy", names) if len(names) > 1 else hp.Fixed("strategy", names[0])
+        for name in names:
+            strategy = get_registry().get(name, **options[name])
+            with hp.conditional_scope("strategy", [name]), hp.name_scope(name):
+                tuned = strategy.hyperparameters(hp)
+            if name == chosen:
+                options[name].update(tuned)
+        if tune_batch_size:
+            kwargs["batch_size"] = hp.Choice("batch_size", list(tune_batch_size))
+        source = coerce(x, y)
+        with _PeakRSS() as memory:
+            start = time.perf_counter()
+            history = kfitx_fit(model, source, strategy=chosen, **options[chosen], **kwargs)
+            seconds = time.perf_counter() - start
+    except KfitxError as err:
+        raise _fatal(err) from err
+
+    epochs = len(history.epoch)
+    batch_size = kwargs.get("batch_size") or 32
+    per_epoch = (source.num_samples if isinstance(source, ArraySource) and not kwargs.get("steps_per_epoch")
+                 else (kwargs.get("steps_per_epoch") or source.steps(batch_size) or 0) * batch_size)
+    if kwargs.get("validation_split") and isinstance(source, ArraySource):
+        per_epoch = int(per_epoch * (1 - kwargs["validation_split"]))
+    samples_per_s = per_epoch * epochs / seconds if seconds > 0 else 0.0
+    history.history[SAMPLES_PER_S] = [samples_per_s] * epochs
+    history.history[PEAK_RSS_MIB] = [memory.peak / 2**20] * epochs
+    history.kfitx = {**getattr(history, "kfitx", {}), "samples_per_s": samples_per_s,
+                     "peak_rss_mib": memory.peak / 2**20, "seconds": seconds}
+    return history
+
+
+class StrategyHyperModel(keras_tuner.HyperModel):
+    """A ``keras_tuner.HyperModel`` whose training strategy is a hyperparameter.
+
+    Args:
+        build_model: ``build_model(hp) -> compiled keras.Model``; it never changes.
+        strategies: A name, or names to choose from as ``hp.Choice("strategy", ...)``.
+        strategy_options: Fixed options per strategy name.
+        tune_batch_size: Batch sizes to choose from, or ``None``.
+        **kwargs: ``name`` and ``tunable``, as for ``keras_tuner.HyperModel``.
+
+    Example:
+        ```python
+        hypermodel = kfitx.tuner.StrategyHyperModel(build_model, strategies=["memory", "loop"])
+        tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy", max_trials=10)
+        tuner.search(x, y, epochs=10, validation_data=(x_val, y_val))
+        ```
+    """
+
+    def __init__(
+        self,
+        build_model: Callable[[keras_tuner.HyperParameters], Any],
+        strategies: str | Sequence[str] = "memory",
+        strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
+        tune_batch_size: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not callable(build_model):
+            raise OptionError(message("`build_model` must be a function hp -> compiled keras.Model",
+                                      type(build_model).__name__))
+        self.build_model = build_model
+        self.strategies = strategies
+        self.strategy_options = strategy_options
+        self.tune_batch_size = tune_batch_size
+
+    def build(self, hp: keras_tuner.HyperParameters) -> Any:
+        return self.build_model(hp)
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
+        return fit(hp, model, *args, strategies=self.strategies, strategy_options=self.strategy_options,
+                   tune_batch_size=self.tune_batch_size, **kwargs)
