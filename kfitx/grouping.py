@@ -20,7 +20,7 @@ to the tuner, and its own tuners do nothing with it).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kfitx.errors import OptionError, message
@@ -78,13 +78,21 @@ def per_batch_callbacks(callbacks: Any) -> list[str]:
     ]
 
 
-def choose_steps_per_execution(model: Any, callbacks: Any, requested: int | str = "auto") -> tuple[int, str]:
+def choose_steps_per_execution(
+    model: Any, callbacks: Any, requested: int | str = "auto", exact_steps: Iterable[int | None] = ()
+) -> tuple[int, str]:
     """Decides how many steps run per compiled call, and says why.
 
     Args:
         model: The compiled model (its own ``steps_per_execution`` counts as asked for).
         callbacks: The callbacks of the fit.
         requested: ``"auto"`` or a positive int.
+        exact_steps: Step counts that must be run exactly (``steps_per_epoch``,
+            ``validation_steps``; ``None`` entries are skipped). A compiled group
+            always runs its full length while the data lasts, so on data that does not
+            end there (a repeated pipeline), ``steps_per_epoch=10`` in groups of 16
+            would train 16 batches per epoch. An automatic choice is therefore a
+            group size that divides all of them.
 
     Returns:
         ``(steps, reason)``.
@@ -100,7 +108,12 @@ def choose_steps_per_execution(model: Any, callbacks: Any, requested: int | str 
     acting = per_batch_callbacks(callbacks)
     if acting:
         return 1, "callbacks act per batch: " + ", ".join(acting)
-    return AUTO_STEPS, "no callback acts per batch"
+    counts = [n for n in exact_steps if n is not None]
+    steps = max(d for d in range(1, AUTO_STEPS + 1) if all(n % d == 0 for n in counts))
+    if steps == AUTO_STEPS:
+        return steps, "no callback acts per batch"
+    shown = ", ".join(str(n) for n in counts)
+    return steps, f"no callback acts per batch; {steps} is the largest group <= {AUTO_STEPS} dividing {shown}"
 
 
 @contextlib.contextmanager

@@ -60,3 +60,14 @@ def test_choice_and_reason(make_model):
     assert choose_steps_per_execution(make_model(steps_per_execution=8), None)[0] == 8
     with pytest.raises(OptionError, match="steps_per_execution"):
         choose_steps_per_execution(model, None, 0)
+
+
+def test_automatic_groups_divide_exact_step_counts(make_model):
+    model = make_model()
+    assert choose_steps_per_execution(model, None, exact_steps=(None, None))[0] == AUTO_STEPS
+    assert choose_steps_per_execution(model, None, exact_steps=(32,))[0] == AUTO_STEPS
+    steps, reason = choose_steps_per_execution(model, None, exact_steps=(10, None))
+    assert steps == 10 and "dividing 10" in reason
+    assert choose_steps_per_execution(model, None, exact_steps=(12, 18))[0] == 6
+    assert choose_steps_per_execution(model, None, exact_steps=(97,))[0] == 1
+    assert choose_steps_per_execution(model, None, 4, exact_steps=(10,))[0] == 4  # asked for: as asked

@@ -92,6 +92,18 @@ def test_explicit_steps_per_execution_groups_even_with_batch_callbacks(make_mode
     assert [c[1] for c in spy.calls] == [4, 9]  # 10 batches, hooks fire once per group of 5
 
 
+def test_steps_per_epoch_trains_exactly_that_many_batches_when_grouped(make_model, xy, registry):
+    # A compiled group runs its full length on repeated data: groups of 16 would train 16 batches
+    # for steps_per_epoch=10. Automatic grouping picks a group that divides it.
+    x, y = xy
+    plain, ours = make_model(), make_model()
+    plain.fit(x, y, epochs=2, batch_size=16, steps_per_epoch=5, shuffle=False, verbose=0)
+    history = kfitx.fit(ours, x, y, epochs=2, batch_size=16, steps_per_epoch=5, shuffle=False, verbose=0)
+    assert history.kfitx["steps_per_execution"] == 5
+    assert int(ours.optimizer.iterations) == int(plain.optimizer.iterations) == 10
+    assert weights_close(plain, ours)
+
+
 def test_initial_epoch_is_honoured(make_model, xy, registry):
     *_, h_plain, h_ours = both(make_model, xy, epochs=4, initial_epoch=2, shuffle=False)
     assert h_ours.epoch == h_plain.epoch == [2, 3]

@@ -134,8 +134,10 @@ class MemoryStrategy(Strategy):
                 raise DataError(message("validation_data for the 'memory' strategy must be arrays, "
                                         "(x, y) or a tf.data / PyDataset", validation.describe()))
 
-        steps, reason = choose_steps_per_execution(model, args.get("callbacks"),
-                                                   self.options["steps_per_execution"])
+        steps, reason = choose_steps_per_execution(
+            model, args.get("callbacks"), self.options["steps_per_execution"],
+            exact_steps=(args.get("steps_per_epoch"), args.get("validation_steps")),
+        )
         logger.info("memory: %d step(s) per compiled call (%s)", steps, reason)
         with steps_per_execution(model, steps):
             history = model.fit(train, shuffle=False, **args)  # shuffled by the pipeline
