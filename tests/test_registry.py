@@ -18,6 +18,8 @@ import kfitx
 from kfitx.errors import OptionError, StrategyConflictError, StrategyNotFoundError
 from kfitx.registry import PluginWarning, Registry
 
+BUILTINS = {"loop", "memory"}  # the strategies kfitx itself provides
+
 
 def make_strategy(strategy_name, doc="fake"):
     class Fake(kfitx.Strategy):
@@ -75,10 +77,13 @@ GOOD = """
 
 
 def test_builtins_are_registered_with_their_distribution(registry):
-    info = {i.name: i for i in kfitx.available_strategies()}["memory"]
-    assert info.distribution == "kfitx"
-    assert info.version == kfitx.__version__
-    assert info.description
+    infos = {i.name: i for i in kfitx.available_strategies()}
+    assert set(infos) == BUILTINS
+    for info in infos.values():
+        assert info.distribution == "kfitx"
+        assert info.version == kfitx.__version__
+        assert info.description
+        assert info.plugin == f"kfitx.strategies.{info.name}"
 
 
 def test_get_strategy_by_name_class_and_instance(registry):
@@ -93,7 +98,7 @@ def test_get_strategy_by_name_class_and_instance(registry):
 
 
 def test_unknown_name_suggests_the_closest_and_lists_all(registry):
-    with pytest.raises(StrategyNotFoundError, match=r"Received: 'memry'\. Did you mean 'memory'\?.*Available strategies: memory"):
+    with pytest.raises(StrategyNotFoundError, match=r"Received: 'memry'\. Did you mean 'memory'\?.*Available strategies: loop, memory\."):
         kfitx.get_strategy("memry")
     with pytest.raises(LookupError):
         kfitx.get_strategy("zzz")
@@ -119,7 +124,7 @@ def test_plugin_returning_garbage_is_skipped_with_a_warning(registry):
     registry.register(Provides(make_strategy("fine")), name="fine-plugin")
     with pytest.warns(PluginWarning, match="sloppy") as record:
         names = {i.name for i in kfitx.available_strategies()}
-    assert names == {"memory", "fine"}
+    assert names == BUILTINS | {"fine"}
     assert len(record) == 2
 
 
@@ -131,7 +136,7 @@ def test_plugin_hook_raising_is_skipped_with_a_warning(registry):
 
     registry.register(Raising(), name="raising")
     with pytest.warns(PluginWarning, match="raising.*RuntimeError: boom"):
-        assert [i.name for i in kfitx.available_strategies()] == ["memory"]
+        assert {i.name for i in kfitx.available_strategies()} == BUILTINS
 
 
 def test_pluggy_validates_hook_signatures_and_unknown_hooks(registry):
@@ -166,7 +171,7 @@ def test_broken_entry_point_is_reported_and_the_others_work(site):
                          entry_name="broken")
     with pytest.warns(PluginWarning, match=r"'broken' \(distribution kfitx-broken 1\.0\) failed to load.*xyz"):
         registry = Registry()
-    assert {i.name for i in registry.available()} == {"memory", "turbo"}
+    assert {i.name for i in registry.available()} == BUILTINS | {"turbo"}
 
 
 def test_entry_point_with_unknown_hook_is_reported(site):
@@ -183,7 +188,7 @@ def test_entry_point_with_unknown_hook_is_reported(site):
 def test_autoload_can_be_disabled(site, monkeypatch):
     install_distribution(site, "kfitx-good", "kfitx_good", GOOD, entry_name="good")
     monkeypatch.setenv("KFITX_DISABLE_PLUGIN_AUTOLOAD", "1")
-    assert {i.name for i in Registry().available()} == {"memory"}
+    assert {i.name for i in Registry().available()} == BUILTINS
 
 
 @pytest.mark.parametrize("blocked", ["good", "kfitx-good"])
@@ -193,7 +198,7 @@ def test_block_list_by_plugin_or_distribution_name(site, monkeypatch, blocked):
                          entry_name="other")
     monkeypatch.setenv("KFITX_BLOCK_PLUGINS", f"{blocked}, unrelated")
     registry = Registry()
-    assert {i.name for i in registry.available()} == {"memory", "other"}
+    assert {i.name for i in registry.available()} == BUILTINS | {"other"}
     assert "kfitx_good" not in sys.modules  # a blocked plugin is never imported
 
 

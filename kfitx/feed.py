@@ -1,0 +1,274 @@
+"""Where each epoch's batches come from, with ``model.fit``'s rules for ``steps_per_epoch``.
+
+Separation of concerns (after Keras's ``trainers/epoch_iterator.py``): a feed
+knows the data and how many batches an epoch has, and yields each epoch's
+batches in groups ``(begin, end, data)``, as Keras's ``EpochIterator`` does;
+the training step and the callbacks are the strategy's.
+
+* :class:`DatasetFeed` -- arrays (through :func:`kfitx.pipeline.array_dataset`)
+  and tf.data. ``data`` is the tf.data iterator, from which the model's compiled
+  train function reads a whole group; or, with ``pull``, a list holding one batch
+  read in Python. Without ``steps_per_epoch`` every epoch is a fresh pass; with
+  it one iterator runs across epochs, a new pass starting when a dataset of known
+  length is used up (and one of unknown length that runs out ends the epoch with
+  Keras's warning), exactly as in ``model.fit``.
+* :class:`PythonFeed` -- generators and PyDatasets: a fresh iterator every epoch
+  (the generator factory is called again; a PyDataset is read in index order in
+  this process, its ``workers`` unused, with ``on_epoch_begin/end`` called), and
+  ``data`` a list of batches. An epoch is ``steps_per_epoch`` batches, or one
+  pass when that is not given. A generator that ends before ``steps_per_epoch``,
+  yields nothing, or seems never to end is a :class:`DataError`, not a hang.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source
+from kfitx.errors import DataError, OptionError, message
+from kfitx.pipeline import array_dataset
+
+__all__ = ["DatasetFeed", "PythonFeed", "class_weights", "make_feed"]
+
+Group = tuple[int, int, Any]
+
+
+def class_weights(class_weight: Mapping[int, float]) -> Callable[..., tuple[Any, Any, Any]]:
+    """``model.fit``'s ``class_weight`` as a batch function ``(x, y) -> (x, y, sample_weight)``.
+
+    Made of TensorFlow ops, so it serves ``dataset.map`` and eager batches alike;
+    classes are read from ``y`` as Keras reads them (integer labels, one-hot
+    rows, or a single column).
+    """
+    import keras
+    import tensorflow as tf
+
+    if not isinstance(class_weight, Mapping) or not class_weight:
+        raise OptionError(message("`class_weight` must be a non-empty dict {class index: weight}",
+                                  repr(class_weight)))
+    table = tf.constant([float(class_weight.get(c, 1.0)) for c in range(int(max(class_weight)) + 1)])
+
+    def apply(*batch: Any) -> tuple[Any, Any, Any]:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch[0] if len(batch) == 1 else batch)
+        if sample_weight is not None:
+            raise DataError(message("Either `class_weight` or sample weights, not both",
+                                    "both", "Fold the class weights into the sample weights."))
+        if y is None or tf.nest.is_nested(y):
+            raise DataError(message("`class_weight` needs batches with a single target array y",
+                                    "no y" if y is None else f"{type(y).__name__} of targets",
+                                    "Pass sample weights for multi-output models."))
+        y = tf.convert_to_tensor(y)
+        rank, last = y.shape.rank, y.shape[-1] if y.shape.rank else None
+        if not rank or rank < 2:
+            classes = tf.cast(tf.round(y), tf.int32)
+        elif last is not None:
+            classes = (tf.argmax(y, axis=-1, output_type=tf.int32) if last > 1
+                       else tf.cast(tf.round(tf.squeeze(y, axis=-1)), tf.int32))
+        else:
+            classes = tf.cond(tf.shape(y)[-1] > 1, lambda: tf.argmax(y, axis=-1, output_type=tf.int32),
+                              lambda: tf.cast(tf.round(tf.squeeze(y, axis=-1)), tf.int32))
+        return x, y, tf.gather(table, classes)
+
+    return apply
+
+
+def _out_of_data_warning() -> None:
+    warnings.warn(  # model.fit's own words
+        "Your input ran out of data; interrupting training. Make sure that your dataset or generator "
+        "can generate at least `steps_per_epoch * epochs` batches. You may need to use the "
+        "`.repeat()` function when building your dataset.",
+        stacklevel=3,
+    )
+
+
+class DatasetFeed:
+    """Batches of a ``tf.data.Dataset`` (see the module docstring).
+
+    Args:
+        dataset: A dataset of batches.
+        steps_per_epoch: Batches per epoch, or ``None`` for one pass.
+        group: Batches per group (steps per compiled call).
+        pull: Read each batch in Python (``data`` is ``[batch]``; ``group`` must be 1).
+    """
+
+    def __init__(self, dataset: Any, steps_per_epoch: int | None, group: int, pull: bool) -> None:
+        cardinality = int(dataset.cardinality())
+        self.dataset = dataset
+        self.pass_length = cardinality if cardinality >= 0 else None
+        self.steps_per_epoch = steps_per_epoch
+        self.group = group
+        self.pull = pull
+        self._iterator: Iterator[Any] | None = None
+        self._seen = 0
+
+    @property
+    def num_batches(self) -> int | None:
+        """Batches per epoch as the callbacks' ``steps`` parameter reports it."""
+        return self.steps_per_epoch or self.pass_length
+
+    def _data(self, iterator: Any) -> Any:
+        if not self.pull:
+            return iterator
+        import tensorflow as tf
+
+        try:
+            return [next(iterator)]
+        except (StopIteration, tf.errors.OutOfRangeError):
+            return None
+
+    def epoch(self, epoch: int) -> Iterator[Group]:
+        """One epoch's groups ``(first step, last step, iterator or [batch])``."""
+        steps = self.num_batches
+        if not steps:  # unknown length, no steps_per_epoch: until the pass ends
+            iterator = iter(self.dataset)
+            for begin in itertools.count(0, self.group):
+                data = self._data(iterator)
+                if data is None:
+                    return
+                yield begin, begin + self.group - 1, data
+        if self._iterator is None or self.steps_per_epoch is None:
+            self._iterator, self._seen = iter(self.dataset), 0
+        for begin in range(0, steps, self.group):
+            if self.pass_length and self._seen >= self.pass_length:
+                if self.steps_per_epoch:
+                    _out_of_data_warning()
+                break
+            self._seen += self.group
+            data = self._data(self._iterator)
+            if data is None:
+                self.ran_out()
+                return
+            # Keras reports begin + group - 1 even past the epoch's end ("16/7" in the progress bar).
+            yield begin, min(begin + self.group, steps) - 1, data
+        if self.pass_length and self._seen >= self.pass_length:
+            self._iterator = None
+
+    def ran_out(self) -> None:
+        """The strategy's step found the iterator empty: the epoch ends, the next one starts a pass."""
+        if self.steps_per_epoch:
+            _out_of_data_warning()
+        self._iterator = None
+
+
+class PythonFeed:
+    """Batches read in Python from a fresh iterator each epoch (see the module docstring).
+
+    Args:
+        open_epoch: Returns ``(iterator, close)`` for one epoch.
+        steps_per_epoch: Batches per epoch, or ``None`` for one pass.
+        pass_length: Batches in one pass where known (PyDatasets), else ``None``.
+        group: Batches per group.
+        infinite_after: Most batches an epoch of unknown length may take.
+        transform: Applied to every batch (class weights), or ``None``.
+        kind: The source's kind, for messages.
+    """
+
+    def __init__(self, open_epoch: Callable[[], tuple[Iterator[Any], Callable[[], None]]],
+                 steps_per_epoch: int | None, pass_length: int | None, group: int, infinite_after: int,
+                 transform: Callable[..., Any] | None, kind: str) -> None:
+        self.open_epoch = open_epoch
+        self.steps_per_epoch = steps_per_epoch
+        self.num_batches = steps_per_epoch or pass_length
+        self.group = group
+        self.infinite_after = infinite_after
+        self.transform = transform
+        self.kind = kind
+
+    def _batch(self, batch: Any) -> Any:
+        if self.transform is None:
+            return batch
+        return self.transform(*batch) if isinstance(batch, (tuple, list)) else self.transform(batch)
+
+    def epoch(self, epoch: int) -> Iterator[Group]:
+        """One epoch's groups ``(first step, last step, [batches])``."""
+        iterator, close = self.open_epoch()
+        steps = self.num_batches
+        try:
+            begin = 0
+            while steps is None or begin < steps:
+                want = self.group if steps is None else min(self.group, steps - begin)
+                batches = list(itertools.islice(iterator, want))
+                if steps is not None and len(batches) < want:
+                    raise DataError(message(
+                        f"The {self.kind} must yield steps_per_epoch={steps} batches in every epoch "
+                        "(kfitx starts a fresh iterator each epoch)",
+                        f"{begin + len(batches)} batch(es) in epoch {epoch}",
+                        "Make the generator loop over its data forever, lower steps_per_epoch, or "
+                        "leave steps_per_epoch=None so that one pass is one epoch.",
+                    ))
+                if not batches and begin == 0:
+                    raise DataError(message(f"The {self.kind} must yield at least one batch per epoch",
+                                            f"no batches in epoch {epoch}"))
+                if steps is None and begin + len(batches) > self.infinite_after:
+                    raise DataError(message(
+                        f"A {self.kind} without steps_per_epoch must end, each pass being one epoch",
+                        f"more than infinite_after={self.infinite_after} batches in epoch {epoch}",
+                        "For an infinite generator pass steps_per_epoch=N (to kfitx.fit or "
+                        "kfitx.data.generator); for a longer finite one raise the infinite_after option.",
+                    ))
+                if batches:
+                    yield begin, begin + len(batches) - 1, [self._batch(b) for b in batches]
+                begin += len(batches)
+                if len(batches) < want:
+                    return
+        finally:
+            close()
+
+
+def make_feed(source: Source, *, batch_size: int, shuffle: bool | str, seed: int | None,
+              steps_per_epoch: int | None, class_weight: Mapping[int, float] | None, group: int,
+              pull: bool, infinite_after: int) -> DatasetFeed | PythonFeed:
+    """The feed for ``source`` (arrays, tf.data, generator or PyDataset).
+
+    Args:
+        source: The training data.
+        batch_size: Samples per batch (arrays only; streams yield their own batches).
+        shuffle: As in ``model.fit`` (arrays only).
+        seed: Seed of the shuffling.
+        steps_per_epoch: Batches per epoch, or ``None`` for one pass (a generator
+            source's own ``steps_per_epoch`` counts when this is ``None``).
+        class_weight: ``model.fit``'s ``class_weight``, or ``None``.
+        group: Batches per group.
+        pull: Batches read one at a time in Python (a user step or batch hooks).
+        infinite_after: See :class:`PythonFeed`.
+    """
+    weigh = None if class_weight is None else class_weights(class_weight)
+    if isinstance(source, (ArraySource, DatasetSource)):
+        if isinstance(source, ArraySource):
+            dataset = array_dataset(source, batch_size, shuffle=shuffle, seed=seed,
+                                    repeat=steps_per_epoch is not None)
+        else:
+            dataset = source.dataset
+        if weigh is not None:
+            import tensorflow as tf
+
+            dataset = dataset.map(weigh, num_parallel_calls=tf.data.AUTOTUNE)
+        return DatasetFeed(dataset, steps_per_epoch, group, pull)
+    if isinstance(source, GeneratorSource):
+        def open_generator() -> tuple[Iterator[Any], Callable[[], None]]:
+            iterator = iter(source)
+            return iterator, getattr(iterator, "close", lambda: None)
+
+        return PythonFeed(open_generator, steps_per_epoch or source.steps_per_epoch, None, group,
+                          infinite_after, weigh, "generator")
+    if isinstance(source, PyDatasetSource):
+        ds = source.dataset
+        length = ds.num_batches
+        if length is None and steps_per_epoch is None:
+            raise DataError(message("An infinite PyDataset (num_batches None) needs steps_per_epoch",
+                                    "steps_per_epoch=None", "Pass steps_per_epoch=N."))
+        if length is not None and steps_per_epoch is not None and steps_per_epoch > length:
+            raise DataError(message(f"steps_per_epoch must not exceed the PyDataset's {length} batches "
+                                    "(each epoch reads it from index 0)",
+                                    f"steps_per_epoch={steps_per_epoch}", "Lower steps_per_epoch."))
+
+        def open_pydataset() -> tuple[Iterator[Any], Callable[[], None]]:
+            ds.on_epoch_begin()
+            indices = itertools.count() if length is None else range(length)
+            return (ds[i] for i in indices), ds.on_epoch_end
+
+        return PythonFeed(open_pydataset, steps_per_epoch, length, group, infinite_after, weigh, "PyDataset")
+    raise DataError(message("Expected arrays, a tf.data.Dataset, a generator or a PyDataset", source.describe()))

@@ -1,0 +1,326 @@
+"""The loop strategy runs its own loop and keeps model.fit's contract: callbacks, History, weights."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kfitx
+from kfitx.errors import DataError, OptionError
+
+HOOKS = [
+    "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+    "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
+    "on_test_batch_begin", "on_test_batch_end",
+]
+
+
+class Spy(keras.callbacks.Callback):
+    """Records every hook with its step / epoch and the sorted log keys."""
+
+    def __init__(self, hooks=HOOKS):
+        super().__init__()
+        self.calls = []
+        for hook in hooks:
+            setattr(self, hook, self._recorder(hook))
+
+    def _recorder(self, hook):
+        def record(*args, logs=None, **kwargs):
+            logs = kwargs.get("logs", logs) if not args[1:] else args[1]
+            step = [a for a in args if isinstance(a, int)]
+            self.calls.append((hook, *step, tuple(sorted(logs or {}))))
+        return record
+
+
+class Batches(keras.callbacks.Callback):
+    """Records the logs of each on_train_batch_end."""
+
+    def __init__(self):
+        super().__init__()
+        self.logs = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.logs.append((batch, dict(logs)))
+
+
+def weights_close(a, b, atol=1e-6):
+    return all(np.allclose(p, q, atol=atol) for p, q in zip(a.get_weights(), b.get_weights()))
+
+
+def assert_same_history(ours, theirs):
+    assert ours.history.keys() == theirs.history.keys()
+    assert ours.epoch == theirs.epoch
+    for key in theirs.history:
+        np.testing.assert_allclose(ours.history[key], theirs.history[key], rtol=1e-5)
+
+
+def test_callback_order_history_and_weights_match_model_fit(make_model, xy, registry):
+    x, y = xy
+    spy_plain, spy_ours = Spy(), Spy()
+    plain, ours = make_model(), make_model()
+    h_plain = plain.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0,
+                        validation_data=(x[:50], y[:50]), callbacks=[spy_plain])
+    h_ours = kfitx.fit(ours, x, y, strategy="loop", epochs=2, batch_size=32, shuffle=False, verbose=0,
+                       validation_data=(x[:50], y[:50]), callbacks=[spy_ours])
+    assert spy_ours.calls == spy_plain.calls
+    assert len([c for c in spy_ours.calls if c[0] == "on_train_batch_end"]) == 2 * 7  # not grouped
+    assert h_ours.kfitx["steps_per_execution"] == 1 and "Spy" in h_ours.kfitx["grouping"]
+    assert h_ours is ours.history
+    assert_same_history(h_ours, h_plain)
+    assert weights_close(plain, ours)
+
+
+@pytest.mark.parametrize("args", [
+    {},
+    {"validation_split": 0.2, "validation_freq": 2},
+    {"class_weight": {0: 1.0, 1: 2.0, 2: 0.5}},
+    {"sample_weight": np.linspace(0.5, 1.5, 200)},
+    {"steps_per_epoch": 5, "batch_size": 16},
+], ids=["plain", "validation_split", "class_weight", "sample_weight", "steps_per_epoch"])
+def test_grouped_loop_matches_memory(make_model, xy, registry, args):
+    x, y = xy
+    memory, loop = make_model(), make_model()
+    h_memory = kfitx.fit(memory, x, y, strategy="memory", epochs=3, shuffle=False, verbose=0, **args)
+    h_loop = kfitx.fit(loop, x, y, strategy="loop", epochs=3, shuffle=False, verbose=0, **args)
+    assert h_loop.kfitx["steps_per_execution"] == h_memory.kfitx["steps_per_execution"] > 1
+    assert_same_history(h_loop, h_memory)
+    assert int(loop.optimizer.iterations) == int(memory.optimizer.iterations)
+    assert weights_close(memory, loop)
+    assert loop.steps_per_execution == 1  # the grouping was for this fit only
+
+
+def test_grouped_batch_callbacks_fire_once_per_group_within_the_epoch(make_model, xy, registry):
+    x, y = xy
+    spy = Spy(["on_train_batch_end"])
+    history = kfitx.fit(make_model(), x, y, strategy="loop", epochs=1, batch_size=20, verbose=0,
+                        callbacks=[spy], steps_per_execution=4)
+    assert history.kfitx["steps_per_execution"] == 4
+    # 10 batches in groups of 4; the last group reports the epoch's last batch (Keras would say 11).
+    assert [c[1] for c in spy.calls] == [3, 7, 9]
+
+
+def test_early_stopping_stops_it(make_model, xy, registry):
+    stop = lambda: keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=1)
+    x, y = xy
+    h_plain = make_model().fit(x, y, epochs=10, verbose=0, shuffle=False, callbacks=[stop()])
+    h_ours = kfitx.fit(make_model(), x, y, strategy="loop", epochs=10, verbose=0, shuffle=False,
+                       callbacks=[stop()])
+    assert len(h_ours.epoch) == len(h_plain.epoch) == 2
+
+
+def test_stop_training_in_a_batch_ends_the_epoch_and_the_fit(make_model, xy, registry):
+    class StopAtBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                self.model.stop_training = True
+
+    x, y = xy
+    model = make_model()
+    history = kfitx.fit(model, x, y, strategy="loop", epochs=5, verbose=0, callbacks=[StopAtBatch()])
+    assert history.epoch == [0] and int(model.optimizer.iterations) == 3
+
+
+def test_initial_epoch_is_honoured(make_model, xy, registry):
+    x, y = xy
+    plain, ours = make_model(), make_model()
+    h_plain = plain.fit(x, y, epochs=4, initial_epoch=2, shuffle=False, verbose=0)
+    h_ours = kfitx.fit(ours, x, y, strategy="loop", epochs=4, initial_epoch=2, shuffle=False, verbose=0)
+    assert h_ours.epoch == h_plain.epoch == [2, 3]
+    assert weights_close(plain, ours)
+
+
+def test_backup_and_restore_resumes_to_the_same_weights(make_model, xy, registry, tmp_path):
+    x, y = xy
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("killed")
+
+    uninterrupted = make_model()
+    kfitx.fit(uninterrupted, x, y, strategy="loop", epochs=4, shuffle=False, verbose=0)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="killed"):
+        kfitx.fit(make_model(), x, y, strategy="loop", epochs=4, shuffle=False, verbose=0,
+                  callbacks=[backup, Crash()])
+    resumed = make_model(seed=99)  # a new process would start from other weights; the backup wins
+    history = kfitx.fit(resumed, x, y, strategy="loop", epochs=4, shuffle=False, verbose=0, callbacks=[backup])
+    assert history.epoch == [2, 3]
+    assert weights_close(uninterrupted, resumed)
+
+
+def test_user_step_gets_the_model_and_each_batch_and_its_logs_are_averaged(make_model, xy, registry):
+    x, y = xy
+    model = make_model()
+    calls = []
+
+    def step(got_model, batch):
+        calls.append((got_model, batch))
+        bx, by = batch
+        return {"loss": float(len(bx)), "note": "text"}
+
+    recorder = Batches()
+    history = kfitx.fit(model, x, y, strategy="loop", step=step, epochs=2, batch_size=64, shuffle=False,
+                        verbose=0, callbacks=[recorder], validation_data=(x[:50], y[:50]))
+    assert len(calls) == 2 * 4 and all(m is model for m, _ in calls)
+    sizes = [len(b[0]) for _, b in calls]
+    assert sizes == [64, 64, 64, 8] * 2
+    first_x, first_y = calls[0][1]
+    np.testing.assert_allclose(first_x, x[:64].astype("float32"))
+    np.testing.assert_array_equal(first_y, y[:64])
+    # batch callbacks see what the step returned; epoch logs are sample-weighted means
+    assert [logs["loss"] for _, logs in recorder.logs] == [64.0, 64.0, 64.0, 8.0] * 2
+    expected = (3 * 64 * 64 + 8 * 8) / 200
+    np.testing.assert_allclose(history.history["loss"], [expected, expected])
+    assert history.history["note"] == ["text", "text"]
+    assert set(history.history) == {"loss", "note", "val_loss", "val_accuracy"}  # validation: model's own step
+    assert history.kfitx["step"] == "user" and history.kfitx["steps_per_execution"] == 1
+
+
+def test_train_on_batch_step_reports_epoch_means_not_its_last_batch(make_model, xy, registry):
+    # train_on_batch resets the metrics at every call; the History must still hold epoch means.
+    x, y = xy
+    memory, loop = make_model(), make_model()
+    h_memory = kfitx.fit(memory, x, y, strategy="memory", epochs=2, shuffle=False, verbose=0)
+    h_loop = kfitx.fit(loop, x, y, strategy="loop", epochs=2, shuffle=False, verbose=0,
+                       step=lambda model, batch: model.train_on_batch(*batch, return_dict=True))
+    assert_same_history(h_loop, h_memory)
+    assert weights_close(memory, loop)
+
+
+def test_gradient_tape_step_with_clipping_trains(make_model, xy, registry):
+    x, y = xy
+
+    @tf.function(reduce_retracing=True)
+    def clipped(model, batch):
+        bx, by = batch
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(bx, by, model(bx, training=True))
+        grads, _ = tf.clip_by_global_norm(tape.gradient(loss, model.trainable_weights), 0.5)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_weights))
+        return {"loss": loss}
+
+    history = kfitx.fit(make_model(), x, y, strategy="loop", step=clipped, epochs=4, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_batch_hooks_see_every_batch_and_may_replace_it(make_model, xy, registry):
+    x, y = xy
+    seen = []
+
+    def observe(batch, step_index, epoch):
+        seen.append((step_index, epoch, len(batch)))
+        return batch
+
+    def zero_weights(batch, step_index, epoch):  # the model's own step then trains on nothing
+        bx, by = batch
+        return bx, by, tf.zeros(tf.shape(by)[0])
+
+    model = make_model()
+    before = model.get_weights()
+    history = kfitx.fit(model, x, y, strategy="loop", batch_hooks=[observe, zero_weights], epochs=2,
+                        batch_size=50, shuffle=False, verbose=0)
+    assert seen == [(i, e, 2) for e in range(2) for i in range(4)]
+    assert history.kfitx["batch_hooks"] == 2 and history.kfitx["step"] == "model"
+    assert set(history.history) == {"loss", "accuracy"}
+    assert all(np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_batch_hook_and_step_mistakes_are_reported(make_model, xy, registry):
+    x, y = xy
+    with pytest.raises(OptionError, match=r"must return the batch.*Received: None from forgot.*return batch"):
+        def forgot(batch, step_index, epoch):
+            batch = batch[0], batch[1]
+
+        kfitx.fit(make_model(), x, y, strategy="loop", batch_hooks=[forgot], verbose=0)
+    with pytest.raises(OptionError, match=r"must return a dict of logs.*Received: float"):
+        kfitx.fit(make_model(), x, y, strategy="loop", step=lambda model, batch: 0.5, verbose=0)
+    with pytest.raises(OptionError, match=r"`step` must be None .* or a callable.*Received: str"):
+        kfitx.fit(make_model(), x, y, strategy="loop", step="sgd")
+    with pytest.raises(OptionError, match="batch_hooks"):
+        kfitx.get_strategy("loop", batch_hooks=[1, 2])
+    with pytest.raises(OptionError, match=r"steps_per_execution.*Received: steps_per_execution=4"):
+        kfitx.get_strategy("loop", step=lambda m, b: {}, steps_per_execution=4)
+
+
+def batches(x, y, size=40):
+    for i in range(0, len(x), size):
+        yield x[i:i + size], y[i:i + size]
+
+
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")  # Keras's evaluate, on a generator
+def test_generator_source_gets_a_fresh_iterator_each_epoch_and_matches_memory(make_model, xy, registry):
+    x, y = xy
+    opened = []
+
+    def factory():
+        opened.append(1)
+        return batches(x, y)
+
+    memory, loop = make_model(), make_model()
+    h_memory = kfitx.fit(memory, x, y, strategy="memory", epochs=3, batch_size=40, shuffle=False, verbose=0,
+                         validation_data=(x[:80], y[:80]))
+    h_loop = kfitx.fit(loop, kfitx.data.generator(factory), strategy="loop", epochs=3, verbose=0,
+                       validation_data=lambda: batches(x[:80], y[:80]))  # a generator validates too
+    assert len(opened) == 3
+    assert_same_history(h_loop, h_memory)
+    assert weights_close(memory, loop)
+
+
+def test_infinite_generator_needs_steps_per_epoch(make_model, xy, registry):
+    x, y = xy
+
+    def forever():
+        while True:
+            yield from batches(x, y)
+
+    model = make_model()
+    history = kfitx.fit(model, forever, strategy="loop", epochs=2, steps_per_epoch=7, verbose=0)
+    assert history.epoch == [0, 1] and int(model.optimizer.iterations) == 14
+    with pytest.raises(DataError, match=r"must end.*infinite_after=20.*steps_per_epoch=N"):
+        kfitx.fit(make_model(), forever, strategy="loop", infinite_after=20, verbose=0)
+    with pytest.raises(DataError, match=r"steps_per_epoch=9 batches.*Received: 5 batch\(es\) in epoch 0"):
+        kfitx.fit(make_model(), lambda: batches(x, y), strategy="loop", steps_per_epoch=9, verbose=0)
+    with pytest.raises(DataError, match="at least one batch"):
+        kfitx.fit(make_model(), lambda: iter([]), strategy="loop", verbose=0)
+
+    class Endless(keras.utils.PyDataset):
+        num_batches = None
+
+        def __getitem__(self, i):
+            return x[:40], y[:40]
+
+    with pytest.raises(DataError, match=r"infinite PyDataset.*steps_per_epoch"):
+        kfitx.fit(make_model(), Endless(), strategy="loop", verbose=0)
+    assert kfitx.fit(make_model(), Endless(), strategy="loop", steps_per_epoch=3, verbose=0).epoch == [0]
+
+
+def test_dataset_and_pydataset_sources_match_memory(make_model, xy, registry):
+    x, y = xy
+
+    class Arrays(keras.utils.PyDataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return x[i * 40:(i + 1) * 40], y[i * 40:(i + 1) * 40]
+
+    memory = make_model()
+    h_memory = kfitx.fit(memory, x, y, strategy="memory", epochs=2, batch_size=40, shuffle=False, verbose=0)
+    dataset = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y)).batch(40)
+    for data in (dataset, Arrays()):
+        loop = make_model()
+        history = kfitx.fit(loop, data, strategy="loop", epochs=2, verbose=0)
+        assert_same_history(history, h_memory)
+        assert weights_close(memory, loop)
+
+
+@pytest.mark.parametrize("verbose, shown", [(1, "7/7"), (2, "7/7 - "), (0, None)])
+def test_verbose_prints_the_keras_progress_bar(make_model, xy, registry, capsys, verbose, shown):
+    x, y = xy
+    kfitx.fit(make_model(), x, y, strategy="loop", epochs=2, verbose=verbose)
+    out = capsys.readouterr().out
+    if shown is None:
+        assert out == ""
+    else:
+        assert "Epoch 2/2" in out and shown in out and "16/7" not in out
