@@ -39,3 +39,16 @@ def test_quickstart_prints_what_the_readme_shows() -> None:
     readme = (EXAMPLES.parent / "README.md").read_text()
     for line in result.stdout.strip().splitlines():
         assert line in readme, f"README does not show the example's output line {line!r}"
+
+
+def test_custom_loop_runs_a_clipped_step_and_a_learning_rate_hook() -> None:
+    pytest.importorskip("sklearn")
+    result = subprocess.run([sys.executable, str(EXAMPLES / "custom_loop.py")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert "'strategy': 'loop'" in lines[0] and "'step': 'user'" in lines[0]
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 5
+    assert epochs[0].endswith("'learning_rate': 0.5}") and epochs[1].endswith("'learning_rate': 0.25}")
+    assert all("val_accuracy" in line and "grad_norm" in line for line in epochs)
