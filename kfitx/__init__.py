@@ -13,6 +13,8 @@ import importlib.metadata
 from kfitx import data
 from kfitx.api import fit
 from kfitx.errors import (
+    AugmentationError,
+    ConformanceError,
     DataError,
     KfitxError,
     MemoryBudgetError,
@@ -21,6 +23,7 @@ from kfitx.errors import (
     StrategyConflictError,
     StrategyNotFoundError,
     UnsupportedDataError,
+    WorkerError,
 )
 from kfitx.hookspecs import hookimpl, hookspec
 from kfitx.registry import PluginWarning, StrategyInfo, available_strategies, get_strategy, register
@@ -32,6 +35,8 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running fr
     __version__ = "unknown"
 
 __all__ = [
+    "AugmentationError",
+    "ConformanceError",
     "DataError",
     "FIT_ARGS",
     "KfitxError",
@@ -44,6 +49,7 @@ __all__ = [
     "StrategyInfo",
     "StrategyNotFoundError",
     "UnsupportedDataError",
+    "WorkerError",
     "__version__",
     "available_strategies",
     "data",

@@ -8,7 +8,10 @@ already catches ``ValueError`` or ``LookupError`` keeps working::
     ├── StrategyConflictError    (LookupError)  two plugins claim one name
     ├── OptionError              (TypeError)    unknown or bad strategy option / fit argument
     ├── ModelError               (ValueError)   the model cannot be trained as given
-    ├── DataError                (ValueError)   the data is malformed
+    ├── DataError                (ValueError)   the data is malformed (a batch included)
+    ├── AugmentationError        (ValueError)   an augmentation cannot be used, or failed on a batch
+    ├── WorkerError              (RuntimeError) a data worker died, or gave no batch in time
+    ├── ConformanceError         (AssertionError) a strategy breaks the fit contract (kfitx.testing)
     └── UnsupportedDataError     (ValueError)   a strategy cannot serve this data
         └── MemoryBudgetError    (MemoryError)  the data does not fit the memory budget
 
@@ -21,6 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AugmentationError",
+    "ConformanceError",
     "DataError",
     "KfitxError",
     "MemoryBudgetError",
@@ -29,6 +34,7 @@ __all__ = [
     "StrategyConflictError",
     "StrategyNotFoundError",
     "UnsupportedDataError",
+    "WorkerError",
     "message",
 ]
 
@@ -63,6 +69,18 @@ class ModelError(KfitxError, ValueError):
 
 class DataError(KfitxError, ValueError):
     """The data is malformed: mismatched lengths, empty, non-numeric, ..."""
+
+
+class AugmentationError(KfitxError, ValueError):
+    """An augmentation cannot be used as given, or raised / returned a bad batch."""
+
+
+class WorkerError(KfitxError, RuntimeError):
+    """A data worker (thread or process) died, or produced no batch within the timeout."""
+
+
+class ConformanceError(KfitxError, AssertionError):
+    """A strategy breaks a rule of the fit contract (raised by :mod:`kfitx.testing`)."""
 
 
 class UnsupportedDataError(KfitxError, ValueError):
