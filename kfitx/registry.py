@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "kfitx"
-BUILTIN_PLUGINS = ("kfitx.strategies.memory", "kfitx.strategies.loop")
+BUILTIN_PLUGINS = ("kfitx.strategies.memory", "kfitx.strategies.generator", "kfitx.strategies.loop")
 
 
 class PluginWarning(UserWarning):

@@ -17,14 +17,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kfitx.errors import ModelError, OptionError, UnsupportedDataError, message
+from kfitx.errors import DataError, ModelError, OptionError, UnsupportedDataError, message
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
     from kfitx.data import Source
 
-__all__ = ["FIT_ARGS", "Strategy", "check_fit_args", "check_model"]
+__all__ = ["FIT_ARGS", "Strategy", "check_fit_args", "check_model", "split_data"]
 
 #: Arguments of ``keras.Model.fit`` every strategy accepts, plus ``seed``.
 FIT_ARGS: tuple[str, ...] = (
@@ -128,6 +128,43 @@ def check_model(model: Any) -> None:
                 "build_model function when tuning).",
             )
         )
+
+
+def split_data(source: Source, fit_args: dict[str, Any]) -> tuple[Source, Source | None]:
+    """The training and validation sources of a fit, as ``model.fit`` derives them.
+
+    Pops ``sample_weight``, ``validation_split`` and ``validation_data`` from
+    ``fit_args``: ``sample_weight`` joins array data; ``validation_split`` takes
+    the last fraction of the arrays; ``validation_data`` (arrays, ``(x, y)``,
+    or any source) is coerced. For strategy authors: call it first in ``fit``.
+
+    Returns:
+        ``(training source, validation source or None)``.
+
+    Raises:
+        DataError: sample weights or a split asked of a stream, or given twice.
+    """
+    from kfitx.data import ArraySource, coerce
+
+    sample_weight = fit_args.pop("sample_weight", None)
+    validation_split = fit_args.pop("validation_split", 0.0)
+    validation_data = fit_args.pop("validation_data", None)
+    if sample_weight is not None:
+        if not isinstance(source, ArraySource):
+            raise DataError(message("`sample_weight` goes with array data",
+                                    f"sample_weight= with a {source.kind} source",
+                                    "Yield (x, y, sample_weight) batches from the stream instead."))
+        if source.sample_weight is not None:
+            raise DataError(message("sample weights given once", "both in the data and as sample_weight=",
+                                    "Pass them in one place."))
+        source = ArraySource(source.x, source.y, sample_weight)
+    if validation_split and validation_data is None:
+        if not isinstance(source, ArraySource):
+            raise DataError(message("`validation_split` splits arrays only",
+                                    f"validation_split={validation_split} with a {source.kind} source",
+                                    "Pass validation_data=... instead."))
+        return source.split(validation_split)
+    return source, None if validation_data is None else coerce(validation_data)
 
 
 class Strategy(ABC):

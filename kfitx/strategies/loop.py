@@ -22,12 +22,12 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source, coerce
+from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source
 from kfitx.errors import DataError, OptionError, message
 from kfitx.feed import make_feed
 from kfitx.grouping import choose_steps_per_execution, steps_per_execution
 from kfitx.hookspecs import hookimpl
-from kfitx.strategy import Strategy
+from kfitx.strategy import Strategy, split_data
 
 logger = logging.getLogger("kfitx")
 
@@ -188,7 +188,7 @@ class LoopStrategy(Strategy):
             epochs = max_epochs
         batch_size = args.pop("batch_size", None) or 32
         seed = args.pop("seed", None)
-        source, validation = self._split(source, args)
+        source, validation = split_data(source, args)
         if seed is not None:
             keras.utils.set_random_seed(seed)  # dropout and other layers' randomness
 
@@ -306,30 +306,6 @@ class LoopStrategy(Strategy):
         assert means is not None
         means.add(logs, _num_samples(batch))
         return dict(logs)
-
-    # -- data -----------------------------------------------------------------
-
-    def _split(self, source: Source, args: dict[str, Any]) -> tuple[Source, Source | None]:
-        """Applies ``sample_weight`` and ``validation_split``; returns training and validation sources."""
-        sample_weight = args.pop("sample_weight", None)
-        validation_split = args.pop("validation_split", 0.0)
-        validation_data = args.pop("validation_data", None)
-        if sample_weight is not None:
-            if not isinstance(source, ArraySource):
-                raise DataError(message("`sample_weight` goes with array data",
-                                        f"sample_weight= with a {source.kind} source",
-                                        "Yield (x, y, sample_weight) batches from the stream instead."))
-            if source.sample_weight is not None:
-                raise DataError(message("sample weights given once", "both in the data and as sample_weight=",
-                                        "Pass them in one place."))
-            source = ArraySource(source.x, source.y, sample_weight)
-        if validation_split and validation_data is None:
-            if not isinstance(source, ArraySource):
-                raise DataError(message("`validation_split` splits arrays only",
-                                        f"validation_split={validation_split} with a {source.kind} source",
-                                        "Pass validation_data=... instead."))
-            return source.split(validation_split)
-        return source, None if validation_data is None else coerce(validation_data)
 
 
 def _validation_input(validation: Source, batch_size: int) -> tuple[Callable[[], Any], int | None]:

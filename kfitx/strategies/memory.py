@@ -21,12 +21,12 @@ from typing import Any
 
 import psutil
 
-from kfitx.data import ArraySource, Source, coerce, _flatten
+from kfitx.data import ArraySource, Source, _flatten
 from kfitx.errors import DataError, MemoryBudgetError, OptionError, UnsupportedDataError, message
 from kfitx.grouping import choose_steps_per_execution, steps_per_execution
 from kfitx.hookspecs import hookimpl
 from kfitx.pipeline import array_dataset
-from kfitx.strategy import Strategy
+from kfitx.strategy import Strategy, split_data
 
 logger = logging.getLogger("kfitx")
 
@@ -106,17 +106,8 @@ class MemoryStrategy(Strategy):
         batch_size = args.pop("batch_size", None) or 32
         seed = args.pop("seed", None)
         shuffle = args.pop("shuffle", True)
-        sample_weight = args.pop("sample_weight", None)
-        validation_split = args.pop("validation_split", 0.0)
-        validation_data = args.pop("validation_data", None)
         validation_batch_size = args.pop("validation_batch_size", None) or batch_size
-        if sample_weight is not None:
-            if source.sample_weight is not None:
-                raise DataError(message("sample weights given once", "both in the data and as sample_weight=",
-                                        "Pass them in one place."))
-            source = ArraySource(source.x, source.y, sample_weight)
-        if validation_split and validation_data is None:
-            source, validation_data = source.split(validation_split)
+        source, validation = split_data(source, args)
         if seed is not None:
             import keras
 
@@ -124,8 +115,7 @@ class MemoryStrategy(Strategy):
 
         train = array_dataset(source, batch_size, shuffle=shuffle, seed=seed,
                               repeat=args.get("steps_per_epoch") is not None)
-        if validation_data is not None:
-            validation = coerce(validation_data)
+        if validation is not None:
             if isinstance(validation, ArraySource):
                 args["validation_data"] = array_dataset(validation, validation_batch_size)
             elif validation.kind in ("tf.data", "PyDataset"):
