@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from kfitx import data
+from kfitx import compat, data
 from kfitx.api import fit
 from kfitx.errors import (
     AugmentationError,
@@ -52,6 +52,7 @@ __all__ = [
     "WorkerError",
     "__version__",
     "available_strategies",
+    "compat",
     "data",
     "fit",
     "get_strategy",
