@@ -26,6 +26,7 @@ from kfitx.errors import (
     WorkerError,
 )
 from kfitx.hookspecs import hookimpl, hookspec
+from kfitx.strategies.auto import Decision, explain
 from kfitx.registry import PluginWarning, StrategyInfo, available_strategies, get_strategy, register
 from kfitx.strategy import FIT_ARGS, Strategy
 
@@ -38,6 +39,7 @@ __all__ = [
     "AugmentationError",
     "ConformanceError",
     "DataError",
+    "Decision",
     "FIT_ARGS",
     "KfitxError",
     "MemoryBudgetError",
@@ -54,6 +56,7 @@ __all__ = [
     "available_strategies",
     "compat",
     "data",
+    "explain",
     "fit",
     "get_strategy",
     "hookimpl",

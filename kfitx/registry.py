@@ -44,7 +44,12 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "kfitx"
-BUILTIN_PLUGINS = ("kfitx.strategies.memory", "kfitx.strategies.generator", "kfitx.strategies.loop")
+BUILTIN_PLUGINS = (
+    "kfitx.strategies.memory",
+    "kfitx.strategies.generator",
+    "kfitx.strategies.loop",
+    "kfitx.strategies.auto",
+)
 
 
 class PluginWarning(UserWarning):

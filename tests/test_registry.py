@@ -18,7 +18,7 @@ import kfitx
 from kfitx.errors import OptionError, StrategyConflictError, StrategyNotFoundError
 from kfitx.registry import PluginWarning, Registry
 
-BUILTINS = {"generator", "loop", "memory"}  # the strategies kfitx itself provides
+BUILTINS = {"auto", "generator", "loop", "memory"}  # the strategies kfitx itself provides
 
 
 def make_strategy(strategy_name, doc="fake"):
@@ -98,7 +98,7 @@ def test_get_strategy_by_name_class_and_instance(registry):
 
 
 def test_unknown_name_suggests_the_closest_and_lists_all(registry):
-    with pytest.raises(StrategyNotFoundError, match=r"Received: 'memry'\. Did you mean 'memory'\?.*Available strategies: generator, loop, memory\."):
+    with pytest.raises(StrategyNotFoundError, match=r"Received: 'memry'\. Did you mean 'memory'\?.*Available strategies: auto, generator, loop, memory\."):
         kfitx.get_strategy("memry")
     with pytest.raises(LookupError):
         kfitx.get_strategy("zzz")

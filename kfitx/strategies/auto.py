@@ -1,0 +1,151 @@
+"""The ``auto`` strategy: the seeds' rules for choosing a training mode, made executable.
+
+* a custom ``step`` or ``batch_hooks``      -> ``loop`` (only it runs user code per batch);
+* augmentation, a stream (generator, PyDataset, tf.data), or arrays over the
+  memory budget                             -> ``generator``;
+* arrays that fit the budget, no augmentation -> ``memory``.
+
+:func:`explain` gives the decision without training; ``fit`` logs it in one line
+(and prints it when ``verbose`` is not 0) and records it in ``history.kfitx``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from kfitx.data import ArraySource, Source, coerce
+from kfitx.errors import OptionError, message
+from kfitx.hookspecs import hookimpl
+from kfitx.strategies.generator import GeneratorStrategy
+from kfitx.strategies.loop import LoopStrategy
+from kfitx.strategies.memory import MemoryStrategy
+from kfitx.strategy import Strategy
+
+__all__ = ["AutoStrategy", "Decision", "explain"]
+
+logger = logging.getLogger("kfitx")
+
+_CHOICES: dict[str, type[Strategy]] = {"memory": MemoryStrategy, "generator": GeneratorStrategy,
+                                       "loop": LoopStrategy}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ``auto`` chose for some data and options, and why.
+
+    Attributes:
+        strategy: ``"memory"``, ``"generator"`` or ``"loop"``.
+        reason: One sentence: the rule that decided.
+        options: The options passed on to that strategy.
+        unused: Options given that the chosen strategy does not take (ignored).
+    """
+
+    strategy: str
+    reason: str
+    options: dict[str, Any] = field(default_factory=dict)
+    unused: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        text = f"kfitx auto: {self.strategy} -- {self.reason}"
+        if self.unused:
+            text += f" (ignoring {', '.join(self.unused)}: not {self.strategy} options)"
+        return text
+
+
+def _merged_defaults() -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for cls in _CHOICES.values():
+        for key, value in cls.defaults.items():
+            merged.setdefault(key, value)
+    return merged
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def decide(source: Source, options: dict[str, Any]) -> Decision:
+    """Applies the rules in the module docstring to ``source`` and the given (non-default) options."""
+    step, hooks, augment = options.get("step"), options.get("batch_hooks"), options.get("augment")
+    if (step is not None or hooks) and augment is not None:
+        raise OptionError(message(
+            "auto chooses `loop` for a custom step or batch hooks and `generator` for augmentation; "
+            "it cannot do both",
+            "step/batch_hooks and augment together",
+            "Augment in a batch hook (strategy='loop'), or drop step / batch_hooks."))
+    if step is not None or hooks:
+        name = "loop"
+        reason = "a custom " + ("step" if step is not None else "batch hook") + \
+                 " runs per batch, which only the loop strategy does"
+    elif augment is not None:
+        name = "generator"
+        reason = "augmentation on the fly is the generator strategy's job"
+    elif not isinstance(source, ArraySource):
+        name = "generator"
+        reason = f"the data is a {source.kind} stream, not arrays in memory"
+    else:
+        budgeted = MemoryStrategy(memory_budget=options.get("memory_budget", 0.5))
+        refusal = budgeted.supports(source)
+        if refusal:
+            name = "generator"
+            reason = (f"the arrays ({_size(source.nbytes)}) are over the memory budget of "
+                      f"{_size(budgeted.budget_bytes(source))}, so they are streamed")
+        else:
+            name = "memory"
+            reason = (f"the arrays ({_size(source.nbytes)}) fit the memory budget of "
+                      f"{_size(budgeted.budget_bytes(source))} and there is no augmentation")
+    accepted = _CHOICES[name].defaults
+    passed = {k: v for k, v in options.items() if k in accepted}
+    unused = tuple(sorted(k for k in options if k not in accepted and k != "memory_budget"))
+    return Decision(name, reason, passed, unused)
+
+
+def explain(data: Any, y: Any = None, **options: Any) -> Decision:
+    """What ``strategy="auto"`` would choose for this data and these options, and why.
+
+    Example:
+        ```python
+        >>> print(kfitx.explain(x_train, y_train, augment=ImageDataGenerator(rotation_range=20)))
+        kfitx auto: generator -- augmentation on the fly is the generator strategy's job
+        ```
+    """
+    strategy = AutoStrategy(**options)
+    return decide(coerce(data, y), strategy.given)
+
+
+class AutoStrategy(Strategy):
+    """Chooses ``memory``, ``generator`` or ``loop`` by the seeds' rules (see the module docstring).
+
+    Options: every option of the three strategies; those the chosen one does not
+    take are ignored (and named in the decision).
+    """
+
+    name = "auto"
+    description = "Chooses memory, generator or loop by the seeds' rules, and says why"
+    defaults = _merged_defaults()
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.given = dict(options)  # what the user set: the rules look at these
+
+    def supports(self, source: Source) -> str | None:
+        decision = decide(source, self.given)
+        return _CHOICES[decision.strategy](**decision.options).supports(source)
+
+    def fit(self, model: Any, source: Source, **fit_args: Any) -> Any:
+        decision = decide(source, self.given)
+        logger.info("%s", decision)
+        if fit_args.get("verbose", "auto") != 0:
+            print(decision, flush=True)
+        chosen = _CHOICES[decision.strategy](**decision.options)
+        history = chosen.fit(model, source, **fit_args)
+        history.kfitx = {**getattr(history, "kfitx", {}), "auto": decision.reason,
+                         "strategy": decision.strategy}
+        return history
+
+
+@hookimpl
+def kfitx_strategies() -> list[type[Strategy]]:
+    return [AutoStrategy]

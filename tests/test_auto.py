@@ -1,0 +1,56 @@
+"""The auto strategy: the seeds' rules choose memory, generator or loop, and say why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kfitx
+from kfitx.errors import OptionError
+
+
+@pytest.fixture
+def xy_small():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int64")
+
+
+def test_arrays_that_fit_and_no_augmentation_go_to_memory(xy_small):
+    decision = kfitx.explain(*xy_small)
+    assert decision.strategy == "memory"
+    assert "fit the memory budget" in decision.reason and "no augmentation" in decision.reason
+
+
+def test_augmentation_streams_or_generators_or_big_arrays_go_to_generator(xy_small, tmp_path):
+    x, y = xy_small
+    assert kfitx.explain(x, y, augment=lambda bx, by: (bx, by)).strategy == "generator"
+    gen = kfitx.explain(lambda: iter([(x, y)]))
+    assert (gen.strategy, gen.reason) == ("generator", "the data is a generator stream, not arrays in memory")
+    np.save(tmp_path / "x.npy", x)
+    big = kfitx.explain(str(tmp_path / "x.npy"), memory_budget=1024)
+    assert big.strategy == "generator" and "over the memory budget of 0.0 MiB" in big.reason
+
+
+def test_a_custom_step_or_batch_hooks_go_to_loop(xy_small):
+    step = kfitx.explain(*xy_small, step=lambda model, batch: {})
+    assert step.strategy == "loop" and "custom step" in step.reason
+    hooks = kfitx.explain(*xy_small, batch_hooks=[lambda batch, i, epoch: batch])
+    assert hooks.strategy == "loop" and "batch hook" in hooks.reason
+    with pytest.raises(OptionError, match="cannot do both"):
+        kfitx.explain(*xy_small, step=lambda model, batch: {}, augment=lambda bx, by: (bx, by))
+
+
+def test_options_for_the_chosen_strategy_are_passed_and_the_rest_named(xy_small):
+    decision = kfitx.explain(*xy_small, timeout=5.0, steps_per_execution=2)
+    assert decision.strategy == "memory"
+    assert decision.options == {"steps_per_execution": 2}
+    assert decision.unused == ("timeout",) and "ignoring timeout" in str(decision)
+
+
+def test_fit_runs_the_choice_and_records_why(make_model, xy_small, capsys):
+    history = kfitx.fit(make_model(), *xy_small, strategy="auto", epochs=1, verbose=0,
+                        step=lambda model, batch: model.train_on_batch(*batch, return_dict=True))
+    assert history.kfitx["strategy"] == "loop" and "custom step" in history.kfitx["auto"]
+    kfitx.fit(make_model(), *xy_small, strategy="auto", epochs=1, verbose=2)
+    assert "kfitx auto: memory -- the arrays" in capsys.readouterr().out
