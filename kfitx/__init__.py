@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from kfitx import compat, data
+from kfitx import augment, compat, data
 from kfitx.api import fit
 from kfitx.errors import (
     AugmentationError,
@@ -53,6 +53,7 @@ __all__ = [
     "UnsupportedDataError",
     "WorkerError",
     "__version__",
+    "augment",
     "available_strategies",
     "compat",
     "data",

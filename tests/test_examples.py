@@ -52,3 +52,14 @@ def test_custom_loop_runs_a_clipped_step_and_a_learning_rate_hook() -> None:
     assert len(epochs) == 5
     assert epochs[0].endswith("'learning_rate': 0.5}") and epochs[1].endswith("'learning_rate': 0.25}")
     assert all("val_accuracy" in line and "grad_norm" in line for line in epochs)
+
+
+def test_seed_modes_runs_the_first_seeds_three_snippets() -> None:
+    pytest.importorskip("sklearn")
+    result = subprocess.run([sys.executable, str(EXAMPLES / "seed_modes.py"), "--quick"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    modes = [line.split(" val_accuracy")[0].strip() for line in result.stdout.strip().splitlines()]
+    assert modes == ["1. model.fit", "1. kfitx.fit(strategy='memory')",
+                     "2. kfitx.compat.fit_generator(aug.flow(...))", "3. model.train_on_batch in a Python loop",
+                     "3. kfitx.fit(strategy='loop', step=train_on_batch)"]

@@ -10,7 +10,7 @@ def test_all_is_sorted_and_exactly_what_is_exported():
         if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
     }
     assert kfitx.__all__ == sorted(kfitx.__all__)
-    assert set(kfitx.__all__) == exported | {"__version__", "compat", "data"}
+    assert set(kfitx.__all__) == exported | {"__version__", "augment", "compat", "data"}
 
 
 def test_version_comes_from_metadata():

@@ -295,3 +295,97 @@ def test_fit_generator_with_a_generator_object_and_steps(make_model, data, no_or
     assert len(history.history["loss"]) == 2
     with pytest.raises(OptionError, match="steps_per_epoch"):
         kfitx.compat.fit_generator(make_model(), endless(x, y), epochs=1, verbose=0)
+
+
+# -- augmentation: training batches only ------------------------------------------------------------
+
+
+def _probe_model():
+    """A model recording the last batch it trained on and the last it was evaluated on."""
+    import keras
+
+    class Probe(keras.layers.Layer):
+        def build(self, shape):
+            self.trained = self.add_weight(shape=(BATCH, *shape[1:]), initializer="zeros", trainable=False)
+            self.evaluated = self.add_weight(shape=(BATCH, *shape[1:]), initializer="zeros", trainable=False)
+
+        def call(self, x, training=False):
+            (self.trained if training else self.evaluated).assign(x)
+            return x
+
+    keras.utils.set_random_seed(0)
+    probe = Probe()
+    model = keras.Sequential([keras.Input((8, 8, 1)), probe, keras.layers.Flatten(), keras.layers.Dense(3)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model, probe
+
+
+def _augmentations():
+    import keras
+
+    from kfitx.augment import image_data_generator_class
+
+    ImageDataGenerator = image_data_generator_class()
+    return {
+        "callable": lambda bx, by: (bx[:, ::-1] + 1.0, by),
+        "keras layers": [keras.layers.RandomRotation(0.2, seed=1), keras.layers.RandomZoom(0.2, seed=2)],
+        "ImageDataGenerator": ImageDataGenerator(rotation_range=30, width_shift_range=0.2, shear_range=10,
+                                                 zoom_range=0.2, horizontal_flip=True, fill_mode="nearest"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["callable", "keras layers", "ImageDataGenerator"])
+def test_augmentation_changes_training_batches_only(kind, no_orphans):
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, BATCH)
+    model, probe = _probe_model()
+    history = kfitx.fit(model, x, y, strategy="generator", augment=_augmentations()[kind], batch_size=BATCH,
+                        epochs=2, shuffle=False, verbose=0, validation_data=(x, y), seed=0)
+    assert kind.lower() in history.kfitx["augment"].lower()
+    trained, evaluated = np.asarray(probe.trained), np.asarray(probe.evaluated)
+    assert not np.allclose(trained, x, atol=1e-3), "training batches were not augmented"
+    np.testing.assert_array_equal(evaluated, x)  # validation never is
+
+
+def test_augmentation_is_reproducible_with_a_seed():
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, BATCH)
+    seen = []
+    for _ in range(2):
+        model, probe = _probe_model()
+        kfitx.fit(model, x, y, strategy="generator", augment=_augmentations()["ImageDataGenerator"],
+                  batch_size=BATCH, epochs=2, verbose=0, seed=7)
+        seen.append(np.asarray(probe.trained))
+    np.testing.assert_array_equal(seen[0], seen[1])
+
+
+def test_an_augmentation_that_raises_names_the_batch(make_model, data, no_orphans):
+    x, y = data
+    calls = []
+
+    def flaky(bx, by):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("lost the GPU of my imagination")
+        return bx, by
+
+    started = time.monotonic()
+    with pytest.raises(kfitx.AugmentationError, match=r"RuntimeError\('lost the GPU.*training batch \d+") as info:
+        kfitx.fit(make_model(), x, y, strategy="generator", augment=flaky, batch_size=BATCH, epochs=2, verbose=0)
+    assert time.monotonic() - started < 30
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_fit_generator_serves_image_data_generator_flow_from_its_arrays(no_orphans):
+    rng = np.random.default_rng(0)
+    x = rng.random((4 * BATCH, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, 4 * BATCH)
+    aug = _augmentations()["ImageDataGenerator"]
+    model, probe = _probe_model()
+    history = kfitx.compat.fit_generator(model, aug.flow(x, y, batch_size=BATCH), steps_per_epoch=2, epochs=2,
+                                         verbose=0, validation_data=(x[:BATCH], y[:BATCH]))
+    assert "vectorised" in history.kfitx["augment"]
+    assert len(history.history["val_loss"]) == 2
+    np.testing.assert_array_equal(np.asarray(probe.evaluated), x[:BATCH])
