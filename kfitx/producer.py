@@ -100,14 +100,51 @@ def _work(open_pass: Callable[[], Iterator[Any]], repeat: bool, q: Any, stop: An
             return
 
 
-def _process_main(open_pass: Callable[[], Iterator[Any]], repeat: bool, q: Any, stop: Any,
+class _PipeQueue:
+    """A bounded queue from one worker process to its parent, over a pipe only they hold.
+
+    ``multiprocessing.Queue`` shares its pipe's write end with the parent, so a
+    reader never sees end-of-file when the worker dies, and a message cut short
+    by a killed worker blocks ``get`` forever. Here the parent closes its write
+    end after the fork: a dead worker is end-of-file, and every read is bounded.
+    A semaphore of ``maxsize`` slots keeps the worker at most that many batches ahead.
+    """
+
+    def __init__(self, context: Any, maxsize: int) -> None:
+        self._reader, self._writer = context.Pipe(duplex=False)
+        self._slots = context.BoundedSemaphore(maxsize)
+
+    def after_fork(self, in_worker: bool) -> None:
+        (self._reader if in_worker else self._writer).close()
+
+    def put(self, item: Any, timeout: float) -> None:  # in the worker
+        if not self._slots.acquire(timeout=timeout):
+            raise queue.Full
+        self._writer.send(item)
+
+    def get(self, timeout: float) -> Any:  # in the parent
+        if not self._reader.poll(timeout):
+            raise queue.Empty
+        try:
+            item = self._reader.recv()
+        except (EOFError, OSError):
+            raise _WorkerGone from None
+        self._slots.release()
+        return item
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class _WorkerGone(Exception):
+    """The worker process's end of the pipe closed: it exited or died."""
+
+
+def _process_main(open_pass: Callable[[], Iterator[Any]], repeat: bool, q: _PipeQueue, stop: Any,
                   limit: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    try:
-        _work(open_pass, repeat, q, stop, limit, remote=True)
-    finally:
-        if stop.is_set():
-            q.cancel_join_thread()  # the parent no longer reads: exit without flushing
+    q.after_fork(in_worker=True)
+    _work(open_pass, repeat, q, stop, limit, remote=True)
 
 
 def pass_opener(source: Source, *, shuffle: bool = False, seed: int | None = None,
@@ -293,7 +330,7 @@ class Producer:
         if processes:
             context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
                                                   else None)
-            self._queue: Any = context.Queue(maxsize=queue_size)
+            self._queue: Any = _PipeQueue(context, queue_size)
             self._stop: Any = context.Event()
             self._worker: Any = context.Process(
                 target=_process_main, args=(open_pass, repeat, self._queue, self._stop, endless_after),
@@ -305,6 +342,8 @@ class Producer:
                 target=_work, args=(open_pass, repeat, self._queue, self._stop, endless_after, False),
                 name=f"kfitx-{kind}-worker", daemon=True)
         self._worker.start()
+        if processes:
+            self._queue.after_fork(in_worker=False)
         self._last = (0, 0)  # (pass, index) of the last batch received, for messages
         self.signature: _Signature | None = None
 
@@ -328,19 +367,20 @@ class Producer:
             try:
                 return self._queue.get(timeout=_POLL)
             except queue.Empty:
-                pass
+                alive = self._worker.is_alive()
+            except _WorkerGone:
+                alive = False
+                self._worker.join(1.0)
             number, index = self._last
-            if not self._worker.is_alive():
-                try:
-                    return self._queue.get(timeout=_POLL)
-                except queue.Empty:
-                    pass
-                code = getattr(self._worker, "exitcode", None)
+            if not alive:
+                if isinstance(self._worker, threading.Thread):  # it always reports before it ends
+                    continue
+                code = self._worker.exitcode
                 how = f"exit code {code}" if code is None or code >= 0 else f"signal {signal.Signals(-code).name}"
                 raise self._fail(WorkerError(message(
                     f"The {self.kind} worker must keep producing batches until the fit ends",
-                    f"the worker {'process ' + str(self._worker.pid) if hasattr(self._worker, 'pid') else ''} "
-                    f"died ({how}); the last batch it delivered was batch {index} of pass {number + 1}",
+                    f"the worker process {self._worker.pid} died ({how}); the last batch it delivered was "
+                    f"batch {index} of pass {number + 1}",
                     "Check the generator for crashes (out of memory, a native extension); "
                     "use_multiprocessing=False runs it in a thread, where its exception is shown.")))
             if time.monotonic() > deadline:
@@ -419,15 +459,15 @@ class Producer:
             return
         self._closed = True
         self._stop.set()
-        deadline = time.monotonic() + timeout
-        while self._worker.is_alive() and time.monotonic() < deadline:
-            try:  # drain, so a worker blocked on a full queue sees the stop flag
-                while True:
-                    self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            self._worker.join(_POLL)
         if isinstance(self._worker, threading.Thread):
+            deadline = time.monotonic() + timeout
+            while self._worker.is_alive() and time.monotonic() < deadline:
+                try:  # drain, so a worker blocked on a full queue sees the stop flag
+                    while True:
+                        self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+                self._worker.join(_POLL)
             if self._worker.is_alive():
                 import warnings
 
@@ -436,6 +476,9 @@ class Producer:
                               "ends with the process. use_multiprocessing=True lets kfitx stop such a "
                               "generator.", ResourceWarning, stacklevel=2)
             return
+        # A worker process waiting for a free slot sees the flag; one stuck in the generator, or
+        # in a send that nobody reads any more, is terminated, and killed if it ignores that.
+        self._worker.join(min(timeout, 0.5))
         if self._worker.is_alive():
             self._worker.terminate()
             self._worker.join(1.0)
@@ -443,7 +486,6 @@ class Producer:
             os.kill(self._worker.pid, signal.SIGKILL)
             self._worker.join(1.0)
         self._queue.close()
-        self._queue.cancel_join_thread()
 
     def __enter__(self) -> Producer:
         return self

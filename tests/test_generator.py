@@ -256,6 +256,18 @@ def test_a_worker_process_that_dies(make_model, data, no_orphans):
     _fails(make_model, crashing, WorkerError, r"died \(exit code 3\)", use_multiprocessing=True)
 
 
+def test_a_worker_process_killed_while_sending_a_batch(make_model, no_orphans):
+    big = np.zeros((64, 8), "float32"), np.zeros(64, "int64")
+
+    def killed_mid_send():
+        yield big
+        threading.Timer(0.005, os.kill, (os.getpid(), 9)).start()
+        while True:  # large batches: the kill lands inside a send
+            yield np.zeros((400_000, 8), "float32"), np.zeros(400_000, "int64")
+
+    _fails(make_model, killed_mid_send, WorkerError, r"died \(signal SIGKILL\)", use_multiprocessing=True)
+
+
 def test_a_stuck_generator_times_out_and_is_stopped(make_model, data, no_orphans):
     x, y = data
 
