@@ -1,0 +1,482 @@
+"""The rules of the fit contract, and the training runs they read.
+
+Separation of concerns:
+
+* :class:`Checker` trains the kit's tiny model on its tiny data, through the
+  strategy under test and through the built-in ``memory`` strategy (the
+  reference: it is ``model.fit``); each run is made once, when a rule first
+  needs it, and shared by the rules that read it;
+* each rule is one function that reads runs and returns a detail line, raises
+  :class:`Broken` (what was expected, what was received, how to fix it) or
+  :class:`Skip` (why it does not apply); :data:`RULES` lists them in the order
+  they run, and :func:`check_one` turns the outcome into a :class:`RuleResult`
+  whose error is a :class:`kfitx.ConformanceError` naming the rule.
+
+Batch callbacks may fire once per group of steps (Keras's
+``steps_per_execution``) only when no callback acts per batch: the
+``callback-order`` rule therefore runs with a callback that records every batch,
+and the ``initial-epoch`` rule compares only epoch-level hooks, with no
+per-batch callback present, so a strategy may group there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import inspect
+import io
+import math
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from kfitx.data import Source, arrays
+from kfitx.errors import ConformanceError, OptionError, message
+from kfitx.strategy import Strategy
+from kfitx.testing.report import RuleResult
+from kfitx.testing.spy import HOOKS, Spy, max_weight_difference, tiny_data, tiny_model
+
+__all__ = ["RULES", "Broken", "Checker", "Skip", "check_one"]
+
+_BATCH_HOOKS = {h for h in HOOKS if "batch" in h}
+
+
+class Skip(Exception):
+    """A rule that cannot apply here; the message says why."""
+
+
+class Broken(Exception):
+    def __init__(self, expected: str, received: Any, fix: str) -> None:
+        super().__init__(expected)
+        self.expected, self.received, self.fix = expected, received, fix
+
+
+@dataclass
+class _Run:
+    """One training run: the model, what ``fit`` returned or raised, and the spy."""
+
+    model: Any
+    history: Any = None
+    error: BaseException | None = None
+    spy: Spy | None = None
+
+    def ok(self, what: str) -> _Run:
+        if self.error is not None:
+            raise Broken(f"fit() to run ({what})", f"{type(self.error).__name__}: {self.error}",
+                         "Fix the error above; the other rules' results may depend on it.")
+        return self
+
+
+# -- the runs -----------------------------------------------------------------
+
+
+class _StopAtBatch(keras.callbacks.Callback):
+    def __init__(self, batch: int) -> None:
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if batch == self.batch:
+            self.model.stop_training = True
+
+
+class Checker:
+    """The strategy under test, the kit's data, and the runs the rules read (each made once)."""
+
+    def __init__(self, strategy: type[Strategy], options: Mapping[str, Any], *, tolerance: float | None,
+                 plugin: Any, make_source: Callable[[Any, Any], Source] | None,
+                 build_model: Callable[[int], Any] | None) -> None:
+        self.cls = strategy
+        self.options = dict(options)
+        self.tolerance = tolerance
+        self.plugin = plugin
+        self.make_source = make_source or (lambda x, y: arrays(x, y))
+        self.build_model = build_model or (lambda seed: tiny_model(seed))
+        x, y = tiny_data(250)
+        self.x, self.y, self.x_val, self.y_val = x[:200], y[:200], x[200:], y[200:]
+        self._runs: dict[str, _Run] = {}
+        self.threads_before = set(threading.enumerate())
+        self.children_before = self._children()
+
+    @property
+    def name(self) -> str:
+        return getattr(self.cls, "name", "") or self.cls.__name__
+
+    def instance(self) -> Strategy:
+        return self.cls(**self.options)
+
+    @staticmethod
+    def _children() -> set[int]:
+        import psutil
+
+        return {p.pid for p in psutil.Process().children(recursive=True)}
+
+    def _fit(self, strategy: Strategy, source: Source, callbacks: list[Any], **fit_args: Any) -> _Run:
+        run = _Run(self.build_model(0))
+        try:
+            run.history = strategy.fit(run.model, source, callbacks=callbacks, verbose=0, seed=0,
+                                       batch_size=32, shuffle=False, **fit_args)
+        except Exception as err:  # the rules report it
+            run.error = err
+        return run
+
+    def run(self, key: str) -> _Run:
+        """The named run, made on first use: ``reference-*`` through 'memory', the others through the strategy."""
+        if key in self._runs:
+            return self._runs[key]
+        from kfitx.strategies.memory import MemoryStrategy
+
+        if key.startswith("reference"):
+            strategy: Strategy = MemoryStrategy(memory_budget=None)
+            source = arrays(self.x, self.y)
+        else:
+            strategy, source = self.instance(), self.make_source(self.x, self.y)
+        if key.endswith("full"):
+            spy = Spy()
+            run = self._fit(strategy, source, [spy], epochs=2, validation_data=(self.x_val, self.y_val))
+        elif key.endswith("resume"):
+            spy = Spy([h for h in HOOKS if h not in _BATCH_HOOKS])
+            run = self._fit(strategy, source, [spy], epochs=3, initial_epoch=1)
+        elif key == "early":
+            spy = Spy(["on_epoch_end", "on_train_end"])
+            stop = keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=1)
+            run = self._fit(strategy, source, [stop, spy], epochs=10)
+        elif key == "stop":
+            spy = Spy(["on_epoch_begin", "on_train_batch_begin", "on_train_batch_end", "on_train_end"])
+            run = self._fit(strategy, source, [_StopAtBatch(1), spy], epochs=3)
+        else:  # pragma: no cover - a typo in this module
+            raise KeyError(key)
+        run.spy = spy
+        self._runs[key] = run
+        return run
+
+
+# -- the rules ----------------------------------------------------------------
+
+
+def _calls_diff(expected: list[tuple[Any, ...]], received: list[tuple[Any, ...]]) -> str:
+    if not received:
+        return "no callback was called at all"
+    i = next((i for i, (a, b) in enumerate(zip(expected, received)) if a != b), min(len(expected), len(received)))
+    show = lambda calls: ", ".join(f"{c[0]}({', '.join(map(str, c[1:-1]))}){list(c[-1]) if c[-1] else ''}"
+                                   for c in calls[max(0, i - 1):i + 2]) or "(nothing)"
+    return (f"{len(received)} calls where model.fit makes {len(expected)}; the first difference is at call "
+            f"#{i}: model.fit does [{show(expected)}], the strategy did [{show(received)}]")
+
+
+_CALLBACK_FIX = (
+    "Drive one keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, "
+    "model=model, epochs=..., steps=...) in model.fit's order: on_train_begin; per epoch "
+    "model.reset_metrics(), on_epoch_begin, on_train_batch_begin/end around every batch, validation "
+    "through model.evaluate(..., callbacks=that list), on_epoch_end with the epoch's logs; then "
+    "on_train_end. Or delegate to model.fit(..., callbacks=callbacks). Batch hooks may fire once per "
+    "group of steps only when no callback acts per batch."
+)
+
+
+def _rule_registration(c: Checker) -> str:
+    cls = c.cls
+    if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
+        raise Broken("a kfitx.Strategy subclass", repr(cls), "Subclass kfitx.Strategy.")
+    for attr in ("name", "description"):
+        value = getattr(cls, attr, None)
+        if not isinstance(value, str) or not value.strip():
+            raise Broken(f"a non-empty class attribute `{attr}` (str)", repr(value),
+                         f"Set `{attr} = \"...\"` on {cls.__name__}; `kfitx list` shows it.")
+    if not isinstance(cls.defaults, Mapping):
+        raise Broken("`defaults` to be a mapping of option name to default", repr(cls.defaults),
+                     "Declare `defaults = {\"my_option\": 1}` (or leave it out).")
+    if inspect.isabstract(cls):
+        raise Broken(f"{cls.__name__} to implement fit()", "an abstract class",
+                     "Define fit(self, model, source, **fit_args) returning a keras.callbacks.History.")
+    plugin = c.plugin if c.plugin is not None else _plugin_of(cls)
+    if plugin is None:
+        raise Skip(f"no plugin module with a kfitx_strategies hook found for {cls.__module__}; pass plugin=")
+    import pluggy
+
+    from kfitx.registry import PluginWarning, Registry
+
+    registry = Registry(autoload=False, builtins=False)
+    label = getattr(plugin, "__name__", type(plugin).__name__)
+    try:
+        registry.register(plugin, name=f"kfitx-check:{label}")
+    except pluggy.PluginValidationError as err:
+        raise Broken("hook implementations that match kfitx's hook specs (pluggy's validation)", str(err),
+                     "Implement only kfitx_strategies(), kfitx_fit_start(...) and kfitx_fit_end(...) with "
+                     "the argument names in kfitx.hookspecs, each decorated with @kfitx.hookimpl.") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginWarning)
+        provided = {info.name: info.cls for info in registry.available()}
+    problems = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
+    if provided.get(cls.name) is not cls:
+        raise Broken(f"{label}.kfitx_strategies() to return [{cls.__name__}, ...]",
+                     "; ".join(problems) or f"the strategies {sorted(provided) or 'none'}",
+                     "Decorate the module-level function with @kfitx.hookimpl and return a list of classes.")
+    if problems:
+        raise Broken(f"{label}.kfitx_strategies() to return only Strategy subclasses", "; ".join(problems),
+                     "Return a list of kfitx.Strategy subclasses, each with a name.")
+    return f"hook OK ({label}); " + _entry_point_of(plugin)
+
+
+def _plugin_of(cls: type) -> Any:
+    module = sys.modules.get(cls.__module__)
+    hook = getattr(module, "kfitx_strategies", None)
+    return module if hook is not None and hasattr(hook, "kfitx_impl") else None
+
+
+def _entry_point_of(plugin: Any) -> str:
+    name = getattr(plugin, "__name__", None)
+    if isinstance(name, str) and name.startswith("kfitx.strategies."):
+        return "built into kfitx"
+    for ep in importlib.metadata.entry_points(group="kfitx"):
+        if ep.module == name:
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
+            return f"entry point '{ep.name} = {ep.value}' in {dist}"
+    return (f"no installed entry point names {name} (fine in a source checkout; users need "
+            "[project.entry-points.kfitx] in pyproject.toml)")
+
+
+def _rule_options(c: Checker) -> str:
+    try:
+        strategy = c.instance()
+    except Exception as err:
+        raise Broken(f"{c.cls.__name__}(**{c.options!r}) to construct", f"{type(err).__name__}: {err}",
+                     "Declare every option in `defaults` and call super().__init__(**options).") from None
+    try:
+        c.cls(kfitx_check_no_such_option=1)
+    except OptionError:
+        pass
+    except Exception as err:
+        raise Broken("an unknown option to raise kfitx.OptionError", f"{type(err).__name__}: {err}",
+                     "Call super().__init__(**options) first in __init__; it checks option names.") from None
+    else:
+        raise Broken("an unknown option to raise kfitx.OptionError", "it was accepted silently",
+                     "Call super().__init__(**options) in __init__ instead of taking **options yourself.")
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    tuned = strategy.hyperparameters(hp)
+    if not isinstance(tuned, Mapping) or set(tuned) - set(c.cls.defaults):
+        raise Broken("hyperparameters(hp) to return a dict of the strategy's own option names", repr(tuned),
+                     "Return e.g. {'my_option': hp.Int('my_option', 1, 4)}: keys from `defaults`.")
+    c.cls(**{**c.options, **tuned})
+    reason = strategy.supports(c.make_source(c.x, c.y))
+    if reason:
+        raise Broken("the strategy to support the kit's data", reason,
+                     "Pass make_source=lambda x, y: <a source your strategy serves> to check_strategy.")
+    return f"options {sorted(c.cls.defaults) or 'none'}; tunables {sorted(tuned) or 'none'}"
+
+
+def _rule_history(c: Checker) -> str:
+    ours, ref = c.run("candidate-full").ok("2 epochs with validation_data"), c.run("reference-full")
+    if not isinstance(ours.history, keras.callbacks.History):
+        raise Broken("fit() to return a keras.callbacks.History", type(ours.history).__name__,
+                     "Return what model.fit returned, or the History your CallbackList made (model.history).")
+    keys, want = sorted(ours.history.history), sorted(ref.history.history)
+    if keys != want:
+        raise Broken(f"the History keys model.fit gives: {want}", keys,
+                     "Use the model's metric names (model.get_metrics_result() for training, 'val_' + name "
+                     "for model.evaluate's results) and nothing else in the epoch logs.")
+    bad = {k: v for k, v in ours.history.history.items()
+           if len(v) != 2 or not all(np.isfinite(np.asarray(v, dtype=float)))}
+    if bad:
+        raise Broken("one finite number per epoch under each key (2 epochs)", bad,
+                     "Call on_epoch_end exactly once per epoch with that epoch's logs.")
+    return f"keys {keys}"
+
+
+def _rule_callback_order(c: Checker) -> str:
+    ours, ref = c.run("candidate-full").ok("2 epochs with validation_data"), c.run("reference-full")
+    if ours.spy.calls != ref.spy.calls:
+        raise Broken("every callback hook in model.fit's order, with the same steps and log keys "
+                     "(a callback acting per batch was present, so no grouping)",
+                     _calls_diff(ref.spy.calls, ours.spy.calls), _CALLBACK_FIX)
+    return f"{len(ours.spy.calls)} calls as model.fit makes them"
+
+
+def _rule_epochs(c: Checker) -> str:
+    ours = c.run("candidate-full").ok("epochs=2")
+    epochs = [call[1] for call in ours.spy.calls if call[0] == "on_epoch_begin"]
+    history_epochs = list(getattr(ours.history, "epoch", []))
+    if epochs != [0, 1] or history_epochs != [0, 1]:
+        raise Broken("epochs=2 to train epochs [0, 1]",
+                     f"on_epoch_begin for {epochs}, History.epoch {history_epochs}",
+                     "Loop `for epoch in range(initial_epoch, epochs)` over the fit argument `epochs`.")
+    return "epochs=2 trains epochs [0, 1]"
+
+
+def _rule_initial_epoch(c: Checker) -> str:
+    ours, ref = c.run("candidate-resume").ok("epochs=3, initial_epoch=1"), c.run("reference-resume")
+    fix = ("Start at `initial_epoch` (Hyperband and BackupAndRestore set it): "
+           "`for epoch in range(initial_epoch, epochs)`, passing it on to model.fit if you delegate.")
+    if list(getattr(ours.history, "epoch", [])) != [1, 2]:
+        raise Broken("epochs=3, initial_epoch=1 to train epochs [1, 2]",
+                     f"History.epoch {list(getattr(ours.history, 'epoch', []))}", fix)
+    if ours.spy.calls != ref.spy.calls:
+        raise Broken("the epoch-level hooks in model.fit's order (no callback acting per batch, so "
+                     "grouping was allowed)", _calls_diff(ref.spy.calls, ours.spy.calls), fix)
+    return "epochs [1, 2]; epoch-level hooks as model.fit"
+
+
+def _rule_validation_data(c: Checker) -> str:
+    ours = c.run("candidate-full").ok("validation_data=(x_val, y_val)")
+    history = getattr(ours.history, "history", {})
+    fix = ("Validate after each epoch's training with model.evaluate(validation, callbacks=<the fit's "
+           "CallbackList>, return_dict=True) and add its results as 'val_' + name to the epoch logs, "
+           "or pass validation_data on to model.fit.")
+    if "val_loss" not in history or len(history["val_loss"]) != 2:
+        raise Broken("'val_loss' in the History once per epoch", sorted(history), fix)
+    evaluated = ours.model.evaluate(c.x_val, c.y_val, batch_size=32, verbose=0, return_dict=True)
+    if not np.isclose(history["val_loss"][-1], evaluated["loss"], rtol=1e-4, atol=1e-6):
+        raise Broken(f"the last val_loss to be the trained model's loss on validation_data, "
+                     f"{evaluated['loss']:.6f}", f"{history['val_loss'][-1]:.6f}", fix)
+    return f"val_loss {history['val_loss'][-1]:.4f} = model.evaluate on validation_data"
+
+
+def _rule_early_stopping(c: Checker) -> str:
+    ours = c.run("early").ok("EarlyStopping")
+    epochs = list(getattr(ours.history, "epoch", []))
+    last = ours.spy.calls[-1][0] if ours.spy.calls else None
+    if epochs != [0, 1] or last != "on_train_end":
+        raise Broken("EarlyStopping(monitor='loss', min_delta=10, patience=1) to stop epochs=10 after "
+                     "epoch 1, as in model.fit, then on_train_end",
+                     f"History.epoch {epochs}, last hook {last}",
+                     "After on_epoch_end, `if model.stop_training: break` (and reset "
+                     "model.stop_training = False before on_train_begin).")
+    return "stopped after 2 of 10 epochs"
+
+
+def _rule_stop_training(c: Checker) -> str:
+    ours = c.run("stop").ok("model.stop_training set in on_train_batch_end(1)")
+    batches = [call[1] for call in ours.spy.calls if call[0] == "on_train_batch_begin"]
+    epochs = [call[1] for call in ours.spy.calls if call[0] == "on_epoch_begin"]
+    if batches != [0, 1] or epochs != [0]:
+        raise Broken("model.stop_training set after batch 1 to end the epoch and the fit there",
+                     f"epochs {epochs}, training batches {batches}",
+                     "After on_train_batch_end, `if model.stop_training: break`; after on_epoch_end too.")
+    return "the fit ended after batch 1 of epoch 0"
+
+
+def _rule_same_weights(c: Checker) -> str:
+    if c.tolerance is None:
+        raise Skip("the strategy makes no claim to train like 'memory' (tolerance=None)")
+    ours, ref = c.run("candidate-full").ok("2 epochs, shuffle=False"), c.run("reference-full").ok("memory")
+    diff = max_weight_difference(ours.model, ref.model)
+    if not diff <= c.tolerance:
+        raise Broken(f"the weights 'memory' ends with (same data, seed, shuffle=False, no augmentation) "
+                     f"to within {c.tolerance:g}", f"a largest difference of {diff:.3g}",
+                     "Train on the same batches in the same order with the model's own loss and optimizer, "
+                     "one optimizer step per batch; or state your tolerance: check_strategy(..., tolerance=X) "
+                     "or the class attribute `weight_tolerance = X` (None: no claim).")
+    return f"largest weight difference {diff:.2g} <= {c.tolerance:g}"
+
+
+def _rule_no_leftovers(c: Checker) -> str:
+    for key in ("candidate-full", "candidate-resume", "early", "stop"):
+        c.run(key)
+    deadline = time.monotonic() + 2.0  # a worker told to stop may take a moment to go
+    while True:
+        threads = [t for t in threading.enumerate() if t not in c.threads_before and t.is_alive()]
+        children = c._children() - c.children_before
+        if not (threads or children) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if threads or children:
+        raise Broken("no thread or process left behind after fit() returns",
+                     f"threads {[t.name for t in threads]}, child processes {sorted(children)}",
+                     "Join your worker threads and processes in a `finally:` block before returning.")
+    return "no thread or process left behind"
+
+
+def _rule_tuner_trial(c: Checker) -> str:
+    import keras_tuner
+
+    import kfitx.registry
+    from kfitx.hookspecs import hookimpl
+    from kfitx.tuner import StrategyHyperModel
+
+    class _Provides:
+        @hookimpl
+        def kfitx_strategies(self) -> list[type[Strategy]]:
+            return [c.cls]
+
+    registry = kfitx.registry.Registry(autoload=False, builtins=False)
+    registry.register(_Provides(), name="kfitx-check")
+    old = kfitx.registry.reset_registry(registry)
+    out = io.StringIO()
+    try:
+        with tempfile.TemporaryDirectory(prefix="kfitx-check-") as directory, contextlib.redirect_stdout(out), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # keras-tuner's own, not the strategy's
+            hypermodel = StrategyHyperModel(lambda hp: c.build_model(0), strategies=[c.name],
+                                            strategy_options={c.name: c.options} if c.options else None)
+            tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy", max_trials=1, seed=0,
+                                             directory=directory, project_name="trial", overwrite=True,
+                                             max_consecutive_failed_trials=1)
+            tuner.search(c.make_source(c.x, c.y), epochs=1, batch_size=32,
+                         validation_data=(c.x_val, c.y_val), verbose=0)
+            trials = list(tuner.oracle.trials.values())
+    except Exception as err:
+        raise Broken("one keras-tuner RandomSearch trial (StrategyHyperModel, 1 epoch) to complete",
+                     f"{type(err).__name__}: {str(err).strip()[-1500:]}",
+                     "Accept every fit argument keras-tuner passes (callbacks with its TunerCallback, "
+                     "validation_data, epochs, verbose) and return the History.") from None
+    finally:
+        kfitx.registry.reset_registry(old)
+    done = [t for t in trials if t.status == "COMPLETED" and t.score is not None and math.isfinite(t.score)]
+    if not done or done[0].hyperparameters.get("strategy") != c.name:
+        raise Broken("a COMPLETED trial with a finite val_accuracy", [(t.status, t.score) for t in trials],
+                     "Report val_accuracy in the History returned (validation_data must be honoured).")
+    return f"trial COMPLETED with val_accuracy {done[0].score:.3f}"
+
+
+#: The rules, in the order they run: name -> (what it checks, function).
+RULES: dict[str, tuple[str, Callable[[Checker], str]]] = {
+    "registration": ("name, description, defaults; its plugin's hook passes pluggy's validation and returns "
+                     "the class", _rule_registration),
+    "options": ("constructs with its defaults; unknown options raise OptionError; hyperparameters(hp) "
+                "returns its own options; it supports the kit's data", _rule_options),
+    "history": ("returns a keras.callbacks.History with model.fit's keys, one finite value per epoch",
+                _rule_history),
+    "callback-order": ("fires every callback hook in model.fit's order, with its steps and log keys",
+                       _rule_callback_order),
+    "epochs": ("trains `epochs` epochs", _rule_epochs),
+    "initial-epoch": ("starts at `initial_epoch`; epoch-level hooks as model.fit", _rule_initial_epoch),
+    "validation-data": ("validates on validation_data every epoch into val_* keys", _rule_validation_data),
+    "early-stopping": ("EarlyStopping stops it when model.fit would stop", _rule_early_stopping),
+    "stop-training": ("model.stop_training set in a batch ends the fit there", _rule_stop_training),
+    "same-weights": ("same data, seed, shuffle=False: the weights of 'memory', to the stated tolerance",
+                     _rule_same_weights),
+    "no-leftovers": ("no thread or process left behind", _rule_no_leftovers),
+    "tuner-trial": ("a keras-tuner RandomSearch trial through StrategyHyperModel completes", _rule_tuner_trial),
+}
+
+
+def _failure(strategy: str, rule: str, broken: Broken) -> ConformanceError:
+    text = message(f"Strategy '{strategy}' breaks rule '{rule}': expected {broken.expected}",
+                   broken.received, "How to fix: " + broken.fix)
+    return ConformanceError(text)
+
+
+def check_one(checker: Checker, rule: str) -> RuleResult:
+    start = time.perf_counter()
+    try:
+        detail, status, error = RULES[rule][1](checker), "passed", None
+    except Skip as skip:
+        detail, status, error = str(skip), "skipped", None
+    except Broken as broken:
+        error = _failure(checker.name, rule, broken)
+        detail, status = str(error), "failed"
+    except Exception as err:  # the strategy raised where the rule did not expect it
+        error = _failure(checker.name, rule, Broken("no exception", f"{type(err).__name__}: {err}",
+                                                    "See the traceback of the rule's run."))
+        detail, status = str(error), "failed"
+    return RuleResult(rule, status, detail, time.perf_counter() - start, error)

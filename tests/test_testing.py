@@ -1,0 +1,184 @@
+"""The conformance kit passes the built-in strategies and names the rule a broken strategy breaks."""
+
+import threading
+import types
+
+import pytest
+
+import kfitx
+from kfitx.errors import ConformanceError
+from kfitx.testing import RULES, StrategyConformance, check_strategy
+
+
+class Delegating(kfitx.Strategy):
+    """A correct strategy: model.fit on the arrays. Broken variants below change one thing."""
+
+    name = "delegating"
+    description = "model.fit on the source's arrays"
+
+    def fit(self, model, source, **fit_args):
+        fit_args.pop("seed", None)
+        return model.fit(*source.arrays(), **fit_args)
+
+
+class IgnoresCallbacks(Delegating):
+    name = "deaf"
+
+    def fit(self, model, source, **fit_args):
+        fit_args.pop("callbacks", None)
+        return super().fit(model, source, **fit_args)
+
+
+class IgnoresInitialEpoch(Delegating):
+    name = "restarts"
+
+    def fit(self, model, source, **fit_args):
+        fit_args.pop("initial_epoch", None)
+        return super().fit(model, source, **fit_args)
+
+
+class ReturnsDict(Delegating):
+    name = "dicty"
+
+    def fit(self, model, source, **fit_args):
+        return super().fit(model, source, **fit_args).history
+
+
+class HalfBatches(Delegating):
+    name = "halves"
+
+    def fit(self, model, source, **fit_args):
+        fit_args["batch_size"] = fit_args.get("batch_size", 32) // 2
+        return super().fit(model, source, **fit_args)
+
+
+class LeavesAThread(Delegating):
+    name = "leaky"
+    stop = threading.Event()
+
+    def fit(self, model, source, **fit_args):
+        threading.Thread(target=self.stop.wait, name="leaky-worker", daemon=True).start()
+        return super().fit(model, source, **fit_args)
+
+
+class TakesAnyOption(Delegating):
+    name = "lax"
+
+    def __init__(self, **options):  # never calls super().__init__: typos pass silently
+        self.options = options
+
+
+@kfitx.hookimpl
+def kfitx_strategies():  # this module is the plugin of the strategies above
+    return [Delegating, IgnoresCallbacks, IgnoresInitialEpoch, ReturnsDict, HalfBatches, LeavesAThread,
+            TakesAnyOption]
+
+
+@pytest.mark.parametrize("name", ["loop", pytest.param("memory", marks=pytest.mark.slow),
+                                  pytest.param("generator", marks=pytest.mark.slow),
+                                  pytest.param("auto", marks=pytest.mark.slow)])
+def test_builtin_strategies_pass_every_rule(registry, name):
+    report = check_strategy(name)
+    assert report.ok and report.passed == list(RULES), str(report)
+    assert report.tolerance == kfitx.testing.DEFAULT_TOLERANCE
+    assert "built into kfitx" in report.results[0].detail
+
+
+def test_a_correct_third_party_strategy_passes_and_reports_what_it_checked():
+    seen = []
+    report = check_strategy(Delegating, skip=["tuner-trial"], on_result=seen.append)
+    assert report.ok and "tuner-trial" not in report.checked
+    assert [r.rule for r in seen] == report.checked == [r for r in RULES if r != "tuner-trial"]
+    assert "registration" in report.passed and "test_testing" in report.results[0].detail
+    text = str(report)
+    assert "callback-order   PASSED" in text and "11 passed, 0 failed, 0 skipped" in text
+
+
+def test_ignoring_callbacks_breaks_callback_order_with_a_message_naming_the_rule():
+    with pytest.raises(ConformanceError) as info:
+        check_strategy(IgnoresCallbacks, rules=["history", "callback-order", "early-stopping"])
+    text = str(info.value)
+    assert text.startswith("Strategy 'deaf' breaks 2 rule(s) of the fit contract: 'callback-order', "
+                           "'early-stopping'.")
+    assert "breaks rule 'callback-order'" in text
+    assert "Received: no callback was called at all." in text
+    assert "How to fix: Drive one keras.callbacks.CallbackList" in text
+    report = info.value.report
+    assert report.passed == ["history"] and report.failed == ["callback-order", "early-stopping"]
+    assert isinstance(info.value, AssertionError)  # pytest shows it as a failed assertion
+
+
+def test_each_broken_rule_is_named():
+    cases = [
+        (IgnoresInitialEpoch, ["epochs", "initial-epoch"], ["initial-epoch"], "History.epoch [0, 1, 2]"),
+        (ReturnsDict, ["history"], ["history"], "Received: dict"),
+        (HalfBatches, ["callback-order", "same-weights"], ["callback-order", "same-weights"],
+         "largest difference of"),
+        (TakesAnyOption, ["options"], ["options"], "it was accepted silently"),
+    ]
+    for strategy, rules, broken, detail in cases:
+        report = check_strategy(strategy, rules=rules, raise_on_failure=False)
+        assert report.failed == broken, (strategy.name, str(report))
+        text = "\n".join(str(r.error) for r in report.results if r.error)
+        assert detail in text, text
+        for rule in broken:
+            assert f"breaks rule '{rule}'" in text
+
+
+def test_threads_left_behind_are_reported():
+    try:
+        report = check_strategy(LeavesAThread, rules=["no-leftovers"], raise_on_failure=False)
+    finally:
+        LeavesAThread.stop.set()
+    assert report.failed == ["no-leftovers"]
+    assert "leaky-worker" in str(report.results[0].error)
+
+
+def test_pluggy_validation_and_a_hook_not_returning_the_class_are_registration_failures():
+    def bad_signature(strategy, nonsense):
+        pass
+
+    bad = types.SimpleNamespace(kfitx_fit_start=kfitx.hookimpl(bad_signature))
+    report = check_strategy(Delegating, rules=["registration"], plugin=bad, raise_on_failure=False)
+    assert report.failed == ["registration"]
+    assert "pluggy's validation" in str(report.results[0].error)
+
+    other = types.SimpleNamespace(kfitx_strategies=kfitx.hookimpl(lambda: [HalfBatches]))
+    report = check_strategy(Delegating, rules=["registration"], plugin=other, raise_on_failure=False)
+    assert "to return [Delegating, ...]" in str(report.results[0].error)
+    assert "the strategies ['halves']" in str(report.results[0].error)
+
+
+def test_tolerance_none_skips_same_weights_and_a_stated_tolerance_is_used():
+    report = check_strategy(HalfBatches, rules=["same-weights"], tolerance=None)
+    assert report.skipped == ["same-weights"] and report.tolerance is None and report.ok
+    assert check_strategy(HalfBatches, rules=["same-weights"], tolerance=10.0).passed == ["same-weights"]
+
+    class Claims(HalfBatches):
+        weight_tolerance = None
+
+    assert check_strategy(Claims, rules=["same-weights"]).skipped == ["same-weights"]
+
+
+def test_unknown_rule_names_are_an_option_error():
+    with pytest.raises(kfitx.OptionError, match=r"Expected rule names among: registration.*Received: calback"):
+        check_strategy(Delegating, rules=["calback"])
+
+
+class TestDelegatingConforms(StrategyConformance):
+    """The pytest form: one test per rule (a subset here, to keep the suite quick)."""
+
+    strategy = Delegating
+
+    test_tuner_trial = None  # covered above for the built-ins
+    test_early_stopping = test_stop_training = test_no_leftovers = None
+
+
+class TestDeafFailsTheRightTest(StrategyConformance):
+    strategy = IgnoresCallbacks
+    test_tuner_trial = test_early_stopping = test_stop_training = test_no_leftovers = None
+    test_initial_epoch = test_validation_data = test_same_weights = test_epochs = test_history = None
+
+    def test_callback_order(self):
+        with pytest.raises(ConformanceError, match="breaks rule 'callback-order'"):
+            super().test_callback_order()
