@@ -476,9 +476,15 @@ class Producer:
                               "ends with the process. use_multiprocessing=True lets kfitx stop such a "
                               "generator.", ResourceWarning, stacklevel=2)
             return
-        # A worker process waiting for a free slot sees the flag; one stuck in the generator, or
-        # in a send that nobody reads any more, is terminated, and killed if it ignores that.
-        self._worker.join(min(timeout, 0.5))
+        # A worker process waiting for a free slot sees the flag; one in the middle of sending a
+        # batch finishes sending it while we read; one stuck in the generator is terminated (and
+        # killed if it ignores that).
+        deadline = time.monotonic() + min(timeout, 0.5)
+        while self._worker.is_alive() and time.monotonic() < deadline:
+            try:
+                self._queue.get(timeout=_POLL)
+            except (queue.Empty, _WorkerGone):
+                self._worker.join(_POLL)
         if self._worker.is_alive():
             self._worker.terminate()
             self._worker.join(1.0)
