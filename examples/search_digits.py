@@ -5,7 +5,9 @@ The data set ships inside scikit-learn (``sklearn.datasets.load_digits``:
 dense network is tuned (hidden layers, units, dropout, learning rate, batch
 size) with ``keras_tuner.RandomSearch`` through ``kfitx.tuner.StrategyHyperModel``,
 so the training strategy is one more hyperparameter while ``build_model`` stays
-plain Keras. At the end the script prints a leaderboard (trial, strategy and
+plain Keras: ``memory`` (``model.fit`` on the arrays), ``generator`` with on-the-fly
+augmentation (the seeds' ``ImageDataGenerator``: small rotations, shifts and zooms,
+done on whole batches) and ``loop`` (kfitx's own training loop). At the end the script prints a leaderboard (trial, strategy and
 hyperparameters, best val_accuracy, training throughput, peak memory), then
 reloads the best model and evaluates it on the validation set.
 
@@ -34,25 +36,35 @@ import kfitx
 from kfitx.tuner import PEAK_RSS_MIB, SAMPLES_PER_S, StrategyHyperModel
 
 NUM_CLASSES = 10
-#: The strategies the search tries: every installed built-in that trains on arrays.
-STRATEGIES = [name for name in ("memory", "loop") if name in {i.name for i in kfitx.available_strategies()}]
+#: The strategies the search tries, and each one's fixed settings.
+STRATEGIES = ["memory", "generator", "loop"]
+AUGMENT = dict(rotation_range=10, width_shift_range=0.1, height_shift_range=0.1, zoom_range=0.1)
+SETTINGS = {"memory": "arrays in RAM", "generator": "augment=ImageDataGenerator(" +
+            ", ".join(f"{k}={v}" for k, v in AUGMENT.items()) + ")", "loop": "model's own step"}
+
+
+def strategy_options() -> dict[str, dict[str, Any]]:
+    """Fixed options per strategy: the generator augments (ImageDataGenerator from tf.keras, Keras 3's legacy home)."""
+    from tensorflow.keras.preprocessing.image import ImageDataGenerator
+
+    return {"generator": {"augment": ImageDataGenerator(**AUGMENT)}}
 
 
 def load_data(seed: int, validation_fraction: float = 0.2) -> tuple[np.ndarray, ...]:
-    """The digits, pixels scaled to [0, 1], split train / validation (stratified, seeded)."""
+    """The digits as 8x8x1 images scaled to [0, 1], split train / validation (stratified, seeded)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    x = (digits.data / 16.0).astype("float32")  # pixel values are 0..16
+    x = (digits.images / 16.0).astype("float32")[..., None]  # pixel values are 0..16
     y = digits.target.astype("int32")
     return tuple(train_test_split(x, y, test_size=validation_fraction, stratify=y, random_state=seed))
 
 
 def build_model(hp: keras_tuner.HyperParameters) -> keras.Model:
-    """A dense classifier for flattened 8x8 images. It knows nothing of strategies."""
-    inputs = keras.Input(shape=(64,), name="pixels")
-    h = inputs
+    """A dense classifier for 8x8 images. It knows nothing of strategies."""
+    inputs = keras.Input(shape=(8, 8, 1), name="pixels")
+    h = keras.layers.Flatten()(inputs)
     units = hp.Choice("units", [64, 128, 256])
     dropout = hp.Float("dropout", 0.0, 0.3, step=0.1)
     for _ in range(hp.Int("layers", 1, 2)):
@@ -80,7 +92,7 @@ def leaderboard(tuner: keras_tuner.RandomSearch) -> str:
     trials = list(tuner.oracle.trials.values())
     trials.sort(key=lambda t: (t.score is None, -(t.score or 0.0), t.trial_id))
     names = sorted({name for t in trials for name in t.hyperparameters.values})
-    header = ["rank", "trial_id", *names, "val_accuracy", "samples/s", "peak MiB", "status"]
+    header = ["rank", "trial_id", *names, "settings", "val_accuracy", "samples/s", "peak MiB", "status"]
     rows = []
     for rank, trial in enumerate(trials, 1):
         values = trial.hyperparameters.values
@@ -90,6 +102,7 @@ def leaderboard(tuner: keras_tuner.RandomSearch) -> str:
             str(rank),
             trial.trial_id,
             *(_format_hp(n, values[n]) if n in values else "-" for n in names),
+            "augmented" if values.get("strategy") == "generator" else "-",
             "-" if trial.score is None else f"{trial.score:.4f}",
             metric(SAMPLES_PER_S, "{:,.0f}"),
             metric(PEAK_RSS_MIB, "{:,.0f}"),
@@ -133,12 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     keras.utils.set_random_seed(args.seed)
     x_train, x_val, y_train, y_val = load_data(args.seed)
     print(f"digits: {len(x_train)} training and {len(x_val)} validation samples, "
-          f"{x_train.shape[1]} pixels, {NUM_CLASSES} classes")
+          f"{x_train.shape[1]}x{x_train.shape[2]} pixels, {NUM_CLASSES} classes")
     print(f"search: RandomSearch, {args.trials} trial(s) x {args.epochs} epoch(s), "
           f"strategies {', '.join(STRATEGIES)}, directory {args.directory}")
 
     # The strategy and the batch size are hyperparameters too; build_model never changes.
-    hypermodel = StrategyHyperModel(build_model, strategies=STRATEGIES, tune_batch_size=[32, 64])
+    hypermodel = StrategyHyperModel(build_model, strategies=STRATEGIES, strategy_options=strategy_options(),
+                                    tune_batch_size=[32, 64])
     tuner = keras_tuner.RandomSearch(
         hypermodel,
         objective="val_accuracy",
@@ -149,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         overwrite=not args.resume,
     )
     tuner.search_space_summary()
+    for name in STRATEGIES:
+        print(f"  {name}: {SETTINGS[name]}")
 
     start = time.perf_counter()
     # verbose=1 keeps keras-tuner's per-trial report; the fits' own output is --verbose.
@@ -161,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     print("trial_id: the trial's folder (trial_<id>) under the search directory; in a fresh search, "
           "keras-tuner's 'Trial #n' is trial_id n-1.\nval_accuracy: the trial's best epoch. samples/s: "
           "training samples x epochs / wall time of kfitx.fit (tracing and validation included).\n"
-          "peak MiB: the process's peak resident memory during the trial.")
+          "peak MiB: the process's peak resident memory during the trial. settings: augmented = the "
+          "generator's " + SETTINGS["generator"] + " on training batches.")
 
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials or best_trials[0].score is None:
