@@ -144,7 +144,10 @@ class DatasetFeed:
             # Keras reports begin + group - 1 even past the epoch's end ("16/7" in the progress bar).
             yield begin, min(begin + self.group, steps) - 1, data
         if self.pass_length and self._seen >= self.pass_length:
-            self._iterator = None
+            # As Keras's EpochIterator: the next pass's iterator is made now (and, without
+            # steps_per_epoch, made again when the next epoch starts). Counting iterators as it does
+            # keeps a seeded shuffle (a new permutation per iterator) in step with model.fit's.
+            self._iterator, self._seen = iter(self.dataset), 0
 
     def ran_out(self) -> None:
         """The strategy's step found the iterator empty: the epoch ends, the next one starts a pass."""

@@ -299,3 +299,15 @@ def test_verbose_prints_the_keras_progress_bar(make_model, xy, registry, capsys,
         assert out == ""
     else:
         assert "Epoch 2/2" in out and shown in out and "16/7" not in out
+
+
+@pytest.mark.parametrize("strategy", ["loop", "generator"])
+def test_seeded_shuffle_gives_memorys_order_every_epoch(strategy, make_model, xy):
+    """Same seed, shuffle on: the same permutation each epoch as memory (model.fit), so the same run."""
+    x, y = xy
+    reference = make_model()
+    expected = kfitx.fit(reference, x, y, strategy="memory", epochs=4, seed=3, verbose=0)
+    model = make_model()
+    got = kfitx.fit(model, x, y, strategy=strategy, epochs=4, seed=3, verbose=0)
+    np.testing.assert_allclose(got.history["loss"], expected.history["loss"], rtol=1e-6)
+    assert weights_close(model, reference)
