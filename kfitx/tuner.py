@@ -9,6 +9,15 @@ Separation of concerns:
   runs :func:`kfitx.fit`, and adds what the trial cost (samples/s, peak resident
   memory) to the History, so keras-tuner records it next to the score.
 * :class:`StrategyHyperModel` wraps a ``build_model(hp)`` function and calls :func:`fit`.
+* Resume (:class:`_Resume`): inside a tuner (found through keras-tuner's own
+  ``TunerCallback``), each execution of a trial trains with a
+  ``keras.callbacks.BackupAndRestore`` in ``<trial dir>/kfitx-backup/execution-<i>``
+  and keeps its epochs' logs beside it. keras-tuner, reloading a killed search
+  (``overwrite=False``), runs a trial that was RUNNING again under the same id
+  and hyperparameters (``Oracle.reload`` sends it to the retry queue); the
+  execution then restarts from its last finished epoch, its History is given
+  back the epochs run before the kill, and keras-tuner's best-epoch checkpoint
+  keeps its best value. The backup is deleted when the execution finishes.
 * Configuration mistakes (a :class:`kfitx.KfitxError`) are re-raised as
   keras-tuner's fatal errors, which end the search with kfitx's message;
   keras-tuner would otherwise record them as failed trials and go on. Failures
@@ -20,12 +29,17 @@ keras-tuner is imported only here.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras_tuner
+import numpy as np
 import psutil
 
 from kfitx.api import fit as kfitx_fit
@@ -70,6 +84,100 @@ def _fatal(err: KfitxError) -> keras_tuner.errors.FatalError:
     return kind(f"{type(err).__name__}: {err}")
 
 
+def _tuner_callbacks(callbacks: Any) -> tuple[Any, list[Any]]:
+    """keras-tuner's ``TunerCallback`` among ``callbacks`` (or ``None``), and its ``SaveBestEpoch``s."""
+    found, best = None, []
+    for cb in callbacks or []:
+        if not type(cb).__module__.startswith("keras_tuner"):
+            continue
+        if hasattr(cb, "tuner") and hasattr(cb, "trial"):
+            found = cb
+        elif hasattr(cb, "best_value") and hasattr(cb, "objective"):
+            best.append(cb)
+    return found, best
+
+
+class _Resume:
+    """Lets an execution of a trial killed mid-way go on from its last finished epoch.
+
+    ``callbacks()`` are a log of each finished epoch's metrics (written before the
+    backup, so it never lags it) and a ``BackupAndRestore``; ``merge(history)``
+    puts the epochs run before the kill back in front of the History.
+    """
+
+    #: Executions of each trial started in this process (keras-tuner runs them in order).
+    _executions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+    def __init__(self, tuner_callback: Any, best_epoch: list[Any]) -> None:
+        trial = tuner_callback.trial
+        execution = self._executions.get(trial, 0)
+        self._executions[trial] = execution + 1
+        root = os.path.join(tuner_callback.tuner.get_trial_dir(trial.trial_id), "kfitx-backup")
+        self.backup_dir = os.path.join(root, f"execution-{execution}")
+        self.log_path = os.path.join(root, f"execution-{execution}.history.json")
+        self.best_epoch = best_epoch
+        self.earlier: list[dict[str, Any]] = []
+
+    def callbacks(self) -> list[Any]:
+        import keras
+
+        resume = self
+
+        class EpochLog(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                if resume.earlier or epoch == 0 or not os.path.exists(resume.log_path):
+                    return
+                with open(resume.log_path) as f:
+                    resume.earlier = [e for e in json.load(f) if e["epoch"] < epoch]
+                for cb in resume.best_epoch:  # its checkpoint on disk is the best of the earlier epochs
+                    for entry in resume.earlier:
+                        if cb.objective.has_value(entry["logs"]):
+                            value = cb.objective.get_value(entry["logs"])
+                            if cb.objective.better_than(value, cb.best_value):
+                                cb.best_value = value
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                numbers = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
+                resume.earlier.append({"epoch": epoch, "logs": numbers})
+                os.makedirs(os.path.dirname(resume.log_path), exist_ok=True)
+                tmp = resume.log_path + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump(resume.earlier, f)
+                os.replace(tmp, resume.log_path)  # atomic: a kill leaves the old log or the new one
+
+        # double_checkpoint: a kill while the weights are written leaves the previous epoch's to go on from
+        backup = keras.callbacks.BackupAndRestore(self.backup_dir, save_freq="epoch", double_checkpoint=True)
+        return [EpochLog(), backup]
+
+    def merge(self, history: Any, model: Any) -> None:
+        """Prepends the epochs run before a kill; removes the log; resets Keras's resume epoch."""
+        model._initial_epoch = None  # Keras leaves it set after a restored fit
+        first = history.epoch[0] if history.epoch else None
+        before = [e for e in self.earlier if first is None or e["epoch"] < first]
+        if before:
+            history.epoch[:0] = [e["epoch"] for e in before]
+            ran = len(history.epoch) - len(before)
+            for key in set(history.history) | {k for e in before for k in e["logs"]}:
+                earlier = [e["logs"].get(key) for e in before]
+                history.history[key] = earlier + list(history.history.get(key, [None] * ran))
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.log_path)
+        with contextlib.suppress(OSError):  # kept while another execution's backup is in it
+            os.rmdir(os.path.dirname(self.log_path))
+
+
+def _resumer(callbacks: list[Any]) -> _Resume | None:
+    """A :class:`_Resume` when running inside a tuner with no ``BackupAndRestore`` of the user's."""
+    import keras
+
+    if any(isinstance(cb, keras.callbacks.BackupAndRestore) for cb in callbacks):
+        return None
+    tuner_callback, best_epoch = _tuner_callbacks(callbacks)
+    if tuner_callback is None or not hasattr(tuner_callback.tuner, "get_trial_dir"):
+        return None
+    return _Resume(tuner_callback, best_epoch)
+
+
 def _candidates(strategies: str | Sequence[str]) -> list[str]:
     names = [strategies] if isinstance(strategies, str) else list(strategies)
     if not names or not all(isinstance(n, str) for n in names):
@@ -89,6 +197,7 @@ def fit(
     strategies: str | Sequence[str] = "memory",
     strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
     tune_batch_size: Sequence[int] | None = None,
+    resume: bool = True,
     **kwargs: Any,
 ) -> Any:
     """Trains one keras-tuner trial through kfitx; call it from ``HyperModel.fit``.
@@ -103,6 +212,9 @@ def fit(
         strategy_options: Fixed options per strategy name, e.g. ``{"memory": {"memory_budget": 0.3}}``.
         tune_batch_size: Batch sizes to choose from (``hp.Choice("batch_size", ...)``);
             ``None`` keeps the ``batch_size`` passed to ``search`` (or the default).
+        resume: Inside a tuner, back up each epoch so that a trial killed mid-way goes on
+            from its last finished epoch when the search is reloaded (``overwrite=False``).
+            Skipped when ``callbacks`` already hold a ``BackupAndRestore``.
         **kwargs: What ``tuner.search`` passed on: ``epochs``, ``callbacks`` (keras-tuner's
             own among them), ``validation_data``, ...
 
@@ -129,6 +241,11 @@ def fit(
         if tune_batch_size:
             kwargs["batch_size"] = hp.Choice("batch_size", list(tune_batch_size))
         source = coerce(x, y)
+        callbacks = kwargs.get("callbacks")
+        callbacks = list(getattr(callbacks, "callbacks", callbacks) or [])  # a list or a CallbackList
+        resumer = _resumer(callbacks) if resume else None
+        if resumer is not None:
+            kwargs["callbacks"] = [*callbacks, *resumer.callbacks()]
         with _PeakRSS() as memory:
             start = time.perf_counter()
             history = kfitx_fit(model, source, strategy=chosen, **options[chosen], **kwargs)
@@ -136,15 +253,17 @@ def fit(
     except KfitxError as err:
         raise _fatal(err) from err
 
-    epochs = len(history.epoch)
+    epochs = len(history.epoch)  # run in this call
+    if resumer is not None:
+        resumer.merge(history, model)
     batch_size = kwargs.get("batch_size") or 32
     per_epoch = (source.num_samples if isinstance(source, ArraySource) and not kwargs.get("steps_per_epoch")
                  else (kwargs.get("steps_per_epoch") or source.steps(batch_size) or 0) * batch_size)
     if kwargs.get("validation_split") and isinstance(source, ArraySource):
         per_epoch = int(per_epoch * (1 - kwargs["validation_split"]))
     samples_per_s = per_epoch * epochs / seconds if seconds > 0 else 0.0
-    history.history[SAMPLES_PER_S] = [samples_per_s] * epochs
-    history.history[PEAK_RSS_MIB] = [memory.peak / 2**20] * epochs
+    history.history[SAMPLES_PER_S] = [samples_per_s] * len(history.epoch)
+    history.history[PEAK_RSS_MIB] = [memory.peak / 2**20] * len(history.epoch)
     history.kfitx = {**getattr(history, "kfitx", {}), "samples_per_s": samples_per_s,
                      "peak_rss_mib": memory.peak / 2**20, "seconds": seconds}
     return history
@@ -158,6 +277,7 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         strategies: A name, or names to choose from as ``hp.Choice("strategy", ...)``.
         strategy_options: Fixed options per strategy name.
         tune_batch_size: Batch sizes to choose from, or ``None``.
+        resume: Whether a trial killed mid-way goes on from its last finished epoch (see :func:`fit`).
         **kwargs: ``name`` and ``tunable``, as for ``keras_tuner.HyperModel``.
 
     Example:
@@ -174,6 +294,7 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         strategies: str | Sequence[str] = "memory",
         strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
         tune_batch_size: Sequence[int] | None = None,
+        resume: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -184,10 +305,11 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         self.strategies = strategies
         self.strategy_options = strategy_options
         self.tune_batch_size = tune_batch_size
+        self.resume = resume
 
     def build(self, hp: keras_tuner.HyperParameters) -> Any:
         return self.build_model(hp)
 
     def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
         return fit(hp, model, *args, strategies=self.strategies, strategy_options=self.strategy_options,
-                   tune_batch_size=self.tune_batch_size, **kwargs)
+                   tune_batch_size=self.tune_batch_size, resume=self.resume, **kwargs)

@@ -145,3 +145,171 @@ def test_peak_memory_sampler_leaves_no_thread():
         block = np.ones(50 * 2**20 // 8)
     assert sampler.peak >= block.nbytes
     assert not any(t.name == "kfitx-peak-rss" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("wrap", [kfitx.data.generator, lambda factory: factory], ids=["source", "function"])
+def test_generator_source_serves_every_trial_afresh(wrap, xy, registry, tmp_path):
+    x, y = xy
+    passes = []
+
+    def batches():  # one pass over the training data: a fresh iterator each call
+        passes.append(1)
+        for start in range(0, 150, 50):
+            yield x[start:start + 50], y[start:start + 50]
+
+    hypermodel = Recording(build, strategies=["generator", "loop"])
+    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy", max_trials=3, seed=2,
+                                     directory=tmp_path, project_name="gen")
+    tuner.search(wrap(batches), epochs=2, validation_data=(x[150:], y[150:]), verbose=0)
+    trials = list(tuner.oracle.trials.values())
+    assert len(trials) == 3 and all(t.status == "COMPLETED" for t in trials)
+    for _, history in hypermodel.histories:  # every trial trained both epochs on all 3 batches
+        assert history.epoch == [0, 1]
+        assert all(np.isfinite(history.history["loss"]))
+    assert len(passes) >= 3 * 2
+
+
+def test_resume_backup_keeps_grouping_and_is_removed_after_each_execution(xy, registry, tmp_path):
+    hypermodel = Recording(build, strategies=["memory", "loop"])
+    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy", max_trials=2, executions_per_trial=2,
+                                     seed=0, directory=tmp_path, project_name="clean")
+    tuner.search(epochs=2, **search_args(xy))
+    assert all(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    assert len(hypermodel.histories) == 4
+    for _, history in hypermodel.histories:  # the per-epoch backup does not stop steps being grouped
+        assert history.kfitx["steps_per_execution"] > 1, history.kfitx["grouping"]
+    assert list(tmp_path.glob("clean/trial_*")) and not list(tmp_path.glob("clean/trial_*/kfitx-backup"))
+
+
+RESUMABLE_SEARCH = '''
+import json, os, signal, sys
+import keras, keras_tuner, numpy as np
+from kfitx.tuner import StrategyHyperModel
+
+directory, kill, strategy = sys.argv[1], sys.argv[2] == "kill", sys.argv[3]
+starts = os.path.join(directory, "starts.jsonl")
+
+class Record(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.first = True
+    def on_epoch_begin(self, epoch, logs=None):
+        trial = next(c.trial for c in self.model._kfitx_callbacks if hasattr(c, "trial"))
+        if self.first:
+            self.first = False
+            with open(starts, "a") as f:
+                f.write(json.dumps({"trial": trial.trial_id, "epoch": epoch}) + "\\n")
+        if kill and trial.trial_id == "1" and epoch == 3:  # trial 2 dies as its 4th epoch begins
+            os.kill(os.getpid(), signal.SIGKILL)
+
+class Hyper(StrategyHyperModel):
+    def fit(self, hp, model, *args, callbacks=(), **kwargs):
+        model._kfitx_callbacks = list(callbacks)
+        history = super().fit(hp, model, *args, callbacks=[*callbacks, Record()], **kwargs)
+        with open(os.path.join(directory, "histories.jsonl"), "a") as f:
+            f.write(json.dumps({"epoch": history.epoch, "loss": len(history.history["loss"])}) + "\\n")
+        return history
+
+def build(hp):
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hp.Int("units", 4, 16, step=4), activation="relu"),
+                              keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(hp.Float("lr", 0.01, 0.3, sampling="log")),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(200, 8)); y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 1).astype("int64")
+tuner = keras_tuner.RandomSearch(Hyper(build, strategies=strategy), objective="val_accuracy", max_trials=4,
+                                 seed=5, directory=directory, project_name="resume", overwrite=False)
+tuner.search(x[:150], y[:150], epochs=6, validation_data=(x[150:], y[150:]), verbose=0)
+'''
+
+
+@pytest.mark.parametrize("strategy", ["memory", pytest.param("loop", marks=pytest.mark.slow)])
+def test_killed_search_resumes_with_the_interrupted_trial_at_its_last_epoch(strategy, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "search.py"
+    script.write_text(RESUMABLE_SEARCH)
+    run = lambda mode: subprocess.run([sys.executable, str(script), str(tmp_path), mode, strategy], timeout=300,
+                                      capture_output=True, text=True)
+    killed = run("kill")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    first_trial = (tmp_path / "resume" / "trial_0" / "trial.json").read_text()
+    assert json.loads(first_trial)["status"] == "COMPLETED"
+    assert json.loads((tmp_path / "resume" / "trial_1" / "trial.json").read_text())["status"] == "RUNNING"
+
+    resumed = run("resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    starts = [json.loads(line) for line in (tmp_path / "starts.jsonl").read_text().splitlines()]
+    # trial 0 trained once; trial 1 started at 0, was killed after 3 epochs, went on from epoch 3
+    assert starts == [{"trial": "0", "epoch": 0}, {"trial": "1", "epoch": 0}, {"trial": "1", "epoch": 3},
+                      {"trial": "2", "epoch": 0}, {"trial": "3", "epoch": 0}]
+    trials = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "resume").glob("trial_*/trial.json")}
+    assert len(trials) == 4 and all(t["status"] == "COMPLETED" for t in trials.values())
+    assert (tmp_path / "resume" / "trial_0" / "trial.json").read_text() == first_trial  # kept, not retrained
+    # every History handed to keras-tuner covers all 6 epochs, the resumed one's epochs before the kill included
+    histories = [json.loads(line) for line in (tmp_path / "histories.jsonl").read_text().splitlines()]
+    assert histories == [{"epoch": list(range(6)), "loss": 6}] * 4
+    assert not list((tmp_path / "resume").glob("trial_*/kfitx-backup"))
+
+
+DISTRIBUTED_SEARCH = '''
+import sys
+import keras, keras_tuner, numpy as np
+from kfitx.tuner import StrategyHyperModel
+
+def build(hp):
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hp.Int("units", 4, 16, step=4), activation="relu"),
+                              keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(hp.Float("lr", 0.01, 0.3, sampling="log")),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(200, 8)); y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 1).astype("int64")
+tuner = keras_tuner.RandomSearch(StrategyHyperModel(build, strategies=["memory", "loop"]), objective="val_accuracy",
+                                 max_trials=4, seed=1, directory=sys.argv[1], project_name="dist")
+tuner.search(x[:150], y[:150], epochs=2, validation_data=(x[150:], y[150:]), verbose=0)
+'''
+
+
+@pytest.mark.slow
+def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("grpc")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "search.py"
+    script.write_text(DISTRIBUTED_SEARCH)
+    procs = {}
+    try:
+        for tuner_id in ("chief", "tuner0", "tuner1"):
+            env = {**os.environ, "KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                   "KERASTUNER_ORACLE_PORT": str(port), "TF_CPP_MIN_LOG_LEVEL": "3"}
+            procs[tuner_id] = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env,
+                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if tuner_id == "chief":
+                time.sleep(2)  # workers retry their connection, but start after the server anyway
+        deadline = time.monotonic() + 180
+        outputs = {tuner_id: p.communicate(timeout=max(1, deadline - time.monotonic()))[0]
+                   for tuner_id, p in procs.items()}
+    finally:
+        for p in procs.values():  # no orphans, whatever happened
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    for tuner_id, p in procs.items():
+        assert p.returncode == 0, f"{tuner_id}:\n{outputs[tuner_id][-3000:]}"
+    trials = [json.loads(p.read_text()) for p in (tmp_path / "dist").glob("trial_*/trial.json")]
+    assert len(trials) == 4 and all(t["status"] == "COMPLETED" for t in trials)
+    assert {t["hyperparameters"]["values"]["strategy"] for t in trials} <= {"memory", "loop"}
