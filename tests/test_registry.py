@@ -165,13 +165,19 @@ def test_entry_point_plugin_is_loaded_with_its_distribution(site):
     assert registry.get("turbo").description == "a third-party strategy"
 
 
+def _installed() -> set[str]:
+    """Strategies of the environment as it is (plugins a user installed, e.g. plugins/ packages, included)."""
+    return {i.name for i in Registry().available()}
+
+
 def test_broken_entry_point_is_reported_and_the_others_work(site):
+    before = _installed()
     install_distribution(site, "kfitx-good", "kfitx_good", GOOD, entry_name="good")
     install_distribution(site, "kfitx-broken", "kfitx_broken", "raise ImportError('missing dependency xyz')",
                          entry_name="broken")
     with pytest.warns(PluginWarning, match=r"'broken' \(distribution kfitx-broken 1\.0\) failed to load.*xyz"):
         registry = Registry()
-    assert {i.name for i in registry.available()} == BUILTINS | {"turbo"}
+    assert {i.name for i in registry.available()} == before | {"turbo"}
 
 
 def test_entry_point_with_unknown_hook_is_reported(site):
@@ -193,12 +199,13 @@ def test_autoload_can_be_disabled(site, monkeypatch):
 
 @pytest.mark.parametrize("blocked", ["good", "kfitx-good"])
 def test_block_list_by_plugin_or_distribution_name(site, monkeypatch, blocked):
+    before = _installed()
     install_distribution(site, "kfitx-good", "kfitx_good", GOOD, entry_name="good")
     install_distribution(site, "kfitx-other", "kfitx_other", GOOD.replace('"turbo"', '"other"'),
                          entry_name="other")
     monkeypatch.setenv("KFITX_BLOCK_PLUGINS", f"{blocked}, unrelated")
     registry = Registry()
-    assert {i.name for i in registry.available()} == BUILTINS | {"other"}
+    assert {i.name for i in registry.available()} == before | {"other"}
     assert "kfitx_good" not in sys.modules  # a blocked plugin is never imported
 
 
