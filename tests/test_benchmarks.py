@@ -32,3 +32,18 @@ def test_bench_memory_quick_runs_and_prints_ratios():
         assert re.search(rf"ratio kfitx/plain {kind} whole-fit samples/s: {number}", proc.stdout), output
     assert re.search(rf"ratio kfitx/plain mem peak above baseline: {number}", proc.stdout), output
     assert "copies of the data" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, rows", [
+    ("bench_generator.py", ["aug 32x32  fit_generator(IDG) vs fit(IDG.flow)", "latency  last epoch end",
+                            "ooc 0.05 GiB .npy  samples/s vs memory on a slice"]),
+    ("bench_loop.py", ["mlp loop, History + batch callback vs naive", "cnn loop (defaults) vs plain model.fit"]),
+])
+def test_generator_and_loop_benchmarks_quick_print_their_ratios(script, rows):
+    path = SCRIPT.parent / script
+    proc = subprocess.run([sys.executable, str(path), "--quick"], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), cwd=SCRIPT.parent.parent)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    for row in rows:
+        assert re.search(re.escape(row) + r".*\s\d+\.\d\d\s", proc.stdout), proc.stdout[-3000:]
