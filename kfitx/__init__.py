@@ -25,10 +25,11 @@ from kfitx.errors import (
     UnsupportedDataError,
     WorkerError,
 )
+from kfitx.grouping import choose_steps_per_execution, steps_per_execution
 from kfitx.hookspecs import hookimpl, hookspec
 from kfitx.strategies.auto import Decision, explain
 from kfitx.registry import PluginWarning, StrategyInfo, available_strategies, get_strategy, register
-from kfitx.strategy import FIT_ARGS, Strategy
+from kfitx.strategy import FIT_ARGS, Strategy, split_data
 
 try:
     __version__ = importlib.metadata.version("kfitx")
@@ -55,6 +56,7 @@ __all__ = [
     "__version__",
     "augment",
     "available_strategies",
+    "choose_steps_per_execution",
     "compat",
     "data",
     "explain",
@@ -63,4 +65,6 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "register",
+    "split_data",
+    "steps_per_execution",
 ]

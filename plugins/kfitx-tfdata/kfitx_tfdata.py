@@ -13,45 +13,28 @@ The TensorFlow-specific fast path for arrays and ``tf.data`` datasets:
 * a ``tf.data`` source can be cached (in memory, or in a file) before
   augmentation, so an expensive decode runs once;
 * ``model.fit`` trains, so every callback behaves as Keras makes it behave, and
-  several steps run per compiled call only when no callback of the fit has
-  batch hooks of its own (or when asked).
+  several steps run per compiled call only where ``kfitx.choose_steps_per_execution``
+  allows it (no callback acts per batch), as in kfitx's own strategies.
 
 Only kfitx's public API is used: ``kfitx.Strategy``, ``kfitx.hookimpl``,
+``kfitx.split_data``, ``kfitx.choose_steps_per_execution``, ``kfitx.steps_per_execution``,
 ``kfitx.data``, ``kfitx.errors`` and ``kfitx.augment``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 import kfitx
-from kfitx.data import ArraySource, DatasetSource, Source, coerce
+from kfitx.data import ArraySource, DatasetSource, Source
 from kfitx.errors import AugmentationError, DataError, OptionError, message
 
 __all__ = ["TFDataStrategy", "kfitx_strategies"]
 
 logger = logging.getLogger("kfitx.tfdata")
-
-#: Steps per compiled call when grouping is allowed (the largest dividing steps_per_epoch).
-AUTO_STEPS = 16
-
-_BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end",
-                "on_test_batch_begin", "on_test_batch_end")
-
-
-def _acts_per_batch(callback: Any) -> bool:
-    """Whether a callback defines a batch hook of its own (on its class, or set on the instance)."""
-    import keras
-
-    base = keras.callbacks.Callback
-    return any(hook in vars(callback) or getattr(type(callback), hook, None) is not getattr(base, hook)
-               for hook in _BATCH_HOOKS)
-
 
 def _memory_mapped(array: Any) -> bool:
     return isinstance(array, np.memmap)
@@ -69,21 +52,6 @@ def _tuples(structure: Any) -> Any:
 def _auto_or_positive(name: str, value: Any) -> None:
     if value != "auto" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         raise OptionError(message(f"`{name}` must be 'auto' or a positive int", repr(value)))
-
-
-@contextlib.contextmanager
-def _steps_per_execution(model: Any, steps: int) -> Iterator[None]:
-    """Runs the body with ``steps`` steps per compiled call; the model is as before afterwards."""
-    if steps == model.steps_per_execution:
-        yield
-        return
-    saved = (model.steps_per_execution, model.train_function, model.test_function)
-    model.steps_per_execution = steps
-    model.train_function = model.test_function = None  # retraced with the new step count
-    try:
-        yield
-    finally:
-        model.steps_per_execution, model.train_function, model.test_function = saved
 
 
 class TFDataStrategy(kfitx.Strategy):
@@ -106,9 +74,9 @@ class TFDataStrategy(kfitx.Strategy):
         deterministic: ``True`` keeps the batch order (reproducible); ``False`` lets
             a batch that is ready overtake a slow one.
         steps_per_execution: ``"auto"``: 16 steps per compiled call (or the largest
-            number dividing ``steps_per_epoch``) when no callback of the fit defines a
-            batch hook, else 1, so batch callbacks see every batch (keras-tuner's
-            callback defines them, so trials run one step per call); or an int.
+            number dividing ``steps_per_epoch``) when no callback of the fit acts per
+            batch (``kfitx.choose_steps_per_execution``, which knows keras-tuner's
+            callbacks), else 1, so batch callbacks see every batch; or an int.
     """
 
     name = "tfdata"
@@ -242,21 +210,7 @@ class TFDataStrategy(kfitx.Strategy):
 
     # -- fit ------------------------------------------------------------------
 
-    def _group(self, model: Any, args: dict[str, Any]) -> tuple[int, str]:
-        requested = self.options["steps_per_execution"]
-        if requested != "auto":
-            return requested, "asked for by the steps_per_execution option"
-        if model.steps_per_execution > 1:
-            return model.steps_per_execution, "the model was compiled with steps_per_execution"
-        acting = [type(cb).__name__ for cb in args.get("callbacks") or [] if _acts_per_batch(cb)]
-        if acting:
-            return 1, "callbacks with batch hooks: " + ", ".join(acting)
-        exact = [n for n in (args.get("steps_per_epoch"), args.get("validation_steps")) if n]
-        steps = max(d for d in range(1, AUTO_STEPS + 1) if all(n % d == 0 for n in exact))
-        return steps, "no callback has batch hooks"
-
-    def _validation(self, validation: Any, batch_size: int) -> Any:
-        source = coerce(validation)
+    def _validation(self, source: Source, batch_size: int) -> Any:
         if isinstance(source, ArraySource):
             return self.arrays_dataset(source, batch_size).prefetch(self._tune(self.options["prefetch"]))
         if isinstance(source, DatasetSource) or source.kind == "PyDataset":
@@ -282,22 +236,8 @@ class TFDataStrategy(kfitx.Strategy):
         batch_size = args.pop("batch_size", None) or 32
         seed = args.pop("seed", None)
         shuffle = args.pop("shuffle", True)
-        sample_weight = args.pop("sample_weight", None)
-        split = args.pop("validation_split", 0.0)
-        validation = args.pop("validation_data", None)
         validation_batch_size = args.pop("validation_batch_size", None) or batch_size
-        if sample_weight is not None:
-            if not isinstance(source, ArraySource) or source.sample_weight is not None:
-                raise DataError(message("sample_weight= for arrays that carry no sample weights yet",
-                                        source.describe(), "Put the weights in one place: the arrays "
-                                        "(kfitx.data.arrays(x, y, w)) or the batches a dataset yields."))
-            source = ArraySource(source.x, source.y, sample_weight)
-        if split and validation is None:
-            if not isinstance(source, ArraySource):
-                raise DataError(message("validation_split splits arrays only", source.describe(),
-                                        "Pass validation_data=... instead."))
-            source, held_out = source.split(split)
-            validation = held_out.arrays()
+        source, validation = kfitx.split_data(source, args)
         if seed is not None:
             keras.utils.set_random_seed(seed)
 
@@ -305,9 +245,11 @@ class TFDataStrategy(kfitx.Strategy):
                               repeat=args.get("steps_per_epoch") is not None)
         if validation is not None:
             args["validation_data"] = self._validation(validation, validation_batch_size)
-        steps, reason = self._group(model, args)
+        steps, reason = kfitx.choose_steps_per_execution(
+            model, args.get("callbacks"), self.options["steps_per_execution"],
+            exact_steps=(args.get("steps_per_epoch"), args.get("validation_steps")))
         logger.info("tfdata: %d step(s) per compiled call (%s)", steps, reason)
-        with _steps_per_execution(model, steps):
+        with kfitx.steps_per_execution(model, steps):
             try:
                 history = model.fit(train, shuffle=False, **args)
             except Exception:
