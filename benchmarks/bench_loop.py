@@ -30,6 +30,7 @@ import time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_generator import EpochClock  # noqa: E402
 from bench_memory import build_cnn, build_mlp, make_data  # noqa: E402  (same models and data)
 
 BS = 32
@@ -93,34 +94,15 @@ def loop(model, x, y, epochs, **options):
 def loop_default(model, x, y, epochs):
     import kfitx
 
-    clock = _epoch_clock()
+    clock = EpochClock()  # epoch hooks only: loop may group steps
     kfitx.fit(model, x, y, strategy="loop", batch_size=BS, epochs=epochs, verbose=0, callbacks=[clock])
-    return _steady(clock.begins, clock.ends, len(x))
+    return clock.steady(len(x))
 
 
 def plain_fit(model, x, y, epochs):
-    clock = _epoch_clock()
+    clock = EpochClock()
     model.fit(x, y, batch_size=BS, epochs=epochs, verbose=0, callbacks=[clock])
-    return _steady(clock.begins, clock.ends, len(x))
-
-
-def _epoch_clock():
-    import keras
-
-    class Clock(keras.callbacks.Callback):
-        """Epoch times only: no batch hook, so kfitx may group steps."""
-
-        def __init__(self):
-            super().__init__()
-            self.begins, self.ends = [], []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.begins.append(time.perf_counter())
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.ends.append(time.perf_counter())
-
-    return Clock()
+    return clock.steady(len(x))
 
 
 def measure(kind, sides, n, epochs, repeats):
