@@ -444,6 +444,8 @@ class Producer:
                 err = payload
                 if isinstance(err, KfitxError):
                     raise self._fail(err)
+                if isinstance(err, _RemoteError) and err.kfitx:  # kfitx's own message, from the worker
+                    raise self._fail(DataError(err.text))
                 text = message(f"The {self.kind} must produce batches without raising",
                                f"{_describe(err)} at {where}",
                                "Fix the generator; the traceback above shows where it failed.")
@@ -492,9 +494,3 @@ class Producer:
             os.kill(self._worker.pid, signal.SIGKILL)
             self._worker.join(1.0)
         self._queue.close()
-
-    def __enter__(self) -> Producer:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

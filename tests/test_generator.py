@@ -401,3 +401,9 @@ def test_fit_generator_serves_image_data_generator_flow_from_its_arrays(no_orpha
     assert "vectorised" in history.kfitx["augment"]
     assert len(history.history["val_loss"]) == 2
     np.testing.assert_array_equal(np.asarray(probe.evaluated), x[:BATCH])
+
+
+@pytest.mark.parametrize("processes", [False, True], ids=["thread", "process"])
+def test_a_factory_that_returns_no_iterator_gets_kfitxs_message(make_model, processes, no_orphans):
+    _fails(make_model, lambda: 5, DataError, r"^The generator factory must return an iterator\. Received: int",
+           use_multiprocessing=processes)
