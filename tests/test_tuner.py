@@ -181,6 +181,19 @@ def test_resume_backup_keeps_grouping_and_is_removed_after_each_execution(xy, re
     assert list(tmp_path.glob("clean/trial_*")) and not list(tmp_path.glob("clean/trial_*/kfitx-backup"))
 
 
+# The model and data both subprocess searches below train.
+SEARCH_MODEL_AND_DATA = '''
+def build(hp):
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hp.Int("units", 4, 16, step=4), activation="relu"),
+                              keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(hp.Float("lr", 0.01, 0.3, sampling="log")),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(200, 8)); y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 1).astype("int64")
+'''
+
 RESUMABLE_SEARCH = '''
 import json, os, signal, sys
 import keras, keras_tuner, numpy as np
@@ -209,15 +222,7 @@ class Hyper(StrategyHyperModel):
             f.write(json.dumps({"epoch": history.epoch, "loss": len(history.history["loss"])}) + "\\n")
         return history
 
-def build(hp):
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hp.Int("units", 4, 16, step=4), activation="relu"),
-                              keras.layers.Dense(3)])
-    model.compile(keras.optimizers.SGD(hp.Float("lr", 0.01, 0.3, sampling="log")),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    return model
-
-rng = np.random.default_rng(0)
-x = rng.normal(size=(200, 8)); y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 1).astype("int64")
+''' + SEARCH_MODEL_AND_DATA + '''
 tuner = keras_tuner.RandomSearch(Hyper(build, strategies=strategy), objective="val_accuracy", max_trials=4,
                                  seed=5, directory=directory, project_name="resume", overwrite=False)
 tuner.search(x[:150], y[:150], epochs=6, validation_data=(x[150:], y[150:]), verbose=0)
@@ -261,15 +266,7 @@ import sys
 import keras, keras_tuner, numpy as np
 from kfitx.tuner import StrategyHyperModel
 
-def build(hp):
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hp.Int("units", 4, 16, step=4), activation="relu"),
-                              keras.layers.Dense(3)])
-    model.compile(keras.optimizers.SGD(hp.Float("lr", 0.01, 0.3, sampling="log")),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    return model
-
-rng = np.random.default_rng(0)
-x = rng.normal(size=(200, 8)); y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 1).astype("int64")
+''' + SEARCH_MODEL_AND_DATA + '''
 tuner = keras_tuner.RandomSearch(StrategyHyperModel(build, strategies=["memory", "loop"]), objective="val_accuracy",
                                  max_trials=4, seed=1, directory=sys.argv[1], project_name="dist")
 tuner.search(x[:150], y[:150], epochs=2, validation_data=(x[150:], y[150:]), verbose=0)
