@@ -20,16 +20,17 @@ from kfitx.errors import (
     MemoryBudgetError,
     ModelError,
     OptionError,
+    PluginError,
     StrategyConflictError,
     StrategyNotFoundError,
     UnsupportedDataError,
     WorkerError,
 )
-from kfitx.grouping import choose_steps_per_execution, steps_per_execution
 from kfitx.hookspecs import hookimpl, hookspec
-from kfitx.strategies.auto import Decision, explain
+from kfitx.plan import FIT_ARGS, FitPlan, FitReport
 from kfitx.registry import PluginWarning, StrategyInfo, available_strategies, get_strategy, register
-from kfitx.strategy import FIT_ARGS, Strategy, split_data
+from kfitx.strategies.auto import Decision, explain
+from kfitx.strategy import Strategy
 
 try:
     __version__ = importlib.metadata.version("kfitx")
@@ -42,10 +43,13 @@ __all__ = [
     "DataError",
     "Decision",
     "FIT_ARGS",
+    "FitPlan",
+    "FitReport",
     "KfitxError",
     "MemoryBudgetError",
     "ModelError",
     "OptionError",
+    "PluginError",
     "PluginWarning",
     "Strategy",
     "StrategyConflictError",
@@ -56,7 +60,6 @@ __all__ = [
     "__version__",
     "augment",
     "available_strategies",
-    "choose_steps_per_execution",
     "compat",
     "data",
     "explain",
@@ -65,6 +68,4 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "register",
-    "split_data",
-    "steps_per_execution",
 ]

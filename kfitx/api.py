@@ -1,20 +1,28 @@
-"""``kfitx.fit``: resolve the strategy, coerce the data, call the hooks, run.
+"""``kfitx.fit``: resolve the strategy, build the plan, run the ``kfitx_fit`` hook.
 
-Separation of concerns: the registry finds strategies, :mod:`kfitx.data` turns
-what the user passed into a source and validates it, :mod:`kfitx.strategy`
-checks fit arguments, and the strategy trains. This module only wires them.
+Separation of concerns: the registry finds strategies (and refuses ones written
+against another plugin API), :mod:`kfitx.data` turns what the user passed into a
+source and validates it, the strategy checks its own options and says whether
+it serves the data, :mod:`kfitx.plan` resolves every fit argument once, and the
+``kfitx_fit`` hook trains (kfitx's implementation calls ``strategy.fit(model,
+plan)``; plugins wrap it). ``history.kfitx`` is written here, from the plan's
+report, and nowhere else.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kfitx.data import coerce
 from kfitx.errors import KfitxError, message
+from kfitx.plan import FIT_ARGS, build_plan, check_fit_args, check_model
 from kfitx.registry import get_registry
-from kfitx.strategy import FIT_ARGS, Strategy, check_fit_args, check_model
+from kfitx.strategy import Strategy
 
 __all__ = ["fit"]
+
+logger = logging.getLogger("kfitx")
 
 
 def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type[Strategy] = "memory",
@@ -32,7 +40,8 @@ def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type
             ``validation_data``, ... and ``seed``) and the strategy's own options.
 
     Returns:
-        The ``keras.callbacks.History`` of the run, whichever strategy ran.
+        The ``keras.callbacks.History`` of the run, whichever strategy ran, with
+        ``history.kfitx``: what kfitx decided (strategy, steps per call and why, ...).
 
     Raises:
         KfitxError: for every foreseeable mistake, with what to do about it.
@@ -41,30 +50,28 @@ def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type
     registry = get_registry()
     fit_args = {k: v for k, v in kwargs.items() if k in FIT_ARGS}
     options = {k: v for k, v in kwargs.items() if k not in FIT_ARGS}
-    if isinstance(strategy, str):
-        cls: Any = registry.lookup(strategy).cls
-    else:
-        cls = strategy if isinstance(strategy, type) else type(strategy)
-    unknown = {k: v for k, v in options.items() if k not in getattr(cls, "defaults", {})}
-    if unknown:
-        check_fit_args(unknown, strategy_options=sorted(getattr(cls, "defaults", {})))
+    cls = registry.strategy_class(strategy)
+    if set(options) - set(cls.defaults):
+        check_fit_args({k: v for k, v in options.items() if k not in cls.defaults},
+                       strategy_options=sorted(cls.defaults))
     instance = registry.get(strategy, **options)
-    check_fit_args(fit_args)
     source = coerce(data, y)
-    instance.require(source)
-
-    hook = registry.pm.hook
-    hook.kfitx_fit_start(strategy=instance, model=model, source=source, fit_args=fit_args)
-    try:
-        history = instance.fit(model, source, **fit_args)
-    except BaseException as err:
-        hook.kfitx_fit_end(strategy=instance, model=model, source=source, history=None, error=err)
-        raise
-    hook.kfitx_fit_end(strategy=instance, model=model, source=source, history=history, error=None)
+    chosen, decision = instance.resolve(source)  # `auto` asks the kfitx_choose_strategy hook
+    if decision is not None:
+        logger.info("%s", decision)
+        if fit_args.get("verbose", "auto") != 0:
+            print(decision, flush=True)
+    registry.strategy_class(type(chosen))
+    chosen.require(source)
+    plan = build_plan(model, source, chosen, fit_args)
+    if decision is not None:
+        plan.report.note(**{instance.name: decision.reason})
+    history = registry.pm.hook.kfitx_fit(strategy=chosen, model=model, plan=plan)
     import keras
 
     if not isinstance(history, keras.callbacks.History):
-        raise KfitxError(message(f"Strategy '{instance.name}' must return a keras.callbacks.History",
+        raise KfitxError(message(f"Strategy '{chosen.name}' must return a keras.callbacks.History",
                                  type(history).__name__, "Return model.fit(...)'s result or the "
                                  "History callback the strategy drove (a bug in the strategy)."))
+    history.kfitx = plan.report.as_dict()
     return history

@@ -7,7 +7,8 @@ Separation of concerns:
   (same data, same initial weights);
 * :func:`run_one` trains one strategy in this process and measures it: seconds
   per epoch (a callback with epoch hooks only, so no strategy is kept from
-  grouping steps), samples/s, peak resident memory and the final metrics;
+  grouping steps), samples/s, peak resident memory and the final metrics; the
+  fit itself is measured by a ``kfitx_fit`` wrapper (:class:`_Measure`);
 * :func:`bench` runs each strategy in a fresh Python process
   (``python -m kfitx.bench --child``), because peak memory is per process: in one
   process the first strategy's peak would hide the others'. It relays each
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kfitx.errors import KfitxError, OptionError, message
+from kfitx.hookspecs import hookimpl
 
 __all__ = ["BenchResult", "BenchSpec", "bench", "build_model", "format_table", "load_data", "plot", "run_one"]
 
@@ -153,15 +155,31 @@ def _peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
+class _Measure:
+    """``kfitx bench``'s ``kfitx_fit`` wrapper: resident memory before the fit, its wall time."""
+
+    def __init__(self) -> None:
+        self.rss_before_mib = 0.0
+        self.seconds = 0.0
+
+    @hookimpl(wrapper=True)
+    def kfitx_fit(self, strategy: Any, model: Any, plan: Any) -> Any:
+        self.rss_before_mib = _rss_mib()
+        start = time.perf_counter()
+        history = yield
+        self.seconds = time.perf_counter() - start
+        return history
+
+
 def run_one(spec: BenchSpec, strategy: str, progress: Callable[[str], None] = print) -> BenchResult:
     """Trains ``strategy`` on ``spec`` in this process and measures it."""
     import keras
 
     import kfitx
+    from kfitx.registry import get_registry
 
     x, y, x_val, y_val = load_data(spec)
     model = build_model(spec, x.shape[1:])
-    before = _rss_mib()
     times: list[float] = []
 
     class EpochTimer(keras.callbacks.Callback):  # epoch hooks only: strategies may still group steps
@@ -174,14 +192,18 @@ def run_one(spec: BenchSpec, strategy: str, progress: Callable[[str], None] = pr
                               if isinstance(v, (int, float)))
             progress(f"  {strategy}: epoch {epoch + 1}/{spec.epochs} {times[-1]:.2f} s  {shown}")
 
-    start = time.perf_counter()
-    history = kfitx.fit(model, x, y, strategy=strategy, epochs=spec.epochs, batch_size=spec.batch_size,
-                        validation_data=(x_val, y_val), callbacks=[EpochTimer()], verbose=0, seed=spec.seed)
-    seconds = time.perf_counter() - start
+    measure, registry = _Measure(), get_registry()
+    name = registry.register(measure, name=f"kfitx.bench-measure-{id(measure)}")
+    try:
+        history = kfitx.fit(model, x, y, strategy=strategy, epochs=spec.epochs, batch_size=spec.batch_size,
+                            validation_data=(x_val, y_val), callbacks=[EpochTimer()], verbose=0, seed=spec.seed)
+    finally:
+        if name is not None:
+            registry.unregister(name)
     steady = times[1:] or times
-    samples_per_s = len(x) / statistics.median(steady) if steady else len(x) * len(times) / seconds
+    samples_per_s = len(x) / statistics.median(steady) if steady else len(x) * len(times) / measure.seconds
     metrics = {k: float(v[-1]) for k, v in history.history.items() if v and isinstance(v[-1], (int, float))}
-    return BenchResult(strategy, samples_per_s, times, _peak_rss_mib(), before, metrics)
+    return BenchResult(strategy, samples_per_s, times, _peak_rss_mib(), measure.rss_before_mib, metrics)
 
 
 def _child(argv: Sequence[str]) -> int:

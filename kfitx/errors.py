@@ -7,6 +7,7 @@ already catches ``ValueError`` or ``LookupError`` keeps working::
     ├── StrategyNotFoundError    (LookupError)  unknown strategy name
     ├── StrategyConflictError    (LookupError)  two plugins claim one name
     ├── OptionError              (TypeError)    unknown or bad strategy option / fit argument
+    ├── PluginError              (TypeError)    a plugin's strategy is written against another kfitx API
     ├── ModelError               (ValueError)   the model cannot be trained as given
     ├── DataError                (ValueError)   the data is malformed (a batch included)
     ├── AugmentationError        (ValueError)   an augmentation cannot be used, or failed on a batch
@@ -31,6 +32,7 @@ __all__ = [
     "MemoryBudgetError",
     "ModelError",
     "OptionError",
+    "PluginError",
     "StrategyConflictError",
     "StrategyNotFoundError",
     "UnsupportedDataError",
@@ -61,6 +63,10 @@ class StrategyConflictError(KfitxError, LookupError):
 
 class OptionError(KfitxError, TypeError):
     """A strategy option or a fit argument is unknown or has a bad value."""
+
+
+class PluginError(KfitxError, TypeError):
+    """A plugin's strategy does not follow kfitx's plugin API (e.g. kfitx 0.1's ``fit`` signature)."""
 
 
 class ModelError(KfitxError, ValueError):

@@ -1,10 +1,12 @@
 """The kfitx hooks. Plugins implement them with ``@kfitx.hookimpl``.
 
-Hooks are always called with keyword arguments. There are three, and no more
-until a real plugin needs one:
+Hooks are always called with keyword arguments. There are three:
 
 * :func:`kfitx_strategies` -- collect-all: every plugin returns the strategy classes it provides.
-* :func:`kfitx_fit_start` / :func:`kfitx_fit_end` -- observers around each ``kfitx.fit``.
+* :func:`kfitx_choose_strategy` -- first answer wins: which strategy ``strategy="auto"`` trains with.
+* :func:`kfitx_fit` -- first answer wins: runs one fit. kfitx's own implementation
+  calls ``strategy.fit(model, plan)``; plugins wrap it (``@kfitx.hookimpl(wrapper=True)``)
+  to time, measure or observe fits, as pytest's plugins wrap ``pytest_runtest_protocol``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from kfitx.data import Source
+    from kfitx.plan import FitPlan
+    from kfitx.strategies.auto import Decision
     from kfitx.strategy import Strategy
 
 __all__ = ["hookimpl", "hookspec"]
@@ -32,21 +36,34 @@ def kfitx_strategies() -> list[type[Strategy]]:
     """
 
 
-@hookspec
-def kfitx_fit_start(strategy: Strategy, model: Any, source: Source, fit_args: dict[str, Any]) -> None:
-    """Called before a strategy trains, after the data and options were checked.
+@hookspec(firstresult=True)
+def kfitx_choose_strategy(source: Source, options: dict[str, Any]) -> Decision | None:
+    """Chooses the strategy for ``strategy="auto"``.
 
-    ``fit_args`` is the dict the strategy will receive; an observer may read it
-    and should not change it. Every implementation is called; return nothing.
+    Called once per ``kfitx.fit(..., strategy="auto")`` (and ``kfitx.explain``)
+    with the training source and the options the user gave. Return a
+    :class:`kfitx.Decision` (the strategy's name, one sentence why, the options to
+    pass it), or ``None`` to let the next plugin decide. The first non-``None``
+    answer wins; kfitx's own rules answer last.
     """
 
 
-@hookspec
-def kfitx_fit_end(
-    strategy: Strategy, model: Any, source: Source, history: Any, error: BaseException | None
-) -> None:
-    """Called after a strategy trained, also when it raised (then ``error`` is set
-    and ``history`` is ``None``; the error is re-raised after the hook).
+@hookspec(firstresult=True)
+def kfitx_fit(strategy: Strategy, model: Any, plan: FitPlan) -> Any:
+    """Runs one fit and returns its ``keras.callbacks.History``.
 
-    Every implementation is called; return nothing.
+    Called by ``kfitx.fit`` once the strategy is chosen and the :class:`kfitx.FitPlan`
+    is built (every argument checked). kfitx's implementation, which runs last,
+    calls ``strategy.fit(model, plan)``. To observe or measure fits, implement it
+    as a wrapper::
+
+        @kfitx.hookimpl(wrapper=True)
+        def kfitx_fit(strategy, model, plan):
+            start = time.perf_counter()
+            history = yield          # the fit runs here; an exception is raised here too
+            plan.report.note(seconds=time.perf_counter() - start)   # lands in history.kfitx
+            return history
+
+    The first non-``None`` answer wins: a plugin that returns a History itself
+    replaces the training.
     """

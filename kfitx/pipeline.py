@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from kfitx.data import ArraySource, _map
+from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source, _map
+from kfitx.errors import DataError, message
 
-__all__ = ["array_dataset", "as_tensor"]
+__all__ = ["array_dataset", "as_tensor", "source_dataset", "validation_dataset"]
 
 _ALIGN = 64  # TensorFlow's allocator alignment; an unaligned alias aborts the process.
 
@@ -146,3 +147,43 @@ def array_dataset(
     options.experimental_optimization.apply_default_optimizations = False
     options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _generator_dataset(source: GeneratorSource) -> Any:
+    """A tf.data dataset calling the generator factory afresh on every pass (each validation)."""
+    import tensorflow as tf
+
+    first = next(iter(source), None)
+    if first is None:
+        raise DataError(message("A validation generator that yields at least one batch", "an empty pass"))
+    first = tuple(first) if isinstance(first, list) else first
+    spec = tf.nest.map_structure(
+        lambda a: tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype)), first)
+    return tf.data.Dataset.from_generator(
+        lambda: (tuple(b) if isinstance(b, list) else b for b in source), output_signature=spec)
+
+
+def source_dataset(source: Source, batch_size: int, *, shuffle: bool | str = False, seed: int | None = None,
+                   repeat: bool = False) -> Any:
+    """What ``model.fit`` / ``model.evaluate`` can read for ``source``: a tf.data dataset or the PyDataset.
+
+    Arrays go through :func:`array_dataset`; a tf.data dataset and a PyDataset are
+    used as they are; a generator factory is called afresh on every pass.
+    """
+    if isinstance(source, ArraySource):
+        return array_dataset(source, batch_size, shuffle=shuffle, seed=seed, repeat=repeat)
+    if isinstance(source, (DatasetSource, PyDatasetSource)):
+        return source.dataset.repeat() if repeat and isinstance(source, DatasetSource) else source.dataset
+    if isinstance(source, GeneratorSource):
+        dataset = _generator_dataset(source)
+        return dataset.repeat() if repeat else dataset
+    raise DataError(message("Data as arrays, a tf.data.Dataset, a PyDataset or a generator factory",
+                            source.describe()))
+
+
+def validation_dataset(plan: Any) -> Any:
+    """The plan's validation data for ``model.fit`` / ``model.evaluate``, or ``None`` without any."""
+    if plan.validation is None:
+        return None
+    return source_dataset(plan.validation, plan.validation_batch_size, repeat=plan.validation_steps is not None
+                          and isinstance(plan.validation, GeneratorSource))

@@ -28,7 +28,8 @@ import pluggy
 
 from kfitx import hookspecs
 from kfitx.errors import OptionError, StrategyConflictError, StrategyNotFoundError, message
-from kfitx.strategy import Strategy, _closest
+from kfitx.plan import closest as _closest
+from kfitx.strategy import Strategy, check_fit_signature
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -101,6 +102,7 @@ class Registry:
         self.blocked = set(_env_list("KFITX_BLOCK_PLUGINS") if block is None else block)
         self._providers: dict[str, tuple[str, str]] = {}
         self._table: dict[str, list[StrategyInfo]] | None = None
+        self._register_core()
         if builtins:
             for module in BUILTIN_PLUGINS:
                 self.register(importlib.import_module(module), name=module,
@@ -111,6 +113,14 @@ class Registry:
             self.load_entrypoints()
 
     # -- plugins --------------------------------------------------------------
+
+    def _register_core(self) -> None:
+        """kfitx's own ``kfitx_fit`` (the fit itself) and its trial-measuring wrapper: always there."""
+        from kfitx import _fitting
+
+        self.pm.register(_fitting, name="kfitx.fit")
+        self.pm.register(_fitting.TrialMeasure(), name="kfitx.trial-measure")
+        self._providers["kfitx.fit"] = self._providers["kfitx.trial-measure"] = ("kfitx", _kfitx_version())
 
     def register(self, plugin: Any, name: str | None = None,
                  distribution: str = "(registered at run time)", version: str = "") -> str | None:
@@ -232,6 +242,29 @@ class Registry:
                 )
             )
         return infos[0]
+
+    def strategy_class(self, strategy: str | Strategy | type[Strategy]) -> type[Strategy]:
+        """The class behind a name, class or instance, checked against the plugin API.
+
+        Raises:
+            StrategyNotFoundError, StrategyConflictError: see :meth:`lookup`.
+            PluginError: its ``fit`` is still kfitx 0.1's ``fit(model, source, **fit_args)``.
+            OptionError: ``strategy`` is none of the three.
+        """
+        if isinstance(strategy, str):
+            info = self.lookup(strategy)
+            where = f"plugin '{info.plugin}' from distribution {info.distribution} {info.version}".rstrip()
+            check_fit_signature(info.cls, where)
+            return info.cls
+        cls = type(strategy) if isinstance(strategy, Strategy) else strategy
+        if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
+            raise OptionError(message("`strategy` must be a strategy name, a Strategy subclass or instance",
+                                      type(strategy).__name__))
+        provider = next((i for infos in self._collect().values() for i in infos if i.cls is cls), None)
+        where = (f"plugin '{provider.plugin}' from distribution {provider.distribution} {provider.version}".rstrip()
+                 if provider else f"module {cls.__module__}")
+        check_fit_signature(cls, where)
+        return cls
 
     def get(self, strategy: str | Strategy | type[Strategy], **options: Any) -> Strategy:
         """A strategy instance from a name, a class or an instance (returned as is)."""

@@ -3,169 +3,32 @@
 A strategy has a ``name`` and a ``description``, takes its own options as
 keyword arguments (declared with their defaults in ``defaults``), may refuse
 data it cannot serve (``supports``), may declare tunable hyperparameters
-(``hyperparameters``), and implements one method, ``fit``.
+(``hyperparameters``), and implements one method, ``fit(model, plan)``.
 
-``fit`` keeps the contract in DESIGN.md: the arguments of ``keras.Model.fit``
-listed in :data:`FIT_ARGS`, every callback honoured as ``model.fit`` honours it,
-and a ``keras.callbacks.History`` returned.
+``fit`` keeps the fit contract (``docs/architecture.md``): the
+:class:`kfitx.FitPlan` holds ``model.fit``'s arguments already resolved; every
+callback is honoured as ``model.fit`` honours it, and a
+``keras.callbacks.History`` is returned.
 """
 
 from __future__ import annotations
 
-import difflib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kfitx.errors import DataError, ModelError, OptionError, UnsupportedDataError, message
+from kfitx.errors import OptionError, PluginError, UnsupportedDataError, message
+from kfitx.plan import closest
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
     from kfitx.data import Source
+    from kfitx.plan import FitPlan
+    from kfitx.strategies.auto import Decision
 
-__all__ = ["FIT_ARGS", "Strategy", "check_fit_args", "check_model", "split_data"]
-
-#: Arguments of ``keras.Model.fit`` every strategy accepts, plus ``seed``.
-FIT_ARGS: tuple[str, ...] = (
-    "batch_size",
-    "callbacks",
-    "class_weight",
-    "epochs",
-    "initial_epoch",
-    "sample_weight",
-    "seed",
-    "shuffle",
-    "steps_per_epoch",
-    "validation_batch_size",
-    "validation_data",
-    "validation_freq",
-    "validation_split",
-    "validation_steps",
-    "verbose",
-)
-
-#: Keras 2 ``fit`` arguments that Keras 3 moved onto ``keras.utils.PyDataset``.
-_MOVED_TO_PYDATASET = ("workers", "use_multiprocessing", "max_queue_size")
-
-
-def _closest(name: str, candidates: list[str]) -> str:
-    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return f" Did you mean '{match[0]}'?" if match else ""
-
-
-def check_fit_args(fit_args: Mapping[str, Any], strategy_options: list[str] | None = None) -> None:
-    """Raises :class:`OptionError` for an unknown fit argument or a bad value.
-
-    Args:
-        fit_args: The keyword arguments meant for ``Strategy.fit``.
-        strategy_options: The strategy's option names, listed in the message.
-    """
-    for key in fit_args:
-        if key in FIT_ARGS:
-            continue
-        if key in _MOVED_TO_PYDATASET:
-            raise OptionError(
-                message(
-                    "Keras 3's fit no longer takes worker settings",
-                    f"{key}={fit_args[key]!r}",
-                    "Pass them to a keras.utils.PyDataset (PyDataset(workers=..., "
-                    "use_multiprocessing=..., max_queue_size=...)), or to the 'generator' "
-                    "strategy's options.",
-                )
-            )
-        known = list(FIT_ARGS) + list(strategy_options or [])
-        raise OptionError(
-            message(
-                "Expected a fit argument (" + ", ".join(FIT_ARGS) + ")"
-                + (" or a strategy option (" + ", ".join(strategy_options) + ")"
-                   if strategy_options else ""),
-                repr(key),
-                _closest(key, known).strip() or "Remove it.",
-            )
-        )
-    _check_values(fit_args)
-
-
-_POSITIVE_OR_NONE = ("batch_size", "steps_per_epoch", "validation_steps", "validation_batch_size")
-
-
-def _check_values(fit_args: Mapping[str, Any]) -> None:
-    def bad(key: str, expected: str) -> OptionError:
-        return OptionError(message(f"`{key}` must be {expected}", repr(fit_args[key])))
-
-    def is_int(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    for key in ("epochs", "initial_epoch"):
-        if key in fit_args and not (is_int(fit_args[key]) and fit_args[key] >= 0):
-            raise bad(key, "an int >= 0")
-    for key in _POSITIVE_OR_NONE:
-        value = fit_args.get(key)
-        if value is not None and not (is_int(value) and value >= 1):
-            raise bad(key, "a positive int or None")
-    if "verbose" in fit_args and fit_args["verbose"] not in (0, 1, 2, "auto"):
-        raise bad("verbose", "0, 1, 2 or 'auto'")
-    split = fit_args.get("validation_split") or 0.0
-    if not (isinstance(split, (int, float)) and 0.0 <= split < 1.0):
-        raise bad("validation_split", "a float in [0, 1)")
-    if fit_args.get("shuffle", True) not in (True, False, "batch"):
-        raise bad("shuffle", "True, False or 'batch'")
-
-
-def check_model(model: Any) -> None:
-    """Raises :class:`ModelError` unless ``model`` is a compiled ``keras.Model``."""
-    import keras
-
-    if not isinstance(model, keras.Model):
-        raise ModelError(message("Expected a keras.Model", type(model).__name__))
-    if not getattr(model, "compiled", False):
-        raise ModelError(
-            message(
-                "The model must be compiled before training",
-                f"an uncompiled {type(model).__name__} '{model.name}'",
-                "Call model.compile(optimizer=..., loss=...) first (inside your "
-                "build_model function when tuning).",
-            )
-        )
-
-
-def split_data(source: Source, fit_args: dict[str, Any]) -> tuple[Source, Source | None]:
-    """The training and validation sources of a fit, as ``model.fit`` derives them.
-
-    Pops ``sample_weight``, ``validation_split`` and ``validation_data`` from
-    ``fit_args``: ``sample_weight`` joins array data; ``validation_split`` takes
-    the last fraction of the arrays; ``validation_data`` (arrays, ``(x, y)``,
-    or any source) is coerced. For strategy authors: call it first in ``fit``.
-
-    Returns:
-        ``(training source, validation source or None)``.
-
-    Raises:
-        DataError: sample weights or a split asked of a stream, or given twice.
-    """
-    from kfitx.data import ArraySource, coerce
-
-    sample_weight = fit_args.pop("sample_weight", None)
-    validation_split = fit_args.pop("validation_split", 0.0)
-    validation_data = fit_args.pop("validation_data", None)
-    if sample_weight is not None:
-        if not isinstance(source, ArraySource):
-            raise DataError(message("`sample_weight` goes with array data",
-                                    f"sample_weight= with a {source.kind} source",
-                                    "Yield (x, y, sample_weight) batches from the stream instead."))
-        if source.sample_weight is not None:
-            raise DataError(message("sample weights given once", "both in the data and as sample_weight=",
-                                    "Pass them in one place."))
-        source = ArraySource(source.x, source.y, sample_weight)
-    if validation_split and validation_data is None:
-        if not isinstance(source, ArraySource):
-            raise DataError(message("`validation_split` splits arrays only",
-                                    f"validation_split={validation_split} with a {source.kind} source",
-                                    "Pass validation_data=... instead."))
-        return source.split(validation_split)
-    return source, None if validation_data is None else coerce(validation_data)
-
+__all__ = ["Strategy", "check_fit_signature"]
 
 class Strategy(ABC):
     """One way of training a Keras model. Subclass it to write a strategy plugin.
@@ -178,14 +41,23 @@ class Strategy(ABC):
 
     Example:
         ```python
-        class Halving(kfitx.Strategy):
-            name = "halving"
-            description = "model.fit at half the batch size"
-            defaults = {"factor": 2}
+        import kfitx
 
-            def fit(self, model, source, **fit_args):
-                fit_args["batch_size"] = fit_args.get("batch_size", 32) // self.options["factor"]
-                return model.fit(*source.arrays(), **fit_args)
+
+        class PlainFit(kfitx.Strategy):
+            name = "plainfit"
+            description = "model.fit on the arrays as they are"
+            defaults = {"steps_per_execution": "auto"}
+
+            def supports(self, source):
+                if not isinstance(source, kfitx.data.ArraySource):
+                    return "plainfit trains on arrays; use strategy='generator' for streams."
+                return None
+
+            def fit(self, model, plan):
+                validation = None if plan.validation is None else plan.validation.arrays()
+                with plan.grouped(model):  # steps per compiled call, as the plan decided
+                    return model.fit(**plan.fit_kwargs(plan.train.arrays(), validation))
         ```
     """
 
@@ -201,7 +73,7 @@ class Strategy(ABC):
                 message(
                     f"Strategy '{self.name}' accepts the options: {available}",
                     ", ".join(f"{k}={options[k]!r}" for k in unknown),
-                    _closest(unknown[0], list(self.defaults)).strip()
+                    closest(unknown[0], list(self.defaults)).strip()
                     or "Remove the unknown option(s).",
                 )
             )
@@ -225,6 +97,25 @@ class Strategy(ABC):
                 f"Received: {source.describe()}. {reason}"
             )
 
+    def grouping(self) -> int | str | tuple[int, str]:
+        """How many steps per compiled call this strategy wants; the plan decides from it.
+
+        Returns:
+            ``"auto"`` (the plan groups where no callback can tell), a positive int
+            (asked for), or ``(steps, reason)`` when the strategy itself fixes it
+            (e.g. a step that runs in Python). Default: the ``steps_per_execution``
+            option if the strategy has one, else ``"auto"``.
+        """
+        return self.options.get("steps_per_execution", "auto")
+
+    def resolve(self, source: Source) -> tuple[Strategy, Decision | None]:
+        """The strategy that trains on ``source``, and the decision that chose it.
+
+        ``(self, None)``, except for strategies that choose another, like ``auto``
+        (which asks the ``kfitx_choose_strategy`` hook).
+        """
+        return self, None
+
     def hyperparameters(self, hp: Any) -> dict[str, Any]:
         """Declares this strategy's tunables on a keras-tuner ``hp``; returns chosen options.
 
@@ -234,14 +125,44 @@ class Strategy(ABC):
         return {}
 
     @abstractmethod
-    def fit(self, model: keras.Model, source: Source, **fit_args: Any) -> keras.callbacks.History:
-        """Trains ``model`` on ``source``.
+    def fit(self, model: keras.Model, plan: FitPlan) -> keras.callbacks.History:
+        """Trains ``model`` as ``plan`` says.
 
         Args:
             model: A compiled ``keras.Model``.
-            source: The training data (see :mod:`kfitx.data`).
-            **fit_args: The names in :data:`FIT_ARGS`, with ``model.fit``'s meanings.
+            plan: The fit, resolved (:class:`kfitx.FitPlan`): ``plan.train`` and
+                ``plan.validation`` are the sources, the rest ``model.fit``'s
+                arguments with their defaults; ``plan.fit_kwargs(...)`` and
+                ``plan.grouped(model)`` serve strategies that delegate to ``model.fit``.
 
         Returns:
             The ``keras.callbacks.History`` of the run.
         """
+
+
+def check_fit_signature(cls: type, where: str) -> None:
+    """Raises :class:`PluginError` if ``cls.fit`` is still written as kfitx 0.1's ``fit(model, source, **fit_args)``.
+
+    Args:
+        cls: The strategy class.
+        where: Who provides it, for the message (plugin and distribution).
+    """
+    fit = getattr(cls, "fit", None)
+    if fit is None or getattr(fit, "__isabstractmethod__", False):
+        return
+    try:
+        params = inspect.signature(fit).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a builtin or C callable
+        return
+    names = list(params)
+    var_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if "source" in names or (var_keyword and "plan" not in names):
+        shown = ", ".join(str(p) for p in params.values())
+        raise PluginError(message(
+            f"Strategy {cls.__name__} ({where}) to implement fit(self, model, plan), the kfitx 0.2 API",
+            f"fit({shown}), the kfitx 0.1 signature",
+            "Change it to `def fit(self, model, plan):` and read the data and fit arguments from the plan: "
+            "plan.train / plan.validation (sources, split and weighted), plan.batch_size, plan.epochs, "
+            "plan.callbacks, ...; delegate with `with plan.grouped(model): return "
+            "model.fit(**plan.fit_kwargs(plan.train.arrays(), validation))`. kfitx.split_data, kfitx.choose_steps_per_execution and "
+            "kfitx.steps_per_execution are gone: the plan did that work. See CHANGELOG.md (0.2.0)."))

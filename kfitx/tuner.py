@@ -6,7 +6,8 @@ Separation of concerns:
   ``Choice``, or ``Fixed`` when there is one candidate), lets every candidate
   declare its own tunables under its own name scope inside a conditional scope
   (active only when that strategy is chosen), optionally tunes ``batch_size``,
-  runs :func:`kfitx.fit`, and adds what the trial cost (samples/s, peak resident
+  and runs :func:`kfitx.fit`. kfitx's ``kfitx_fit`` wrapper for trials
+  (:mod:`kfitx._fitting`) adds what the trial cost (samples/s, peak resident
   memory) to the History, so keras-tuner records it next to the score.
 * :class:`StrategyHyperModel` wraps a ``build_model(hp)`` function and calls :func:`fit`.
 * Resume (:class:`_Resume`): inside a tuner (found through keras-tuner's own
@@ -32,50 +33,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
-import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras_tuner
 import numpy as np
-import psutil
 
+from kfitx._fitting import PEAK_RSS_MIB, SAMPLES_PER_S
 from kfitx.api import fit as kfitx_fit
-from kfitx.data import ArraySource, coerce
+from kfitx.data import coerce
 from kfitx.errors import KfitxError, OptionError, message
 from kfitx.registry import get_registry
 
-__all__ = ["StrategyHyperModel", "fit"]
+__all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "StrategyHyperModel", "fit"]
 
-#: History keys the bridge adds (constant over the epochs of one trial).
-SAMPLES_PER_S = "kfitx_samples_per_s"
-PEAK_RSS_MIB = "kfitx_peak_rss_mib"
-
-
-class _PeakRSS:
-    """Samples this process's resident memory in a thread; ``peak`` is the maximum seen."""
-
-    def __init__(self, interval: float = 0.02) -> None:
-        self.interval = interval
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kfitx-peak-rss", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __enter__(self) -> _PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5 * self.interval + 1.0)  # bounded: the loop wakes every interval
-        self.peak = max(self.peak, self.process.memory_info().rss)
 
 
 def _fatal(err: KfitxError) -> keras_tuner.errors.FatalError:
@@ -246,26 +218,15 @@ def fit(
         resumer = _resumer(callbacks) if resume else None
         if resumer is not None:
             kwargs["callbacks"] = [*callbacks, *resumer.callbacks()]
-        with _PeakRSS() as memory:
-            start = time.perf_counter()
-            history = kfitx_fit(model, source, strategy=chosen, **options[chosen], **kwargs)
-            seconds = time.perf_counter() - start
+        # kfitx's kfitx_fit wrapper measures the trial (samples/s, peak RSS) into the History
+        history = kfitx_fit(model, source, strategy=chosen, **options[chosen], **kwargs)
     except KfitxError as err:
         raise _fatal(err) from err
-
-    epochs = len(history.epoch)  # run in this call
     if resumer is not None:
         resumer.merge(history, model)
-    batch_size = kwargs.get("batch_size") or 32
-    per_epoch = (source.num_samples if isinstance(source, ArraySource) and not kwargs.get("steps_per_epoch")
-                 else (kwargs.get("steps_per_epoch") or source.steps(batch_size) or 0) * batch_size)
-    if kwargs.get("validation_split") and isinstance(source, ArraySource):
-        per_epoch = int(per_epoch * (1 - kwargs["validation_split"]))
-    samples_per_s = per_epoch * epochs / seconds if seconds > 0 else 0.0
-    history.history[SAMPLES_PER_S] = [samples_per_s] * len(history.epoch)
-    history.history[PEAK_RSS_MIB] = [memory.peak / 2**20] * len(history.epoch)
-    history.kfitx = {**getattr(history, "kfitx", {}), "samples_per_s": samples_per_s,
-                     "peak_rss_mib": memory.peak / 2**20, "seconds": seconds}
+        for key in (SAMPLES_PER_S, PEAK_RSS_MIB):  # one constant per epoch, the earlier epochs too
+            if history.history.get(key):
+                history.history[key] = [history.history[key][-1]] * len(history.epoch)
     return history
 
 

@@ -54,3 +54,23 @@ def test_fit_runs_the_choice_and_records_why(make_model, xy_small, capsys):
     assert history.kfitx["strategy"] == "loop" and "custom step" in history.kfitx["auto"]
     kfitx.fit(make_model(), *xy_small, strategy="auto", epochs=1, verbose=2)
     assert "kfitx auto: memory -- the arrays" in capsys.readouterr().out
+
+
+def test_a_plugin_takes_part_in_the_choice_through_kfitx_choose_strategy(make_model, xy_small, registry):
+    seen = []
+
+    class Chooser:
+        @kfitx.hookimpl
+        def kfitx_choose_strategy(self, source, options):
+            seen.append((source.kind, dict(options)))
+            if source.kind == "arrays" and options.get("memory_budget") == 0.25:
+                return kfitx.Decision("loop", "the plugin's rule for a quarter budget", {})
+            return None
+
+    registry.register(Chooser(), name="chooser")
+    x, y = xy_small
+    history = kfitx.fit(make_model(), x, y, strategy="auto", memory_budget=0.25, epochs=1, verbose=0)
+    assert history.kfitx["strategy"] == "loop"
+    assert history.kfitx["auto"] == "the plugin's rule for a quarter budget"
+    assert kfitx.explain(x, y).strategy == "memory"  # the plugin passed: kfitx's own rules answered
+    assert seen == [("arrays", {"memory_budget": 0.25}), ("arrays", {})]

@@ -19,7 +19,7 @@ class Failing(kfitx.Strategy):
     name = "failing"
     description = "always raises"
 
-    def fit(self, model, source, **fit_args):
+    def fit(self, model, plan):
         raise RuntimeError("out of luck")
 
 

@@ -33,10 +33,9 @@ class IgnoresCallbacks(kfitx.Strategy):
     name = "deaf"
     description = "model.fit without the callbacks it was given"
 
-    def fit(self, model, source, **fit_args):
-        fit_args.pop("callbacks", None)
-        fit_args.pop("seed", None)
-        return model.fit(*source.arrays(), **fit_args)
+    def fit(self, model, plan):
+        validation = None if plan.validation is None else plan.validation.arrays()
+        return model.fit(**{**plan.fit_kwargs(plan.train.arrays(), validation), "callbacks": None})
 
 
 class ProvidesDeaf:

@@ -110,7 +110,7 @@ def test_kfitx_list_shows_the_installed_plugins_and_reports_the_broken_one(site)
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines()[2:]}
     for name, dist in DISTRIBUTIONS.items():
-        assert f" {dist} " in rows[name] and " 0.1.0 " in rows[name], rows[name]
+        assert f" {dist} " in rows[name] and " 0.2.0 " in rows[name], rows[name]
     assert " kfitx " in rows["memory"] and " kfitx " in rows["loop"]  # the built-ins are untouched
     assert "broken" not in rows
     assert "PluginWarning" in result.stderr
@@ -136,8 +136,8 @@ def test_a_search_chooses_plugin_strategies_by_name(installed, tmp_path):
 def test_kfitx_check_passes_an_installed_plugin(site):
     result = kfitx_command(site, "check", "tfdata", "--skip", "tuner-trial", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "from kfitx-tfdata 0.1.0" in result.stdout
-    assert "entry point 'tfdata = kfitx_tfdata' in kfitx-tfdata 0.1.0" in result.stdout
+    assert "from kfitx-tfdata 0.2.0" in result.stdout
+    assert "entry point 'tfdata = kfitx_tfdata' in kfitx-tfdata 0.2.0" in result.stdout
     assert "11 passed, 0 failed, 0 skipped" in result.stdout
 
 

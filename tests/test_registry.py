@@ -26,7 +26,7 @@ def make_strategy(strategy_name, doc="fake"):
         name = strategy_name
         description = doc
 
-        def fit(self, model, source, **fit_args):
+        def fit(self, model, plan):
             raise NotImplementedError
 
     return Fake
@@ -67,8 +67,8 @@ GOOD = """
     class Turbo(kfitx.Strategy):
         name = "turbo"
         description = "a third-party strategy"
-        def fit(self, model, source, **fit_args):
-            return model.fit(*source.arrays(), **fit_args)
+        def fit(self, model, plan):
+            return model.fit(**plan.fit_kwargs(plan.train.arrays()))
 
     @kfitx.hookimpl
     def kfitx_strategies():
@@ -142,7 +142,7 @@ def test_plugin_hook_raising_is_skipped_with_a_warning(registry):
 def test_pluggy_validates_hook_signatures_and_unknown_hooks(registry):
     class BadArgs:
         @kfitx.hookimpl
-        def kfitx_fit_start(self, strategy, nonsense):
+        def kfitx_fit(self, strategy, nonsense):
             pass
 
     class Typo:
@@ -216,3 +216,41 @@ def test_process_wide_registry_helpers(registry):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         kfitx.available_strategies()
+
+
+class OldStyle(kfitx.Strategy):
+    """Written against kfitx 0.1: fit(model, source, **fit_args)."""
+
+    name = "oldstyle"
+    description = "a plugin not yet moved to fit(model, plan)"
+
+    def fit(self, model, source, **fit_args):
+        return model.fit(*source.arrays(), **fit_args)
+
+
+class ProvidesOldStyle:
+    @kfitx.hookimpl
+    def kfitx_strategies(self):
+        return [OldStyle]
+
+
+def test_a_plugin_on_the_old_fit_signature_is_refused_naming_it_and_what_to_change(registry, make_model, xy,
+                                                                                   capsys):
+    from kfitx.cli import main
+    from kfitx.testing import check_strategy
+
+    registry.register(ProvidesOldStyle(), name="oldstyle-plugin", distribution="kfitx-oldstyle", version="0.3")
+    with pytest.raises(kfitx.PluginError, match=r"OldStyle \(plugin 'oldstyle-plugin' from distribution "
+                                                r"kfitx-oldstyle 0.3\).*fit\(self, model, plan\).*"
+                                                r"Received: fit\(self, model, source, \*\*fit_args\).*"
+                                                r"def fit\(self, model, plan\):"):
+        kfitx.fit(make_model(), *xy, strategy="oldstyle", verbose=0)
+    with pytest.raises(kfitx.PluginError, match="oldstyle-plugin"):
+        check_strategy(OldStyle)
+    assert main(["check", "oldstyle"]) == 2
+    assert "kfitx-oldstyle" in capsys.readouterr().err
+    class Direct(OldStyle):  # a class passed directly, from no plugin
+        name = "direct"
+
+    with pytest.raises(kfitx.PluginError, match=r"Direct \(module test_registry\)"):
+        kfitx.fit(make_model(), *xy, strategy=Direct, verbose=0)

@@ -2,7 +2,7 @@ import pytest
 
 import kfitx
 from kfitx.errors import ModelError, OptionError, UnsupportedDataError
-from kfitx.strategy import check_fit_args, check_model
+from kfitx.plan import check_fit_args, check_model
 
 
 class Echo(kfitx.Strategy):
@@ -13,8 +13,8 @@ class Echo(kfitx.Strategy):
     def supports(self, source):
         return None if source.kind == "arrays" else "echo wants arrays."
 
-    def fit(self, model, source, **fit_args):
-        return model.fit(*source.arrays(), **fit_args)
+    def fit(self, model, plan):
+        return model.fit(**plan.fit_kwargs(plan.train.arrays()))
 
 
 def test_options_default_and_override():

@@ -2,6 +2,7 @@
 
 import threading
 import types
+from dataclasses import replace
 
 import pytest
 
@@ -16,49 +17,46 @@ class Delegating(kfitx.Strategy):
     name = "delegating"
     description = "model.fit on the source's arrays"
 
-    def fit(self, model, source, **fit_args):
-        fit_args.pop("seed", None)
-        return model.fit(*source.arrays(), **fit_args)
+    def fit(self, model, plan):
+        validation = None if plan.validation is None else plan.validation.arrays()
+        return model.fit(**plan.fit_kwargs(plan.train.arrays(), validation))
 
 
 class IgnoresCallbacks(Delegating):
     name = "deaf"
 
-    def fit(self, model, source, **fit_args):
-        fit_args.pop("callbacks", None)
-        return super().fit(model, source, **fit_args)
+    def fit(self, model, plan):
+        return super().fit(model, replace(plan, callbacks=[]))
 
 
 class IgnoresInitialEpoch(Delegating):
     name = "restarts"
 
-    def fit(self, model, source, **fit_args):
-        fit_args.pop("initial_epoch", None)
-        return super().fit(model, source, **fit_args)
+    def fit(self, model, plan):
+        return super().fit(model, replace(plan, initial_epoch=0))
 
 
 class ReturnsDict(Delegating):
     name = "dicty"
 
-    def fit(self, model, source, **fit_args):
-        return super().fit(model, source, **fit_args).history
+    def fit(self, model, plan):
+        return super().fit(model, plan).history
 
 
 class HalfBatches(Delegating):
     name = "halves"
 
-    def fit(self, model, source, **fit_args):
-        fit_args["batch_size"] = fit_args.get("batch_size", 32) // 2
-        return super().fit(model, source, **fit_args)
+    def fit(self, model, plan):
+        return super().fit(model, replace(plan, batch_size=plan.batch_size // 2))
 
 
 class LeavesAThread(Delegating):
     name = "leaky"
     stop = threading.Event()
 
-    def fit(self, model, source, **fit_args):
+    def fit(self, model, plan):
         threading.Thread(target=self.stop.wait, name="leaky-worker", daemon=True).start()
-        return super().fit(model, source, **fit_args)
+        return super().fit(model, plan)
 
 
 class TakesAnyOption(Delegating):
@@ -138,7 +136,7 @@ def test_pluggy_validation_and_a_hook_not_returning_the_class_are_registration_f
     def bad_signature(strategy, nonsense):
         pass
 
-    bad = types.SimpleNamespace(kfitx_fit_start=kfitx.hookimpl(bad_signature))
+    bad = types.SimpleNamespace(kfitx_fit=kfitx.hookimpl(bad_signature))
     report = check_strategy(Delegating, rules=["registration"], plugin=bad, raise_on_failure=False)
     assert report.failed == ["registration"]
     assert "pluggy's validation" in str(report.results[0].error)

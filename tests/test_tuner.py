@@ -18,9 +18,9 @@ class PlainFit(kfitx.Strategy):
     def hyperparameters(self, hp):
         return {"scale": hp.Int("scale", 1, 2)}
 
-    def fit(self, model, source, **fit_args):
-        fit_args.pop("seed", None)
-        return model.fit(*source.arrays(), **fit_args)
+    def fit(self, model, plan):
+        validation = None if plan.validation is None else plan.validation.arrays()
+        return model.fit(**plan.fit_kwargs(plan.train.arrays(), validation))
 
 
 class Provides:
@@ -139,7 +139,7 @@ def test_training_failures_stay_ordinary_failed_trials(xy, registry, tmp_path):
 def test_peak_memory_sampler_leaves_no_thread():
     import threading
 
-    from kfitx.tuner import _PeakRSS
+    from kfitx._fitting import PeakRSS as _PeakRSS
 
     with _PeakRSS(interval=0.001) as sampler:
         block = np.ones(50 * 2**20 // 8)

@@ -1,19 +1,21 @@
-"""The ``auto`` strategy: the seeds' rules for choosing a training mode, made executable.
+"""The ``auto`` strategy: the classic rules for choosing between ``fit``, ``fit_generator`` and ``train_on_batch``.
 
 * a custom ``step`` or ``batch_hooks``      -> ``loop`` (only it runs user code per batch);
 * augmentation, a stream (generator, PyDataset, tf.data), or arrays over the
   memory budget                             -> ``generator``;
 * arrays that fit the budget, no augmentation -> ``memory``.
 
-:func:`explain` gives the decision without training; ``fit`` logs it in one line
-(and prints it when ``verbose`` is not 0) and records it in ``history.kfitx``.
+The choice is the ``kfitx_choose_strategy`` hook (first answer wins): an
+installed plugin can answer first; these rules answer last. :func:`explain`
+gives the decision without training; ``kfitx.fit`` logs it in one line (and
+prints it when ``verbose`` is not 0) and records it in ``history.kfitx``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfitx.data import ArraySource, Source, coerce
 from kfitx.errors import OptionError, message
@@ -22,6 +24,9 @@ from kfitx.strategies.generator import GeneratorStrategy
 from kfitx.strategies.loop import LoopStrategy
 from kfitx.strategies.memory import MemoryStrategy
 from kfitx.strategy import Strategy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kfitx.plan import FitPlan
 
 __all__ = ["AutoStrategy", "Decision", "explain"]
 
@@ -36,7 +41,7 @@ class Decision:
     """What ``auto`` chose for some data and options, and why.
 
     Attributes:
-        strategy: ``"memory"``, ``"generator"`` or ``"loop"``.
+        strategy: The chosen strategy's name (``"memory"``, ``"generator"``, ``"loop"``, or a plugin's).
         reason: One sentence: the rule that decided.
         options: The options passed on to that strategy.
         unused: Options given that the chosen strategy does not take (ignored).
@@ -102,6 +107,23 @@ def decide(source: Source, options: dict[str, Any]) -> Decision:
     return Decision(name, reason, passed, unused)
 
 
+@hookimpl(trylast=True)
+def kfitx_choose_strategy(source: Source, options: dict[str, Any]) -> Decision:
+    return decide(source, options)
+
+
+def _choose(source: Source, options: dict[str, Any]) -> Decision:
+    from kfitx.registry import get_registry
+
+    decision = get_registry().pm.hook.kfitx_choose_strategy(source=source, options=dict(options))
+    if decision is None:  # a registry without kfitx's built-ins
+        decision = decide(source, options)
+    if not isinstance(decision, Decision):
+        raise OptionError(message("kfitx_choose_strategy to return a kfitx.Decision or None",
+                                  repr(decision), "Fix the plugin that answered."))
+    return decision
+
+
 def explain(data: Any, y: Any = None, **options: Any) -> Decision:
     """What ``strategy="auto"`` would choose for this data and these options, and why.
 
@@ -112,38 +134,36 @@ def explain(data: Any, y: Any = None, **options: Any) -> Decision:
         ```
     """
     strategy = AutoStrategy(**options)
-    return decide(coerce(data, y), strategy.given)
+    return _choose(coerce(data, y), strategy.given)
 
 
 class AutoStrategy(Strategy):
-    """Chooses ``memory``, ``generator`` or ``loop`` by the seeds' rules (see the module docstring).
+    """Chooses ``memory``, ``generator`` or ``loop`` by the rules in the module docstring (or a plugin's).
 
     Options: every option of the three strategies; those the chosen one does not
     take are ignored (and named in the decision).
     """
 
     name = "auto"
-    description = "Chooses memory, generator or loop by the seeds' rules, and says why"
+    description = "Chooses memory, generator or loop from the data and options (or a plugin's rule), and says why"
     defaults = _merged_defaults()
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.given = dict(options)  # what the user set: the rules look at these
 
-    def supports(self, source: Source) -> str | None:
-        decision = decide(source, self.given)
-        return _CHOICES[decision.strategy](**decision.options).supports(source)
+    def resolve(self, source: Source) -> tuple[Strategy, Decision]:
+        from kfitx.registry import get_registry
 
-    def fit(self, model: Any, source: Source, **fit_args: Any) -> Any:
-        decision = decide(source, self.given)
-        logger.info("%s", decision)
-        if fit_args.get("verbose", "auto") != 0:
-            print(decision, flush=True)
-        chosen = _CHOICES[decision.strategy](**decision.options)
-        history = chosen.fit(model, source, **fit_args)
-        history.kfitx = {**getattr(history, "kfitx", {}), "auto": decision.reason,
-                         "strategy": decision.strategy}
-        return history
+        decision = _choose(source, self.given)
+        return get_registry().get(decision.strategy, **decision.options), decision
+
+    def supports(self, source: Source) -> str | None:
+        return self.resolve(source)[0].supports(source)
+
+    def fit(self, model: Any, plan: FitPlan) -> Any:
+        """Trains with the strategy chosen for ``plan.train`` (``kfitx.fit`` resolves it before the plan)."""
+        return self.resolve(plan.train)[0].fit(model, plan)
 
 
 @hookimpl

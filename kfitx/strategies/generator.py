@@ -1,4 +1,4 @@
-"""The ``generator`` strategy: batches made while the model trains (the seeds' ``fit_generator``).
+"""The ``generator`` strategy: batches made while the model trains (Keras 2's ``fit_generator``).
 
 For data too large for RAM and for augmentation on the fly. Separation of concerns:
 
@@ -13,7 +13,7 @@ For data too large for RAM and for augmentation on the fly. Separation of concer
   overlaps the current step;
 * training is ``model.fit`` over that stream, as in the ``memory`` strategy, so
   callbacks, History, ``initial_epoch`` and ``BackupAndRestore`` are Keras's own
-  (steps grouped per compiled call only where :mod:`kfitx.grouping` allows);
+  (steps grouped per compiled call only where the plan, :mod:`kfitx.plan`, allows);
 * faults -- a generator or augmentation that raises or yields a wrong batch, a
   worker that dies or stalls -- end the fit with a :class:`KfitxError` naming
   the batch, and every worker is stopped before ``fit`` returns or raises.
@@ -27,12 +27,12 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source
-from kfitx.errors import AugmentationError, DataError, KfitxError, OptionError, message
-from kfitx.grouping import choose_steps_per_execution, steps_per_execution
+from kfitx.errors import AugmentationError, KfitxError, OptionError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.pipeline import array_dataset
+from kfitx.plan import FitPlan
 from kfitx.producer import Producer, pass_opener
-from kfitx.strategy import Strategy, split_data
+from kfitx.strategy import Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
     from kfitx.augment import Augmentation
@@ -132,64 +132,35 @@ class GeneratorStrategy(Strategy):
 
     # -- fit --------------------------------------------------------------------
 
-    def fit(self, model: Any, source: Source, **fit_args: Any) -> Any:
+    def fit(self, model: Any, plan: FitPlan) -> Any:
         import tensorflow as tf
-
-        self.require(source)
-        args = dict(fit_args)
-        batch_size = args.pop("batch_size", None) or 32
-        seed = args.pop("seed", None)
-        shuffle = args.pop("shuffle", True)
-        source, validation = split_data(source, args)
-        if seed is not None:
-            import keras
-
-            keras.utils.set_random_seed(seed)  # dropout and other layers' randomness
-        steps_per_epoch = args.get("steps_per_epoch")
-        if steps_per_epoch is None and isinstance(source, GeneratorSource):
-            steps_per_epoch = args["steps_per_epoch"] = source.steps_per_epoch
-        if steps_per_epoch is None and isinstance(source, PyDatasetSource) and source.dataset.num_batches is None:
-            raise DataError(message("An endless PyDataset (num_batches None) needs steps_per_epoch",
-                                    "steps_per_epoch=None", "Pass steps_per_epoch=N."))
-        validation_steps = args.get("validation_steps")
-        if validation_steps is None and isinstance(validation, GeneratorSource) and validation.steps_per_epoch:
-            validation_steps = args["validation_steps"] = validation.steps_per_epoch
 
         producers: list[Producer] = []
         with contextlib.ExitStack() as stack:
-            train = self._stream(source, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                                 repeat=steps_per_epoch is not None, producers=producers, stack=stack)
+            train = self._stream(plan.train, batch_size=plan.batch_size, shuffle=plan.shuffle, seed=plan.seed,
+                                 repeat=plan.repeat, producers=producers, stack=stack)
             if self.augmentation is not None:
                 from kfitx.augment import map_dataset
 
-                train = map_dataset(train, self.augmentation, seed=seed)
+                train = map_dataset(train, self.augmentation, seed=plan.seed)
             train = train.prefetch(tf.data.AUTOTUNE)
-            if validation is not None:
-                args["validation_data"] = self._stream(
-                    validation, batch_size=args.pop("validation_batch_size", None) or batch_size,
-                    shuffle=False, seed=None, repeat=validation_steps is not None, producers=producers,
-                    stack=stack)
-            args.pop("validation_batch_size", None)
-            steps, reason = choose_steps_per_execution(
-                model, args.get("callbacks"), self.options["steps_per_execution"],
-                exact_steps=(steps_per_epoch, validation_steps))
-            logger.info("generator: %s; %s; %d step(s) per compiled call (%s)", source.describe(),
-                        "no augmentation" if self.augmentation is None else self.augmentation.describe(),
-                        steps, reason)
+            validation = None if plan.validation is None else self._stream(
+                plan.validation, batch_size=plan.validation_batch_size, shuffle=False, seed=None,
+                repeat=plan.validation_steps is not None, producers=producers, stack=stack)
+            augment = None if self.augmentation is None else self.augmentation.describe()
+            plan.report.note(augment=augment, workers="process" if any(p.processes for p in producers) else "thread")
+            logger.info("generator: %s; %s; %d step(s) per compiled call (%s)", plan.train.describe(),
+                        augment or "no augmentation", plan.steps_per_execution, plan.grouping)
             try:
-                with steps_per_execution(model, steps), warnings.catch_warnings():
-                    if steps_per_epoch is None:  # a stream of unknown length: its end ends the epoch
+                with plan.grouped(model), warnings.catch_warnings():
+                    if plan.steps_per_epoch is None:  # a stream of unknown length: its end ends the epoch
                         warnings.filterwarnings("ignore", "Your input ran out of data")
-                    history = model.fit(train, shuffle=False, **args)
+                    return model.fit(**plan.fit_kwargs(train, validation))
             except Exception as err:
-                fault = self._fault(producers, steps_per_epoch, args.get("initial_epoch", 0))
+                fault = self._fault(producers, plan.steps_per_epoch, plan.initial_epoch)
                 if fault is None or fault is err:
                     raise
                 raise fault from (fault.__cause__ or err)
-        history.kfitx = {"strategy": self.name, "steps_per_execution": steps, "grouping": reason,
-                         "augment": None if self.augmentation is None else self.augmentation.describe(),
-                         "workers": "process" if any(p.processes for p in producers) else "thread"}
-        return history
 
     def _fault(self, producers: list[Producer], steps_per_epoch: int | None,
                initial_epoch: int) -> KfitxError | None:

@@ -1,4 +1,4 @@
-"""The ``loop`` strategy: kfitx runs the training loop itself (the seeds' ``train_on_batch`` mode).
+"""The ``loop`` strategy: kfitx runs the training loop itself (the ``train_on_batch`` way, with every callback).
 
 Separation of concerns:
 
@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source
-from kfitx.errors import DataError, OptionError, message
+from kfitx.errors import OptionError, message
 from kfitx.feed import make_feed
-from kfitx.grouping import choose_steps_per_execution, steps_per_execution
 from kfitx.hookspecs import hookimpl
-from kfitx.strategy import Strategy, split_data
+from kfitx.pipeline import validation_dataset
+from kfitx.plan import FitPlan
+from kfitx.strategy import Strategy
 
 logger = logging.getLogger("kfitx")
 
@@ -176,54 +176,31 @@ class LoopStrategy(Strategy):
         return ("The 'loop' strategy reads arrays, tf.data datasets, generators and PyDatasets, "
                 f"not a {source.kind} source.")
 
-    def fit(self, model: Any, source: Source, **fit_args: Any) -> Any:
+    def grouping(self) -> int | str | tuple[int, str]:
+        if self.per_batch:
+            return 1, "a user step or batch hooks: one batch at a time through Python"
+        return self.options["steps_per_execution"]
+
+    def fit(self, model: Any, plan: FitPlan) -> Any:
         import keras
 
-        self.require(source)
-        args = dict(fit_args)
-        epochs = args.pop("epochs", 1)
-        max_epochs = keras.config.max_epochs()
-        if max_epochs and max_epochs < epochs:
-            warnings.warn(f"Limiting epochs to {max_epochs}", stacklevel=2)  # as model.fit does
-            epochs = max_epochs
-        batch_size = args.pop("batch_size", None) or 32
-        seed = args.pop("seed", None)
-        source, validation = split_data(source, args)
-        if seed is not None:
-            keras.utils.set_random_seed(seed)  # dropout and other layers' randomness
-
-        steps_per_epoch = args.pop("steps_per_epoch", None)
-        validation_steps = args.pop("validation_steps", None)
-        validation_batch_size = args.pop("validation_batch_size", None) or batch_size
-        validate, validation_default_steps = (None, None) if validation is None else _validation_input(
-            validation, validation_batch_size)
-        validation_steps = validation_steps or validation_default_steps
-        callbacks = args.pop("callbacks", None)
-        if self.per_batch:
-            group, reason = 1, "a user step or batch hooks: one batch at a time through Python"
-        else:
-            group, reason = choose_steps_per_execution(
-                model, callbacks, self.options["steps_per_execution"],
-                exact_steps=(steps_per_epoch, validation_steps),
-            )
-        logger.info("loop: %d step(s) per compiled call (%s)", group, reason)
-        feed = make_feed(source, batch_size=batch_size, shuffle=args.pop("shuffle", True), seed=seed,
-                         steps_per_epoch=steps_per_epoch, class_weight=args.pop("class_weight", None),
-                         group=group, pull=self.per_batch, infinite_after=self.options["infinite_after"])
-        verbose = args.pop("verbose", "auto")
+        feed = make_feed(plan.train, batch_size=plan.batch_size, shuffle=plan.shuffle, seed=plan.seed,
+                         steps_per_epoch=plan.steps_per_epoch, class_weight=plan.class_weight,
+                         group=plan.steps_per_execution, pull=self.per_batch,
+                         infinite_after=self.options["infinite_after"])
+        callbacks = plan.callbacks
         if not isinstance(callbacks, keras.callbacks.CallbackList):
             callbacks = keras.callbacks.CallbackList(
-                callbacks, add_history=True, add_progbar=verbose != 0, verbose=verbose,
-                epochs=epochs, steps=feed.num_batches, model=model,
+                callbacks, add_history=True, add_progbar=plan.verbose != 0, verbose=plan.verbose,
+                epochs=plan.epochs, steps=feed.num_batches, model=model,
             )
-        with steps_per_execution(model, group):
-            self._train(model, feed, callbacks, epochs=epochs, initial_epoch=args.pop("initial_epoch", 0),
-                        validate=validate, validation_steps=validation_steps,
-                        validation_freq=args.pop("validation_freq", 1))
-        history = model.history
-        history.kfitx = {"strategy": self.name, "steps_per_execution": group, "grouping": reason,
-                         "step": "model" if self.step is None else "user", "batch_hooks": len(self.hooks)}
-        return history
+        validation = validation_dataset(plan)
+        plan.report.note(step="model" if self.step is None else "user", batch_hooks=len(self.hooks))
+        with plan.grouped(model):
+            self._train(model, feed, callbacks, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
+                        validate=None if validation is None else (lambda: validation),
+                        validation_steps=plan.validation_steps, validation_freq=plan.validation_freq)
+        return model.history
 
     # -- the loop -------------------------------------------------------------
 
@@ -306,21 +283,6 @@ class LoopStrategy(Strategy):
         assert means is not None
         means.add(logs, _num_samples(batch))
         return dict(logs)
-
-
-def _validation_input(validation: Source, batch_size: int) -> tuple[Callable[[], Any], int | None]:
-    """What ``model.evaluate`` gets at each validation (made anew each time), and its default ``steps``."""
-    from kfitx.pipeline import array_dataset
-
-    if isinstance(validation, ArraySource):
-        dataset = array_dataset(validation, batch_size)
-        return (lambda: dataset), None
-    if isinstance(validation, (DatasetSource, PyDatasetSource)):
-        return (lambda: validation.dataset), None
-    if isinstance(validation, GeneratorSource):  # a fresh iterator for every validation
-        return (lambda: iter(validation)), validation.steps_per_epoch
-    raise DataError(message("validation_data for the 'loop' strategy must be arrays, (x, y), a "
-                            "tf.data.Dataset, a PyDataset or a generator", validation.describe()))
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""The ``memory`` strategy: the whole training set in RAM, no augmentation (the seeds' ``fit``).
+"""The ``memory`` strategy: the whole training set in RAM, no augmentation (Keras's ``model.fit(x, y)``).
 
 It delegates to ``model.fit``, so callbacks, History, the progress bar,
 ``stop_training``, ``initial_epoch`` and ``BackupAndRestore`` behave exactly as
@@ -8,7 +8,7 @@ Keras makes them behave. Two things differ, both invisible to callbacks:
   at most one copy of them (none for memory maps and aligned arrays) where
   ``model.fit`` holds two;
 * when no callback acts per batch, several steps run per compiled call
-  (:mod:`kfitx.grouping`); the choice is logged on the ``kfitx`` logger.
+  (decided by the plan, :mod:`kfitx.plan`); the choice is in ``history.kfitx``.
 
 Data larger than ``memory_budget`` is refused with an error that names the
 ``generator`` strategy.
@@ -16,19 +16,16 @@ Data larger than ``memory_budget`` is refused with an error that names the
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import psutil
 
 from kfitx.data import ArraySource, Source, _flatten
-from kfitx.errors import DataError, MemoryBudgetError, OptionError, UnsupportedDataError, message
-from kfitx.grouping import choose_steps_per_execution, steps_per_execution
+from kfitx.errors import MemoryBudgetError, OptionError, UnsupportedDataError, message
 from kfitx.hookspecs import hookimpl
-from kfitx.pipeline import array_dataset
-from kfitx.strategy import Strategy, split_data
-
-logger = logging.getLogger("kfitx")
+from kfitx.pipeline import array_dataset, validation_dataset
+from kfitx.plan import FitPlan
+from kfitx.strategy import Strategy
 
 
 def _resident_bytes(source: ArraySource) -> int:
@@ -99,40 +96,11 @@ class MemoryStrategy(Strategy):
                 raise MemoryBudgetError(str(err)) from None
             raise
 
-    def fit(self, model: Any, source: Source, **fit_args: Any) -> Any:
-        self.require(source)
-        assert isinstance(source, ArraySource)
-        args = dict(fit_args)
-        batch_size = args.pop("batch_size", None) or 32
-        seed = args.pop("seed", None)
-        shuffle = args.pop("shuffle", True)
-        validation_batch_size = args.pop("validation_batch_size", None) or batch_size
-        source, validation = split_data(source, args)
-        if seed is not None:
-            import keras
-
-            keras.utils.set_random_seed(seed)  # dropout and other layers' randomness
-
-        train = array_dataset(source, batch_size, shuffle=shuffle, seed=seed,
-                              repeat=args.get("steps_per_epoch") is not None)
-        if validation is not None:
-            if isinstance(validation, ArraySource):
-                args["validation_data"] = array_dataset(validation, validation_batch_size)
-            elif validation.kind in ("tf.data", "PyDataset"):
-                args["validation_data"] = validation.dataset  # type: ignore[attr-defined]
-            else:
-                raise DataError(message("validation_data for the 'memory' strategy must be arrays, "
-                                        "(x, y) or a tf.data / PyDataset", validation.describe()))
-
-        steps, reason = choose_steps_per_execution(
-            model, args.get("callbacks"), self.options["steps_per_execution"],
-            exact_steps=(args.get("steps_per_epoch"), args.get("validation_steps")),
-        )
-        logger.info("memory: %d step(s) per compiled call (%s)", steps, reason)
-        with steps_per_execution(model, steps):
-            history = model.fit(train, shuffle=False, **args)  # shuffled by the pipeline
-        history.kfitx = {"strategy": self.name, "steps_per_execution": steps, "grouping": reason}
-        return history
+    def fit(self, model: Any, plan: FitPlan) -> Any:
+        assert isinstance(plan.train, ArraySource)
+        train = array_dataset(plan.train, plan.batch_size, shuffle=plan.shuffle, seed=plan.seed, repeat=plan.repeat)
+        with plan.grouped(model):
+            return model.fit(**plan.fit_kwargs(train, validation_dataset(plan)))
 
 
 @hookimpl

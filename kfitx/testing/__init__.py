@@ -25,6 +25,7 @@ rule, or returns the :class:`ConformanceReport`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -125,8 +126,13 @@ def check_strategy(
 
     Raises:
         ConformanceError: if a rule broke (and ``raise_on_failure``); ``.report`` holds the report.
+        PluginError: the strategy's ``fit`` is kfitx 0.1's ``fit(model, source, **fit_args)``.
     """
     cls, options, plugin = _resolve(strategy, dict(options), plugin)
+    if inspect.isclass(cls) and issubclass(cls, Strategy):
+        from kfitx.registry import get_registry
+
+        get_registry().strategy_class(cls)  # a strategy still on kfitx 0.1's fit signature: PluginError
     selected = list(RULES) if rules is None else list(rules)
     unknown = sorted((set(selected) | set(skip)) - set(RULES))
     if unknown:

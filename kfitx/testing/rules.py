@@ -120,10 +120,12 @@ class Checker:
         return {p.pid for p in psutil.Process().children(recursive=True)}
 
     def _fit(self, strategy: Strategy, source: Source, callbacks: list[Any], **fit_args: Any) -> _Run:
+        from kfitx.api import fit
+
         run = _Run(self.build_model(0))
         try:
-            run.history = strategy.fit(run.model, source, callbacks=callbacks, verbose=0, seed=0,
-                                       batch_size=32, shuffle=False, **fit_args)
+            run.history = fit(run.model, source, strategy=strategy, callbacks=callbacks, verbose=0, seed=0,
+                              batch_size=32, shuffle=False, **fit_args)
         except Exception as err:  # the rules report it
             run.error = err
         return run
@@ -196,7 +198,7 @@ def _rule_registration(c: Checker) -> str:
                      "Declare `defaults = {\"my_option\": 1}` (or leave it out).")
     if inspect.isabstract(cls):
         raise Broken(f"{cls.__name__} to implement fit()", "an abstract class",
-                     "Define fit(self, model, source, **fit_args) returning a keras.callbacks.History.")
+                     "Define fit(self, model, plan) returning a keras.callbacks.History.")
     plugin = c.plugin if c.plugin is not None else _plugin_of(cls)
     if plugin is None:
         raise Skip(f"no plugin module with a kfitx_strategies hook found for {cls.__module__}; pass plugin=")
@@ -210,8 +212,8 @@ def _rule_registration(c: Checker) -> str:
         registry.register(plugin, name=f"kfitx-check:{label}")
     except pluggy.PluginValidationError as err:
         raise Broken("hook implementations that match kfitx's hook specs (pluggy's validation)", str(err),
-                     "Implement only kfitx_strategies(), kfitx_fit_start(...) and kfitx_fit_end(...) with "
-                     "the argument names in kfitx.hookspecs, each decorated with @kfitx.hookimpl.") from None
+                     "Implement only kfitx_strategies(), kfitx_choose_strategy(source, options) and "
+                     "kfitx_fit(strategy, model, plan) with the argument names in kfitx.hookspecs, each decorated with @kfitx.hookimpl.") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PluginWarning)
         provided = {info.name: info.cls for info in registry.available()}

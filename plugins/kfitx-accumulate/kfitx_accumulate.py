@@ -8,7 +8,7 @@ round-off), while activations are held for one micro-batch at a time: the batch
 size a model needs, on an accelerator that cannot hold it.
 
 A custom loop, written as a third party writes one, with only public API
-(``kfitx.Strategy``, ``kfitx.hookimpl``, ``kfitx.data``, ``kfitx.errors``, Keras):
+(``kfitx.Strategy``, ``kfitx.FitPlan``, ``kfitx.hookimpl``, ``kfitx.data``, ``kfitx.errors``, Keras):
 
 * batches: arrays through ``tf.data`` (a new permutation each epoch), a
   ``tf.data.Dataset`` as it is, or a generator factory called afresh each epoch;
@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import kfitx
-from kfitx.data import ArraySource, DatasetSource, GeneratorSource, Source, coerce
+from kfitx.data import ArraySource, DatasetSource, GeneratorSource, Source
 from kfitx.errors import DataError, OptionError, message
 
 __all__ = ["AccumulateStrategy", "kfitx_strategies"]
@@ -175,56 +175,34 @@ class AccumulateStrategy(kfitx.Strategy):
 
     # -- fit --------------------------------------------------------------------
 
-    def fit(self, model: Any, source: Source, **fit_args: Any) -> Any:
+    def grouping(self) -> tuple[int, str]:
+        return 1, "gradient accumulation runs its own compiled step, one batch per call"
+
+    def fit(self, model: Any, plan: kfitx.FitPlan) -> Any:
         import keras
 
-        self.require(source)
-        args = dict(fit_args)
-        epochs = args.pop("epochs", 1)
-        initial_epoch = args.pop("initial_epoch", 0)
-        batch_size = args.pop("batch_size", None) or 32
-        seed = args.pop("seed", None)
-        verbose = args.pop("verbose", "auto")
-        validation_freq = args.pop("validation_freq", 1)
-        validation_steps = args.pop("validation_steps", None)
-        validation_batch_size = args.pop("validation_batch_size", None) or batch_size
-        class_weight = args.pop("class_weight", None)
-        sample_weight = args.pop("sample_weight", None)
-        if sample_weight is not None:
-            if not isinstance(source, ArraySource) or source.sample_weight is not None:
-                raise DataError(message("sample_weight= for arrays without sample weights", source.describe()))
-            source = ArraySource(source.x, source.y, sample_weight)
-        validation = args.pop("validation_data", None)
-        split = args.pop("validation_split", 0.0)
-        if split and validation is None:
-            if not isinstance(source, ArraySource):
-                raise DataError(message("validation_split splits arrays only", source.describe(),
-                                        "Pass validation_data=... instead."))
-            source, validation = source.split(split)
-        if seed is not None:
-            keras.utils.set_random_seed(seed)
-        epoch_batches, steps = self._batches(source, batch_size, args.pop("shuffle", True), seed,
-                                             args.pop("steps_per_epoch", None))
-        weigh = None if class_weight is None else _class_weights(class_weight)
-        callbacks = args.pop("callbacks", None)
-        if args:  # pragma: no cover - kfitx.fit checks fit arguments first
-            raise OptionError(message("fit arguments kfitx knows", sorted(args)))
+        epoch_batches, steps = self._batches(plan.train, plan.batch_size, plan.shuffle, plan.seed,
+                                             plan.steps_per_epoch)
+        weigh = None if plan.class_weight is None else _class_weights(plan.class_weight)
+        callbacks = plan.callbacks
         if not isinstance(callbacks, keras.callbacks.CallbackList):
-            callbacks = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
-                                                     verbose=verbose, epochs=epochs, steps=steps, model=model)
+            callbacks = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=plan.verbose != 0,
+                                                     verbose=plan.verbose, epochs=plan.epochs, steps=steps,
+                                                     model=model)
         history = next(c for c in callbacks.callbacks if isinstance(c, keras.callbacks.History))
-        evaluate = self._validation(model, validation, validation_batch_size, validation_steps, callbacks)
-        self._train(model, epoch_batches, callbacks, weigh, epochs=epochs, initial_epoch=initial_epoch,
-                    evaluate=evaluate, validation_freq=validation_freq)
-        history.kfitx = {"strategy": self.name, "accumulate_steps": self.accumulate_steps,
-                         "micro_batch_size": math.ceil(batch_size / self.accumulate_steps)}
+        evaluate = self._validation(model, plan.validation, plan.validation_batch_size, plan.validation_steps,
+                                    callbacks)
+        plan.report.note(accumulate_steps=self.accumulate_steps,
+                         micro_batch_size=math.ceil(plan.batch_size / self.accumulate_steps))
+        self._train(model, epoch_batches, callbacks, weigh, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
+                    evaluate=evaluate, validation_freq=plan.validation_freq)
         return history
 
     def _validation(self, model: Any, validation: Any, batch_size: int, steps: int | None,
                     callbacks: Any) -> Callable[[], dict[str, Any]] | None:
         if validation is None:
             return None
-        source = coerce(validation)
+        source = validation
         if isinstance(source, ArraySource):
             x, y, w = (source.arrays() + (None, None))[:3]
             return lambda: model.evaluate(x, y, sample_weight=w, batch_size=batch_size, steps=steps,

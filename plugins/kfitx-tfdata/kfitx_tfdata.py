@@ -13,17 +13,15 @@ The TensorFlow-specific fast path for arrays and ``tf.data`` datasets:
 * a ``tf.data`` source can be cached (in memory, or in a file) before
   augmentation, so an expensive decode runs once;
 * ``model.fit`` trains, so every callback behaves as Keras makes it behave, and
-  several steps run per compiled call only where ``kfitx.choose_steps_per_execution``
-  allows it (no callback acts per batch), as in kfitx's own strategies.
+  several steps run per compiled call only where the fit plan allows it (no
+  callback acts per batch), as in kfitx's own strategies.
 
-Only kfitx's public API is used: ``kfitx.Strategy``, ``kfitx.hookimpl``,
-``kfitx.split_data``, ``kfitx.choose_steps_per_execution``, ``kfitx.steps_per_execution``,
+Only kfitx's public API is used: ``kfitx.Strategy``, ``kfitx.FitPlan``, ``kfitx.hookimpl``,
 ``kfitx.data``, ``kfitx.errors`` and ``kfitx.augment``.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -33,8 +31,6 @@ from kfitx.data import ArraySource, DatasetSource, Source
 from kfitx.errors import AugmentationError, DataError, OptionError, message
 
 __all__ = ["TFDataStrategy", "kfitx_strategies"]
-
-logger = logging.getLogger("kfitx.tfdata")
 
 def _memory_mapped(array: Any) -> bool:
     return isinstance(array, np.memmap)
@@ -75,8 +71,8 @@ class TFDataStrategy(kfitx.Strategy):
             a batch that is ready overtake a slow one.
         steps_per_execution: ``"auto"``: 16 steps per compiled call (or the largest
             number dividing ``steps_per_epoch``) when no callback of the fit acts per
-            batch (``kfitx.choose_steps_per_execution``, which knows keras-tuner's
-            callbacks), else 1, so batch callbacks see every batch; or an int.
+            batch (the fit plan decides, and knows keras-tuner's callbacks), else 1,
+            so batch callbacks see every batch; or an int.
     """
 
     name = "tfdata"
@@ -228,40 +224,21 @@ class TFDataStrategy(kfitx.Strategy):
                 "Fix the augmentation; it runs on numpy batches of the training data only.",
             )) from error
 
-    def fit(self, model: Any, source: Source, **fit_args: Any) -> Any:
-        import keras
-
-        self.require(source)
-        args = dict(fit_args)
-        batch_size = args.pop("batch_size", None) or 32
-        seed = args.pop("seed", None)
-        shuffle = args.pop("shuffle", True)
-        validation_batch_size = args.pop("validation_batch_size", None) or batch_size
-        source, validation = kfitx.split_data(source, args)
-        if seed is not None:
-            keras.utils.set_random_seed(seed)
-
-        train = self.pipeline(source, batch_size, shuffle=shuffle, seed=seed,
-                              repeat=args.get("steps_per_epoch") is not None)
-        if validation is not None:
-            args["validation_data"] = self._validation(validation, validation_batch_size)
-        steps, reason = kfitx.choose_steps_per_execution(
-            model, args.get("callbacks"), self.options["steps_per_execution"],
-            exact_steps=(args.get("steps_per_epoch"), args.get("validation_steps")))
-        logger.info("tfdata: %d step(s) per compiled call (%s)", steps, reason)
-        with kfitx.steps_per_execution(model, steps):
+    def fit(self, model: Any, plan: kfitx.FitPlan) -> Any:
+        train = self.pipeline(plan.train, plan.batch_size, shuffle=plan.shuffle, seed=plan.seed, repeat=plan.repeat)
+        validation = None if plan.validation is None else self._validation(plan.validation,
+                                                                             plan.validation_batch_size)
+        plan.report.note(
+            augment=None if self.augmentation is None else self.augmentation.describe(),
+            map_fn=getattr(self.options["map_fn"], "__name__", None),
+            cache=self.options["cache"] if isinstance(plan.train, DatasetSource) else "not needed for arrays")
+        with plan.grouped(model):
             try:
-                history = model.fit(train, shuffle=False, **args)
+                history = model.fit(**plan.fit_kwargs(train, validation))
             except Exception:
                 self._augmentation_failed()  # the augmentation's own error, if it raised
                 raise
         self._augmentation_failed()
-        history.kfitx = {
-            "strategy": self.name, "steps_per_execution": steps, "grouping": reason,
-            "augment": None if self.augmentation is None else self.augmentation.describe(),
-            "map_fn": getattr(self.options["map_fn"], "__name__", None),
-            "cache": self.options["cache"] if isinstance(source, DatasetSource) else "not needed for arrays",
-        }
         return history
 
 

@@ -1,0 +1,402 @@
+"""``FitPlan``: the arguments of one ``kfitx.fit``, resolved once, before any strategy runs.
+
+Separation of concerns (each argument belongs to one place):
+
+* this module: every ``model.fit`` argument -- defaults applied, values checked,
+  ``sample_weight`` / ``validation_split`` / ``validation_data`` turned into a
+  training and a validation source, ``steps_per_epoch`` / ``validation_steps``
+  reconciled with the data, the callbacks as a list, the seed applied, and how
+  many steps run per compiled call (with the reason, knowing the distribution
+  scope and the backend);
+* the strategy: its own options (checked in its ``__init__``) and the training;
+* :class:`FitReport`: what was decided, filled by the plan, the strategy and the
+  ``kfitx_fit`` wrappers; ``kfitx.fit`` turns it into ``history.kfitx``, once.
+
+A strategy that delegates to ``model.fit`` needs three things of the plan::
+
+    def fit(self, model, plan):
+        train = my_dataset(plan.train, plan.batch_size, shuffle=plan.shuffle, seed=plan.seed)
+        with plan.grouped(model):
+            return model.fit(**plan.fit_kwargs(train, my_dataset(plan.validation, ...)))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kfitx.data import ArraySource, GeneratorSource, PyDatasetSource, Source, coerce
+from kfitx.errors import DataError, ModelError, OptionError, message
+from kfitx.grouping import choose_steps_per_execution, steps_per_execution
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kfitx.strategy import Strategy
+
+__all__ = ["FIT_ARGS", "FitPlan", "FitReport", "build_plan", "check_fit_args", "check_model"]
+
+#: Arguments of ``keras.Model.fit`` every strategy accepts, plus ``seed``.
+FIT_ARGS: tuple[str, ...] = (
+    "batch_size",
+    "callbacks",
+    "class_weight",
+    "epochs",
+    "initial_epoch",
+    "sample_weight",
+    "seed",
+    "shuffle",
+    "steps_per_epoch",
+    "validation_batch_size",
+    "validation_data",
+    "validation_freq",
+    "validation_split",
+    "validation_steps",
+    "verbose",
+)
+
+#: Keras 2 ``fit`` arguments that Keras 3 moved onto ``keras.utils.PyDataset``.
+_MOVED_TO_PYDATASET = ("workers", "use_multiprocessing", "max_queue_size")
+
+
+def closest(name: str, candidates: list[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest candidate, or ``""``."""
+    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+@dataclass
+class FitReport:
+    """What kfitx decided for one fit; ``kfitx.fit`` returns it as ``history.kfitx`` (a dict).
+
+    Attributes:
+        strategy: The strategy that trained (for ``auto``: the one it chose).
+        steps_per_execution: Steps per compiled call.
+        grouping: Why that many.
+        details: Everything else, added with :meth:`note` by the strategy
+            (``augment``, ``workers``, ...) and by ``kfitx_fit`` wrappers.
+    """
+
+    strategy: str
+    steps_per_execution: int
+    grouping: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def note(self, **items: Any) -> None:
+        """Adds entries to the report."""
+        self.details.update(items)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "steps_per_execution": self.steps_per_execution,
+                "grouping": self.grouping, **self.details}
+
+
+@dataclass(frozen=True, eq=False)
+class FitPlan:
+    """One fit, resolved: what ``model.fit`` would derive from its arguments.
+
+    Strategies read it; nobody changes it (``dataclasses.replace`` makes a variant).
+
+    Attributes:
+        strategy: The name of the strategy the plan was made for.
+        train: The training source (``sample_weight`` joined, the validation split cut off).
+        validation: The validation source, or ``None``.
+        epochs, initial_epoch, batch_size, shuffle, seed, verbose, class_weight,
+        validation_freq: As in ``model.fit``, defaults applied
+            (``batch_size`` 32, ``verbose`` ``"auto"``, ...).
+        validation_batch_size: Defaults to ``batch_size``.
+        steps_per_epoch: Batches per epoch, or ``None`` for one pass of the data
+            (a generator source's own ``steps_per_epoch`` counts).
+        validation_steps: Validation batches, or ``None`` for one pass.
+        callbacks: The fit's callbacks as a list (or the ``CallbackList`` given).
+        steps_per_execution: Steps per compiled call for the model's own step.
+        report: What was decided (becomes ``history.kfitx``).
+    """
+
+    strategy: str
+    train: Source
+    validation: Source | None = None
+    epochs: int = 1
+    initial_epoch: int = 0
+    batch_size: int = 32
+    validation_batch_size: int = 32
+    shuffle: bool | str = True
+    seed: int | None = None
+    verbose: int | str = "auto"
+    class_weight: Mapping[int, float] | None = None
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    validation_freq: Any = 1
+    callbacks: Any = field(default_factory=list)
+    steps_per_execution: int = 1
+    report: FitReport = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.report is None:
+            object.__setattr__(self, "report", FitReport(self.strategy, self.steps_per_execution, "as planned"))
+
+    @property
+    def grouping(self) -> str:
+        """Why :attr:`steps_per_execution` is what it is."""
+        return self.report.grouping
+
+    @property
+    def repeat(self) -> bool:
+        """Whether the training stream must repeat (an explicit ``steps_per_epoch``)."""
+        return self.steps_per_epoch is not None
+
+    def fit_kwargs(self, train: Any, validation: Any = None) -> dict[str, Any]:
+        """The keyword arguments of ``model.fit(**plan.fit_kwargs(train, validation))``.
+
+        Args:
+            train: The training data the strategy made of :attr:`train`: a dataset
+                (tf.data or a PyDataset, already batched and shuffled: Keras does
+                neither for datasets), or the tuple ``plan.train.arrays()``, which
+                Keras then batches and shuffles as the plan says.
+            validation: The same for :attr:`validation`, or ``None`` for no validation.
+        """
+        kwargs: dict[str, Any] = {
+            "epochs": self.epochs, "initial_epoch": self.initial_epoch, "verbose": self.verbose,
+            "callbacks": self.callbacks, "class_weight": self.class_weight, "steps_per_epoch": self.steps_per_epoch,
+        }
+        if isinstance(train, tuple):
+            kwargs.update(zip(("x", "y", "sample_weight"), train))
+            kwargs.update(batch_size=self.batch_size, shuffle=self.shuffle)
+        else:
+            kwargs.update(x=train, shuffle=False)  # a dataset is shuffled by whoever built it
+        if validation is not None:
+            kwargs.update(validation_data=validation, validation_steps=self.validation_steps,
+                          validation_freq=self.validation_freq)
+            if isinstance(validation, tuple):
+                kwargs["validation_batch_size"] = self.validation_batch_size
+        return kwargs
+
+    def grouped(self, model: Any) -> contextlib.AbstractContextManager[None]:
+        """Runs the body with the model at :attr:`steps_per_execution`, then puts it back."""
+        return steps_per_execution(model, self.steps_per_execution)
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+
+def check_fit_args(fit_args: Mapping[str, Any], strategy_options: list[str] | None = None) -> None:
+    """Raises :class:`OptionError` for an unknown fit argument or a bad value.
+
+    Args:
+        fit_args: The keyword arguments meant for the fit.
+        strategy_options: The strategy's option names, listed in the message.
+    """
+    for key in fit_args:
+        if key in FIT_ARGS:
+            continue
+        if key in _MOVED_TO_PYDATASET:
+            raise OptionError(message(
+                "Keras 3's fit no longer takes worker settings", f"{key}={fit_args[key]!r}",
+                "Pass them to a keras.utils.PyDataset (PyDataset(workers=..., use_multiprocessing=..., "
+                "max_queue_size=...)), or to the 'generator' strategy's options."))
+        known = list(FIT_ARGS) + list(strategy_options or [])
+        raise OptionError(message(
+            "Expected a fit argument (" + ", ".join(FIT_ARGS) + ")"
+            + (" or a strategy option (" + ", ".join(strategy_options) + ")" if strategy_options else ""),
+            repr(key), closest(key, known).strip() or "Remove it."))
+    _check_values(fit_args)
+
+
+_POSITIVE_OR_NONE = ("batch_size", "steps_per_epoch", "validation_steps", "validation_batch_size")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_values(fit_args: Mapping[str, Any]) -> None:
+    def bad(key: str, expected: str, todo: str | None = None) -> OptionError:
+        return OptionError(message(f"`{key}` must be {expected}", repr(fit_args[key]), todo))
+
+    for key in ("epochs", "initial_epoch"):
+        if key in fit_args and not (_is_int(fit_args[key]) and fit_args[key] >= 0):
+            raise bad(key, "an int >= 0")
+    for key in _POSITIVE_OR_NONE:
+        value = fit_args.get(key)
+        if value is not None and not (_is_int(value) and value >= 1):
+            raise bad(key, "a positive int or None")
+    if "verbose" in fit_args and fit_args["verbose"] not in (0, 1, 2, "auto"):
+        raise bad("verbose", "0, 1, 2 or 'auto'")
+    split = fit_args.get("validation_split") or 0.0
+    if not (isinstance(split, (int, float)) and 0.0 <= split < 1.0):
+        raise bad("validation_split", "a float in [0, 1)")
+    if fit_args.get("shuffle", True) not in (True, False, "batch"):
+        raise bad("shuffle", "True, False or 'batch'")
+    seed = fit_args.get("seed")
+    if seed is not None and not (_is_int(seed) and seed >= 0):
+        raise bad("seed", "None or an int >= 0")
+    freq = fit_args.get("validation_freq", 1)
+    if not ((_is_int(freq) and freq >= 1) or (isinstance(freq, (list, tuple, set, range))
+                                              and all(_is_int(e) and e >= 1 for e in freq))):
+        raise bad("validation_freq", "a positive int or a list of epoch numbers (1-based)")
+    weights = fit_args.get("class_weight")
+    if weights is not None and not (isinstance(weights, Mapping) and weights
+                                    and all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 0
+                                            for k in weights)):
+        raise bad("class_weight", "None or a non-empty dict {class index: weight}",
+                  "e.g. class_weight={0: 1.0, 1: 5.0}.")
+    _callbacks(fit_args.get("callbacks"))
+
+
+def _callbacks(callbacks: Any) -> Any:
+    """The callbacks as a list (a ``CallbackList`` kept as it is); checks each one."""
+    if callbacks is None:
+        return []
+    import keras
+
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return callbacks
+    if isinstance(callbacks, keras.callbacks.Callback):
+        raise OptionError(message("`callbacks` must be a list of keras.callbacks.Callback",
+                                  f"a single {type(callbacks).__name__}", "Wrap it in a list: callbacks=[cb]."))
+    if not isinstance(callbacks, (list, tuple)):
+        raise OptionError(message("`callbacks` must be a list of keras.callbacks.Callback",
+                                  type(callbacks).__name__))
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, keras.callbacks.Callback):
+            raise OptionError(message(
+                "Every item of `callbacks` must be a keras.callbacks.Callback",
+                f"callbacks[{i}] = {cb!r}",
+                "Subclass keras.callbacks.Callback, or wrap a function in "
+                "keras.callbacks.LambdaCallback(on_epoch_end=...)."))
+    return list(callbacks)
+
+
+def check_model(model: Any) -> None:
+    """Raises :class:`ModelError` unless ``model`` is a compiled ``keras.Model``."""
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ModelError(message("Expected a keras.Model", type(model).__name__))
+    if not getattr(model, "compiled", False):
+        raise ModelError(message(
+            "The model must be compiled before training", f"an uncompiled {type(model).__name__} '{model.name}'",
+            "Call model.compile(optimizer=..., loss=...) first (inside your build_model function when tuning)."))
+
+
+# -- the training and validation sources -----------------------------------------------------------
+
+
+def _split(source: Source, sample_weight: Any, validation_split: float,
+           validation_data: Any) -> tuple[Source, Source | None]:
+    """The training and validation sources, as ``model.fit`` derives them."""
+    if sample_weight is not None:
+        if not isinstance(source, ArraySource):
+            raise DataError(message("`sample_weight` goes with array data",
+                                    f"sample_weight= with a {source.kind} source",
+                                    "Yield (x, y, sample_weight) batches from the stream instead."))
+        if source.sample_weight is not None:
+            raise DataError(message("sample weights given once", "both in the data and as sample_weight=",
+                                    "Pass them in one place."))
+        source = ArraySource(source.x, source.y, sample_weight)
+    if validation_split and validation_data is None:
+        if not isinstance(source, ArraySource):
+            raise DataError(message("`validation_split` splits arrays only",
+                                    f"validation_split={validation_split} with a {source.kind} source",
+                                    "Pass validation_data=... instead."))
+        return source.split(validation_split)
+    return source, None if validation_data is None else coerce(validation_data)
+
+
+def _default_steps(source: Source | None, steps: int | None, role: str) -> int | None:
+    """``steps_per_epoch`` / ``validation_steps``, or what the source itself says."""
+    if steps is not None or source is None:
+        return steps
+    if isinstance(source, GeneratorSource):
+        return source.steps_per_epoch
+    if isinstance(source, PyDatasetSource) and source.dataset.num_batches is None:
+        raise DataError(message(f"An endless PyDataset (num_batches None) needs {role}",
+                                f"{role}=None", f"Pass {role}=N."))
+    return None
+
+
+# -- grouping -------------------------------------------------------------------------------------
+
+
+def _distributed() -> str | None:
+    """The ``tf.distribute`` strategy in scope with more than one replica, by class name."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not tf.distribute.has_strategy():
+        return None
+    strategy = tf.distribute.get_strategy()
+    return type(strategy).__name__ if strategy.num_replicas_in_sync > 1 else None
+
+
+def _grouping(model: Any, strategy: Strategy, callbacks: Any, exact: tuple[int | None, ...]) -> tuple[int, str]:
+    """Steps per compiled call for this fit, and why: the one place that decides."""
+    import keras
+
+    wanted = strategy.grouping()
+    if isinstance(wanted, tuple):  # the strategy fixes it
+        return wanted
+    backend = keras.backend.backend()
+    scope = _distributed() if backend == "tensorflow" else None
+    broken = (f"steps_per_execution > 1 fails under tf.distribute.{scope} in Keras {keras.__version__}"
+              if scope else "the torch backend runs one step per call" if backend == "torch" else None)
+    if broken and wanted != "auto" and wanted != 1:
+        raise OptionError(message(f"`steps_per_execution` 1 here: {broken}", f"steps_per_execution={wanted!r}",
+                                  "Leave it 'auto'."))
+    if broken:
+        return 1, broken
+    return choose_steps_per_execution(model, callbacks, wanted, exact_steps=exact)
+
+
+# -- the plan -------------------------------------------------------------------------------------
+
+
+def build_plan(model: Any, source: Source, strategy: Strategy, fit_args: Mapping[str, Any]) -> FitPlan:
+    """Resolves ``fit_args`` (names from :data:`FIT_ARGS`) for ``strategy`` training ``model`` on ``source``.
+
+    Applies the seed (``keras.utils.set_random_seed``), so that layers' randomness
+    is reproducible whichever strategy trains.
+
+    Raises:
+        OptionError: an unknown fit argument or a bad value.
+        DataError: data that cannot be split or weighted as asked.
+    """
+    import keras
+
+    check_fit_args(fit_args)
+    args = dict(fit_args)
+    train, validation = _split(source, args.pop("sample_weight", None), args.pop("validation_split", 0.0) or 0.0,
+                               args.pop("validation_data", None))
+    batch_size = args.pop("batch_size", None) or 32
+    steps = _default_steps(train, args.pop("steps_per_epoch", None), "steps_per_epoch")
+    validation_steps = _default_steps(validation, args.pop("validation_steps", None), "validation_steps")
+    epochs = args.pop("epochs", 1)
+    max_epochs = keras.config.max_epochs()
+    if max_epochs and max_epochs < epochs:
+        import warnings
+
+        warnings.warn(f"Limiting epochs to {max_epochs}", stacklevel=3)  # as model.fit does
+        epochs = max_epochs
+    callbacks = _callbacks(args.pop("callbacks", None))
+    group, reason = _grouping(model, strategy, callbacks, (steps, validation_steps))
+    seed = args.pop("seed", None)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)  # dropout and other layers' randomness
+    return FitPlan(
+        strategy=strategy.name, train=train, validation=validation, epochs=epochs,
+        initial_epoch=args.pop("initial_epoch", 0), batch_size=batch_size,
+        validation_batch_size=args.pop("validation_batch_size", None) or batch_size,
+        shuffle=args.pop("shuffle", True), seed=seed, verbose=args.pop("verbose", "auto"),
+        class_weight=args.pop("class_weight", None), steps_per_epoch=steps, validation_steps=validation_steps,
+        validation_freq=args.pop("validation_freq", 1), callbacks=callbacks, steps_per_execution=group,
+        report=FitReport(strategy.name, group, reason),
+    )
+
+
+def replace(plan: FitPlan, **changes: Any) -> FitPlan:
+    """A copy of ``plan`` with ``changes`` (``dataclasses.replace``)."""
+    return dataclasses.replace(plan, **changes)
+
