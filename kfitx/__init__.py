@@ -29,8 +29,8 @@ from kfitx.errors import (
 from kfitx.hookspecs import hookimpl, hookspec
 from kfitx.plan import FIT_ARGS, FitPlan, FitReport
 from kfitx.registry import PluginWarning, StrategyInfo, available_strategies, get_strategy, register
-from kfitx.strategies.auto import Decision, explain
-from kfitx.strategy import Strategy
+from kfitx.strategies.auto import explain
+from kfitx.strategy import Decision, Strategy
 
 try:
     __version__ = importlib.metadata.version("kfitx")

@@ -353,9 +353,7 @@ def plot(results: Sequence[BenchResult], path: str | os.PathLike[str], spec: Ben
     plt.close(fig)
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
-        sys.exit(_child(sys.argv[2:]))
-    from kfitx.cli import main
-
-    sys.exit(main(["bench", *sys.argv[1:]]))
+if __name__ == "__main__":  # the per-strategy process that bench() starts; users run `kfitx bench`
+    if sys.argv[1:2] != ["--child"]:
+        sys.exit("kfitx: run benchmarks with `kfitx bench` (python -m kfitx.bench is its worker process)")
+    sys.exit(_child(sys.argv[2:]))

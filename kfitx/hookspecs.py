@@ -18,8 +18,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     from kfitx.data import Source
     from kfitx.plan import FitPlan
-    from kfitx.strategies.auto import Decision
-    from kfitx.strategy import Strategy
+    from kfitx.strategy import Decision, Strategy
 
 __all__ = ["hookimpl", "hookspec"]
 

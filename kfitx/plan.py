@@ -24,49 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from kfitx._checks import FIT_ARGS, callbacks_list, check_fit_args, check_model
 from kfitx.data import ArraySource, GeneratorSource, PyDatasetSource, Source, coerce
-from kfitx.errors import DataError, ModelError, OptionError, message
+from kfitx.errors import DataError, OptionError, message
 from kfitx.grouping import choose_steps_per_execution, steps_per_execution
 
-if TYPE_CHECKING:  # pragma: no cover
-    from kfitx.strategy import Strategy
-
 __all__ = ["FIT_ARGS", "FitPlan", "FitReport", "build_plan", "check_fit_args", "check_model"]
-
-#: Arguments of ``keras.Model.fit`` every strategy accepts, plus ``seed``.
-FIT_ARGS: tuple[str, ...] = (
-    "batch_size",
-    "callbacks",
-    "class_weight",
-    "epochs",
-    "initial_epoch",
-    "sample_weight",
-    "seed",
-    "shuffle",
-    "steps_per_epoch",
-    "validation_batch_size",
-    "validation_data",
-    "validation_freq",
-    "validation_split",
-    "validation_steps",
-    "verbose",
-)
-
-#: Keras 2 ``fit`` arguments that Keras 3 moved onto ``keras.utils.PyDataset``.
-_MOVED_TO_PYDATASET = ("workers", "use_multiprocessing", "max_queue_size")
-
-
-def closest(name: str, candidates: list[str]) -> str:
-    """`` Did you mean 'x'?`` for the closest candidate, or ``""``."""
-    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return f" Did you mean '{match[0]}'?" if match else ""
-
 
 @dataclass
 class FitReport:
@@ -179,109 +146,6 @@ class FitPlan:
         return steps_per_execution(model, self.steps_per_execution)
 
 
-# -- checks ---------------------------------------------------------------------------------------
-
-
-def check_fit_args(fit_args: Mapping[str, Any], strategy_options: list[str] | None = None) -> None:
-    """Raises :class:`OptionError` for an unknown fit argument or a bad value.
-
-    Args:
-        fit_args: The keyword arguments meant for the fit.
-        strategy_options: The strategy's option names, listed in the message.
-    """
-    for key in fit_args:
-        if key in FIT_ARGS:
-            continue
-        if key in _MOVED_TO_PYDATASET:
-            raise OptionError(message(
-                "Keras 3's fit no longer takes worker settings", f"{key}={fit_args[key]!r}",
-                "Pass them to a keras.utils.PyDataset (PyDataset(workers=..., use_multiprocessing=..., "
-                "max_queue_size=...)), or to the 'generator' strategy's options."))
-        known = list(FIT_ARGS) + list(strategy_options or [])
-        raise OptionError(message(
-            "Expected a fit argument (" + ", ".join(FIT_ARGS) + ")"
-            + (" or a strategy option (" + ", ".join(strategy_options) + ")" if strategy_options else ""),
-            repr(key), closest(key, known).strip() or "Remove it."))
-    _check_values(fit_args)
-
-
-_POSITIVE_OR_NONE = ("batch_size", "steps_per_epoch", "validation_steps", "validation_batch_size")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_values(fit_args: Mapping[str, Any]) -> None:
-    def bad(key: str, expected: str, todo: str | None = None) -> OptionError:
-        return OptionError(message(f"`{key}` must be {expected}", repr(fit_args[key]), todo))
-
-    for key in ("epochs", "initial_epoch"):
-        if key in fit_args and not (_is_int(fit_args[key]) and fit_args[key] >= 0):
-            raise bad(key, "an int >= 0")
-    for key in _POSITIVE_OR_NONE:
-        value = fit_args.get(key)
-        if value is not None and not (_is_int(value) and value >= 1):
-            raise bad(key, "a positive int or None")
-    if "verbose" in fit_args and fit_args["verbose"] not in (0, 1, 2, "auto"):
-        raise bad("verbose", "0, 1, 2 or 'auto'")
-    split = fit_args.get("validation_split") or 0.0
-    if not (isinstance(split, (int, float)) and 0.0 <= split < 1.0):
-        raise bad("validation_split", "a float in [0, 1)")
-    if fit_args.get("shuffle", True) not in (True, False, "batch"):
-        raise bad("shuffle", "True, False or 'batch'")
-    seed = fit_args.get("seed")
-    if seed is not None and not (_is_int(seed) and seed >= 0):
-        raise bad("seed", "None or an int >= 0")
-    freq = fit_args.get("validation_freq", 1)
-    if not ((_is_int(freq) and freq >= 1) or (isinstance(freq, (list, tuple, set, range))
-                                              and all(_is_int(e) and e >= 1 for e in freq))):
-        raise bad("validation_freq", "a positive int or a list of epoch numbers (1-based)")
-    weights = fit_args.get("class_weight")
-    if weights is not None and not (isinstance(weights, Mapping) and weights
-                                    and all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 0
-                                            for k in weights)):
-        raise bad("class_weight", "None or a non-empty dict {class index: weight}",
-                  "e.g. class_weight={0: 1.0, 1: 5.0}.")
-    _callbacks(fit_args.get("callbacks"))
-
-
-def _callbacks(callbacks: Any) -> Any:
-    """The callbacks as a list (a ``CallbackList`` kept as it is); checks each one."""
-    if callbacks is None:
-        return []
-    import keras
-
-    if isinstance(callbacks, keras.callbacks.CallbackList):
-        return callbacks
-    if isinstance(callbacks, keras.callbacks.Callback):
-        raise OptionError(message("`callbacks` must be a list of keras.callbacks.Callback",
-                                  f"a single {type(callbacks).__name__}", "Wrap it in a list: callbacks=[cb]."))
-    if not isinstance(callbacks, (list, tuple)):
-        raise OptionError(message("`callbacks` must be a list of keras.callbacks.Callback",
-                                  type(callbacks).__name__))
-    for i, cb in enumerate(callbacks):
-        if not isinstance(cb, keras.callbacks.Callback):
-            raise OptionError(message(
-                "Every item of `callbacks` must be a keras.callbacks.Callback",
-                f"callbacks[{i}] = {cb!r}",
-                "Subclass keras.callbacks.Callback, or wrap a function in "
-                "keras.callbacks.LambdaCallback(on_epoch_end=...)."))
-    return list(callbacks)
-
-
-def check_model(model: Any) -> None:
-    """Raises :class:`ModelError` unless ``model`` is a compiled ``keras.Model``."""
-    import keras
-
-    if not isinstance(model, keras.Model):
-        raise ModelError(message("Expected a keras.Model", type(model).__name__))
-    if not getattr(model, "compiled", False):
-        raise ModelError(message(
-            "The model must be compiled before training", f"an uncompiled {type(model).__name__} '{model.name}'",
-            "Call model.compile(optimizer=..., loss=...) first (inside your build_model function when tuning)."))
-
-
 # -- the training and validation sources -----------------------------------------------------------
 
 
@@ -332,7 +196,7 @@ def _distributed() -> str | None:
     return type(strategy).__name__ if strategy.num_replicas_in_sync > 1 else None
 
 
-def _grouping(model: Any, strategy: Strategy, callbacks: Any, exact: tuple[int | None, ...]) -> tuple[int, str]:
+def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None, ...]) -> tuple[int, str]:
     """Steps per compiled call for this fit, and why: the one place that decides."""
     import keras
 
@@ -354,8 +218,11 @@ def _grouping(model: Any, strategy: Strategy, callbacks: Any, exact: tuple[int |
 # -- the plan -------------------------------------------------------------------------------------
 
 
-def build_plan(model: Any, source: Source, strategy: Strategy, fit_args: Mapping[str, Any]) -> FitPlan:
+def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str, Any]) -> FitPlan:
     """Resolves ``fit_args`` (names from :data:`FIT_ARGS`) for ``strategy`` training ``model`` on ``source``.
+
+    ``strategy`` is the :class:`kfitx.Strategy` that will train (its ``name`` and
+    ``grouping()`` are read).
 
     Applies the seed (``keras.utils.set_random_seed``), so that layers' randomness
     is reproducible whichever strategy trains.
@@ -380,7 +247,7 @@ def build_plan(model: Any, source: Source, strategy: Strategy, fit_args: Mapping
 
         warnings.warn(f"Limiting epochs to {max_epochs}", stacklevel=3)  # as model.fit does
         epochs = max_epochs
-    callbacks = _callbacks(args.pop("callbacks", None))
+    callbacks = callbacks_list(args.pop("callbacks", None))
     group, reason = _grouping(model, strategy, callbacks, (steps, validation_steps))
     seed = args.pop("seed", None)
     if seed is not None:

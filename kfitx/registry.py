@@ -28,7 +28,7 @@ import pluggy
 
 from kfitx import hookspecs
 from kfitx.errors import OptionError, StrategyConflictError, StrategyNotFoundError, message
-from kfitx.plan import closest as _closest
+from kfitx._checks import closest as _closest
 from kfitx.strategy import Strategy, check_fit_signature
 
 __all__ = [

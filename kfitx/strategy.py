@@ -15,20 +15,43 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kfitx.errors import OptionError, PluginError, UnsupportedDataError, message
-from kfitx.plan import closest
+from kfitx._checks import closest
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
     from kfitx.data import Source
     from kfitx.plan import FitPlan
-    from kfitx.strategies.auto import Decision
 
-__all__ = ["Strategy", "check_fit_signature"]
+__all__ = ["Decision", "Strategy", "check_fit_signature"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ``auto`` chose for some data and options, and why.
+
+    Attributes:
+        strategy: The chosen strategy's name (``"memory"``, ``"generator"``, ``"loop"``, or a plugin's).
+        reason: One sentence: the rule that decided.
+        options: The options passed on to that strategy.
+        unused: Options given that the chosen strategy does not take (ignored).
+    """
+
+    strategy: str
+    reason: str
+    options: dict[str, Any] = field(default_factory=dict)
+    unused: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        text = f"kfitx auto: {self.strategy} -- {self.reason}"
+        if self.unused:
+            text += f" (ignoring {', '.join(self.unused)}: not {self.strategy} options)"
+        return text
 
 class Strategy(ABC):
     """One way of training a Keras model. Subclass it to write a strategy plugin.

@@ -15,7 +15,6 @@ import textwrap
 import types
 from pathlib import Path
 
-import pytest
 
 import kfitx
 from kfitx.testing import check_strategy

@@ -14,7 +14,6 @@ prints it when ``verbose`` is not 0) and records it in ``history.kfitx``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kfitx.data import ArraySource, Source, coerce
@@ -23,7 +22,7 @@ from kfitx.hookspecs import hookimpl
 from kfitx.strategies.generator import GeneratorStrategy
 from kfitx.strategies.loop import LoopStrategy
 from kfitx.strategies.memory import MemoryStrategy
-from kfitx.strategy import Strategy
+from kfitx.strategy import Decision, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
     from kfitx.plan import FitPlan
@@ -34,29 +33,6 @@ logger = logging.getLogger("kfitx")
 
 _CHOICES: dict[str, type[Strategy]] = {"memory": MemoryStrategy, "generator": GeneratorStrategy,
                                        "loop": LoopStrategy}
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What ``auto`` chose for some data and options, and why.
-
-    Attributes:
-        strategy: The chosen strategy's name (``"memory"``, ``"generator"``, ``"loop"``, or a plugin's).
-        reason: One sentence: the rule that decided.
-        options: The options passed on to that strategy.
-        unused: Options given that the chosen strategy does not take (ignored).
-    """
-
-    strategy: str
-    reason: str
-    options: dict[str, Any] = field(default_factory=dict)
-    unused: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        text = f"kfitx auto: {self.strategy} -- {self.reason}"
-        if self.unused:
-            text += f" (ignoring {', '.join(self.unused)}: not {self.strategy} options)"
-        return text
 
 
 def _merged_defaults() -> dict[str, Any]:
