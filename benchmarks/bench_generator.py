@@ -2,7 +2,7 @@
 
 Three parts, each comparing runs on the same model (same seed) and data in one process run:
 
-* ``aug`` -- the seeds' ``ImageDataGenerator`` augmentation on a small CNN at
+* ``aug`` -- a typical ``ImageDataGenerator`` augmentation on a small CNN at
   32x32 and 96x96: plain ``model.fit(aug.flow(x, y))`` vs
   ``kfitx.compat.fit_generator(model, aug.flow(x, y), ...)`` (the same
   augmentation on whole batches), plus un-augmented ``model.fit`` and kfitx
@@ -44,8 +44,8 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 RESULT_TAG = "KFITX_BENCH_RESULT "
 SEED = 1234
 GiB = float(1 << 30)
-SEED_AUG = dict(rotation_range=20, zoom_range=0.15, width_shift_range=0.2, height_shift_range=0.2,
-                shear_range=0.15, horizontal_flip=True, fill_mode="nearest")  # the first seed's
+TUTORIAL_AUG = dict(rotation_range=20, zoom_range=0.15, width_shift_range=0.2, height_shift_range=0.2,
+                shear_range=0.15, horizontal_flip=True, fill_mode="nearest")  # a Keras 2 tutorial's
 BS = 32
 
 
@@ -123,7 +123,7 @@ def run_aug(size: int, n: int, epochs: int) -> dict[str, float]:
         train(model, clock)
         out[name] = clock.steady(samples)
 
-    aug = ImageDataGenerator(**SEED_AUG)
+    aug = ImageDataGenerator(**TUTORIAL_AUG)
     timed("plain fit", lambda m, c: m.fit(x, y, batch_size=BS, epochs=epochs, steps_per_epoch=steps,
                                           verbose=0, callbacks=[c]))
     timed("plain fit(IDG.flow)", lambda m, c: m.fit(aug.flow(x, y, batch_size=BS, seed=SEED), epochs=epochs,
@@ -179,7 +179,7 @@ def part_latency(n: int, epochs: int) -> list[tuple[str, float, float, float, st
         def __getitem__(self, i):
             return x[i * BS:(i + 1) * BS], y[i * BS:(i + 1) * BS]
 
-    aug = ImageDataGenerator(**SEED_AUG)
+    aug = ImageDataGenerator(**TUTORIAL_AUG)
     cases = {
         "plain fit(generator)": lambda m, c: m.fit(endless(), steps_per_epoch=steps, epochs=epochs, verbose=0,
                                                    callbacks=[c]),
@@ -324,7 +324,7 @@ def main() -> None:
     parts = args.only or ["aug", "latency", "ooc"]
     rows = []
     if "aug" in parts:
-        print("aug: the seeds' ImageDataGenerator on a small CNN", flush=True)
+        print("aug: a tutorial's ImageDataGenerator on a small CNN", flush=True)
         sizes = {32: (256, 2), 96: (64, 2)} if quick else {32: (2048, 4), 96: (512, 4)}
         rows += part_aug(sizes, args.repeats or (1 if quick else 3))
     if "latency" in parts:

@@ -3,7 +3,7 @@
 * ``mlp`` -- the bench_memory MLP (32 -> 64 -> 10, 20,000 samples, batch 32):
   kfitx's ``loop`` strategy with History and a batch-level callback (so every
   batch callback fires, one step per compiled call) against the naive Python
-  loop the seeds show (``for batch ...: model.train_on_batch(bx, by)``), which
+  loop Keras 2 tutorials show (``for batch ...: model.train_on_batch(bx, by)``), which
   sees no callbacks at all. Also ``loop`` with the same callbacks and
   ``steps_per_execution=16`` (batch callbacks then fire once per group, as with
   Keras's own option).
@@ -65,7 +65,7 @@ def _steady(begins, ends, samples):
 
 
 def naive(model, x, y, epochs):
-    """The seeds' train_on_batch loop, epochs timed by hand."""
+    """The classic train_on_batch loop, epochs timed by hand."""
     import numpy as np
 
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ dense network is tuned (hidden layers, units, dropout, learning rate, batch
 size) with ``keras_tuner.RandomSearch`` through ``kfitx.tuner.StrategyHyperModel``,
 so the training strategy is one more hyperparameter while ``build_model`` stays
 plain Keras: ``memory`` (``model.fit`` on the arrays), ``generator`` with on-the-fly
-augmentation (the seeds' ``ImageDataGenerator``: small rotations, shifts and zooms,
+augmentation (an ``ImageDataGenerator``: small rotations, shifts and zooms,
 done on whole batches) and ``loop`` (kfitx's own training loop). At the end the script prints a leaderboard (trial, strategy and
 hyperparameters, best val_accuracy, training throughput, peak memory), then
 reloads the best model and evaluates it on the validation set.

@@ -1,6 +1,6 @@
 """Keras 2's ``fit_generator``, which Keras 3 removed, on top of the ``generator`` strategy.
 
-The seeds' code runs as written, with ``model.fit_generator(`` turned into
+Keras 2 code runs as written, with ``model.fit_generator(`` turned into
 ``kfitx.compat.fit_generator(model, ``::
 
     aug = ImageDataGenerator(rotation_range=20, zoom_range=0.15, width_shift_range=0.2,

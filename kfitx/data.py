@@ -230,7 +230,7 @@ class ArraySource(Source):
 class GeneratorSource(Source):
     """Batches from a factory that returns a fresh iterator each time it is called.
 
-    Each batch is ``x``, ``(x, y)`` or ``(x, y, sample_weight)``, as the seeds'
+    Each batch is ``x``, ``(x, y)`` or ``(x, y, sample_weight)``, as Keras 2's
     ``fit_generator`` expected. A finite iterator defines one epoch; an infinite
     one needs ``steps_per_epoch``.
 

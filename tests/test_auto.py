@@ -1,4 +1,4 @@
-"""The auto strategy: the seeds' rules choose memory, generator or loop, and say why."""
+"""The auto strategy: the classic rules choose memory, generator or loop, and say why."""
 
 from __future__ import annotations
 

@@ -54,9 +54,9 @@ def test_custom_loop_runs_a_clipped_step_and_a_learning_rate_hook() -> None:
     assert all("val_accuracy" in line and "grad_norm" in line for line in epochs)
 
 
-def test_seed_modes_runs_the_first_seeds_three_snippets() -> None:
+def test_classic_modes_runs_the_three_keras_modes() -> None:
     pytest.importorskip("sklearn")
-    result = subprocess.run([sys.executable, str(EXAMPLES / "seed_modes.py"), "--quick"], capture_output=True,
+    result = subprocess.run([sys.executable, str(EXAMPLES / "classic_modes.py"), "--quick"], capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     modes = [line.split(" val_accuracy")[0].strip() for line in result.stdout.strip().splitlines()]

@@ -288,7 +288,7 @@ def test_options_are_checked():
             kfitx.get_strategy("generator", **bad)
 
 
-# -- compat.fit_generator: the seeds' code ----------------------------------------------------------
+# -- compat.fit_generator: Keras 2 code -------------------------------------------------------------
 
 
 def test_fit_generator_with_a_generator_object_and_steps(make_model, data, no_orphans):

@@ -1,10 +1,10 @@
-"""The first seed's three snippets -- fit, fit_generator with ImageDataGenerator, train_on_batch -- on Keras 3.
+"""The three classic Keras modes -- fit, fit_generator with ImageDataGenerator, train_on_batch -- on Keras 3.
 
-The seed ("When to use Keras fit, fit_generator & train_on_batch") shows three
+Keras 2 tutorials ("when to use fit, fit_generator and train_on_batch") show three
 ways of training. Keras 3 kept ``fit`` and ``train_on_batch``, removed
 ``fit_generator``, and moved ``ImageDataGenerator`` to its legacy namespace
-(``tensorflow.keras.preprocessing.image``). Here each snippet runs as the seed
-wrote it, on the 8x8 digits that ship with scikit-learn (nothing is downloaded):
+(``tensorflow.keras.preprocessing.image``). Here each snippet runs as those
+tutorials wrote it, on the 8x8 digits that ship with scikit-learn (nothing is downloaded):
 
 1. ``model.fit(trainX, trainY, batch_size=32, epochs=EPOCHS)``  -- and the same through
    ``kfitx.fit(..., strategy="memory")``;
@@ -13,7 +13,7 @@ wrote it, on the 8x8 digits that ship with scikit-learn (nothing is downloaded):
 3. ``model.train_on_batch(batchX, batchY)`` in your own loop -- and the same step
    inside kfitx's ``loop`` strategy, which adds callbacks, History and the progress bar.
 
-Run:  python examples/seed_modes.py [--epochs N] [--quick]
+Run:  python examples/classic_modes.py [--epochs N] [--quick]
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main() -> None:
                   validation_data=(testX, testY), verbose=0)
     report("1. kfitx.fit(strategy='memory')", H, time.perf_counter() - start)
 
-    # 2. .fit_generator -- on-the-fly augmentation (the seed's ImageDataGenerator, as written).
+    # 2. .fit_generator -- on-the-fly augmentation (an ImageDataGenerator, as Keras 2 code wrote it).
     aug = ImageDataGenerator(rotation_range=20, zoom_range=0.15,
                              width_shift_range=0.2, height_shift_range=0.2, shear_range=0.15,
                              horizontal_flip=True, fill_mode="nearest")
