@@ -19,10 +19,11 @@ Run:  python examples/classic_modes.py [--epochs N] [--quick]
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import kfitx
+
+kfitx.quiet_start()  # TensorFlow's start-up log lines hidden; TF_CPP_MIN_LOG_LEVEL=0 shows them
 
 import keras
 import numpy as np
@@ -30,7 +31,6 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from tensorflow.keras.preprocessing.image import ImageDataGenerator  # Keras 3: legacy namespace
 
-import kfitx
 
 
 def build_model() -> keras.Model:

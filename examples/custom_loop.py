@@ -12,15 +12,15 @@ The callbacks, History, validation and the progress bar behave as in
 `model.fit`. Runs as is: scikit-learn's digits ship with scikit-learn.
 """
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import kfitx
+
+kfitx.quiet_start()  # TensorFlow's start-up log lines hidden; TF_CPP_MIN_LOG_LEVEL=0 shows them
 
 import keras
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-import kfitx
 
 digits = load_digits()  # ships inside scikit-learn: nothing is downloaded
 x, y = digits.data / 16.0, digits.target

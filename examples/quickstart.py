@@ -1,13 +1,12 @@
 """The README's first example: train on scikit-learn's digits with the memory strategy."""
 
-import os
+import kfitx
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+kfitx.quiet_start()  # TensorFlow's start-up log lines hidden; TF_CPP_MIN_LOG_LEVEL=0 shows them
 
 import keras
 from sklearn.datasets import load_digits
 
-import kfitx
 
 digits = load_digits()  # ships inside scikit-learn: nothing is downloaded
 x, y = digits.data / 16.0, digits.target

@@ -28,11 +28,14 @@ import time
 import warnings
 from typing import Any
 
+import kfitx
+
+kfitx.quiet_start()  # TensorFlow's start-up log lines hidden; TF_CPP_MIN_LOG_LEVEL=0 shows them
+
 import keras
 import keras_tuner
 import numpy as np
 
-import kfitx
 from kfitx.tuner import PEAK_RSS_MIB, SAMPLES_PER_S, StrategyHyperModel
 
 NUM_CLASSES = 10
@@ -141,6 +144,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class ProgressSearch(keras_tuner.RandomSearch):
+    """RandomSearch printing one line per finished trial: trial, strategy, score, seconds, best so far."""
+
+    def on_trial_begin(self, trial: Any) -> None:
+        self._trial_start = time.perf_counter()
+        super().on_trial_begin(trial)
+
+    def on_trial_end(self, trial: Any) -> None:
+        super().on_trial_end(trial)
+        scores = [t.score for t in self.oracle.trials.values() if t.score is not None]
+        score = "failed" if trial.score is None else f"{trial.score:.4f}"
+        best = f"{max(scores):.4f}" if scores else "-"
+        done = sum(t.status in ("COMPLETED", "FAILED", "INVALID") for t in self.oracle.trials.values())
+        print(f"trial {trial.trial_id} ({done}/{self.oracle.max_trials}) "
+              f"strategy {trial.hyperparameters.get('strategy')}: val_accuracy {score} in "
+              f"{time.perf_counter() - self._trial_start:.1f} s; best so far {best}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
@@ -153,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     # The strategy and the batch size are hyperparameters too; build_model never changes.
     hypermodel = StrategyHyperModel(build_model, strategies=STRATEGIES, strategy_options=strategy_options(),
                                     tune_batch_size=[32, 64])
-    tuner = keras_tuner.RandomSearch(
+    tuner = ProgressSearch(
         hypermodel,
         objective="val_accuracy",
         max_trials=args.trials,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 
 from kfitx import augment, compat, data
+from kfitx._startup import quiet_start
 from kfitx.api import fit
 from kfitx.errors import (
     AugmentationError,
@@ -67,5 +68,6 @@ __all__ = [
     "get_strategy",
     "hookimpl",
     "hookspec",
+    "quiet_start",
     "register",
 ]

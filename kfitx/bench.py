@@ -15,7 +15,8 @@ Separation of concerns:
   child's progress lines as they come, and a strategy that fails becomes a row
   with its error while the others still run;
 * :func:`format_table` and :func:`plot` (matplotlib, ``pip install kfitx[plot]``)
-  present the results.
+  present the results; with a ``plain`` row (the same model through plain
+  ``model.fit``, :data:`PLAIN`), every row's samples/s is also a ratio to it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from kfitx.hookspecs import hookimpl
 __all__ = ["BenchResult", "BenchSpec", "bench", "build_model", "format_table", "load_data", "plot", "run_one"]
 
 RESULT_TAG = "KFITX_BENCH_RESULT "
+#: The baseline row: the same model trained by plain ``model.fit(x, y)``, no kfitx in between.
+PLAIN = "plain"
 MODELS = ("mlp", "cnn")
 DATASETS = ("digits", "synthetic")
 
@@ -193,13 +196,20 @@ def run_one(spec: BenchSpec, strategy: str, progress: Callable[[str], None] = pr
             progress(f"  {strategy}: epoch {epoch + 1}/{spec.epochs} {times[-1]:.2f} s  {shown}")
 
     measure, registry = _Measure(), get_registry()
-    name = registry.register(measure, name=f"kfitx.bench-measure-{id(measure)}")
-    try:
-        history = kfitx.fit(model, x, y, strategy=strategy, epochs=spec.epochs, batch_size=spec.batch_size,
-                            validation_data=(x_val, y_val), callbacks=[EpochTimer()], verbose=0, seed=spec.seed)
-    finally:
-        if name is not None:
-            registry.unregister(name)
+    args = dict(epochs=spec.epochs, batch_size=spec.batch_size, validation_data=(x_val, y_val),
+                callbacks=[EpochTimer()], verbose=0)
+    if strategy == PLAIN:  # the baseline: Keras alone
+        keras.utils.set_random_seed(spec.seed)
+        measure.rss_before_mib, start = _rss_mib(), time.perf_counter()
+        history = model.fit(x, y, **args)
+        measure.seconds = time.perf_counter() - start
+    else:
+        name = registry.register(measure, name=f"kfitx.bench-measure-{id(measure)}")
+        try:
+            history = kfitx.fit(model, x, y, strategy=strategy, seed=spec.seed, **args)
+        finally:
+            if name is not None:
+                registry.unregister(name)
     steady = times[1:] or times
     samples_per_s = len(x) / statistics.median(steady) if steady else len(x) * len(times) / measure.seconds
     metrics = {k: float(v[-1]) for k, v in history.history.items() if v and isinstance(v[-1], (int, float))}
@@ -264,7 +274,8 @@ def bench(spec: BenchSpec, strategies: Sequence[str], *, progress: Callable[[str
     if not strategies:
         raise OptionError(message("at least one strategy to benchmark", "none"))
     for name in strategies:
-        get_registry().lookup(name)  # unknown names fail before anything trains
+        if name != PLAIN:
+            get_registry().lookup(name)  # unknown names fail before anything trains
     results = []
     for i, name in enumerate(strategies, 1):
         progress(f"[{i}/{len(strategies)}] {name}: {spec.describe()}")
@@ -285,15 +296,17 @@ def bench(spec: BenchSpec, strategies: Sequence[str], *, progress: Callable[[str
 def format_table(results: Sequence[BenchResult]) -> str:
     """The results as a text table; failed strategies show their error."""
     keys = sorted({k for r in results for k in r.metrics}, key=lambda k: (k.startswith("val_"), k))
-    header = ["strategy", "samples/s", "s/epoch", "1st epoch s", "peak RSS MiB", *keys]
+    plain = _plain_speed(results)
+    header = ["strategy", "samples/s", *(["vs plain"] if plain else []), "s/epoch", "1st epoch s",
+              "peak RSS MiB", *keys]
     rows = [header]
     for r in results:
         if r.error:
             rows.append([r.strategy, "FAILED: " + r.error])
             continue
         peak = f"{r.peak_rss_mib:.0f}" + ("" if r.own_process else "*")
-        rows.append([r.strategy, f"{r.samples_per_s:,.0f}", f"{r.seconds_per_epoch:.3f}",
-                     f"{r.epoch_seconds[0]:.2f}" if r.epoch_seconds else "-", peak,
+        rows.append([r.strategy, f"{r.samples_per_s:,.0f}", *([f"{r.samples_per_s / plain:.2f}x"] if plain else []),
+                     f"{r.seconds_per_epoch:.3f}", f"{r.epoch_seconds[0]:.2f}" if r.epoch_seconds else "-", peak,
                      *(f"{r.metrics[k]:.4f}" if k in r.metrics else "-" for k in keys)])
     widths = [max(len(row[i]) for row in rows if len(row) > i and not row[1].startswith("FAILED"))
               for i in range(len(header))]
@@ -308,6 +321,11 @@ def format_table(results: Sequence[BenchResult]) -> str:
     if any(not r.own_process and not r.error for r in results):
         lines.append("* peak RSS of the one process all strategies ran in (the high-water mark so far)")
     return "\n".join(lines)
+
+
+def _plain_speed(results: Sequence[BenchResult]) -> float | None:
+    """samples/s of the plain ``model.fit`` row, if there is one that ran."""
+    return next((r.samples_per_s for r in results if r.strategy == PLAIN and not r.error and r.samples_per_s), None)
 
 
 def require_matplotlib() -> None:
@@ -331,8 +349,11 @@ def plot(results: Sequence[BenchResult], path: str | os.PathLike[str], spec: Ben
     done = [r for r in results if not r.error]
     names = [r.strategy for r in done]
     accuracy = "val_accuracy" if all("val_accuracy" in r.metrics for r in done) else "accuracy"
+    plain = _plain_speed(results)
+    speed = [r.samples_per_s for r in done]
     panels = [
-        ("samples/s (higher is better)", [r.samples_per_s for r in done], "{:,.0f}"),
+        ("samples/s (higher is better)" + (", x plain model.fit" if plain else ""), speed,
+         "{:,.0f}" if not plain else lambda v: f"{v:,.0f}\n{v / plain:.2f}x"),
         ("seconds per epoch (lower is better)", [r.seconds_per_epoch for r in done], "{:.3f}"),
         ("peak RSS, MiB (lower is better)", [r.peak_rss_mib for r in done], "{:.0f}"),
         (f"final {accuracy}", [r.metrics.get(accuracy, 0.0) for r in done], "{:.3f}"),
@@ -342,7 +363,8 @@ def plot(results: Sequence[BenchResult], path: str | os.PathLike[str], spec: Ben
     for ax, (title, values, fmt) in zip(axes, panels):
         bars = ax.bar(names, values, color=colors)
         ax.set_title(title, fontsize=10)
-        ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8, padding=2)
+        ax.bar_label(bars, labels=[fmt(v) if callable(fmt) else fmt.format(v) for v in values], fontsize=8,
+                     padding=2)
         ax.tick_params(axis="x", labelrotation=30, labelsize=9)
         ax.margins(y=0.15)
     failed = [r.strategy for r in results if r.error]

@@ -98,8 +98,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="the strategy makes no claim to train like 'memory'")
 
     bench = sub.add_parser("bench", help="train one model through several strategies and compare them")
-    bench.add_argument("--strategies", default="memory,loop",
-                       help="comma-separated strategy names (default: memory,loop)")
+    bench.add_argument("--strategies", default="plain,memory,loop",
+                       help="comma-separated strategy names; 'plain' is the same model through plain "
+                            "model.fit, the baseline of the 'vs plain' column (default: plain,memory,loop)")
     bench.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
     bench.add_argument("--data", default="digits", choices=["digits", "synthetic"],
                        help="digits: scikit-learn's bundled 8x8 digits; synthetic: --samples random samples")
@@ -117,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kfitx`` console script."""
     args = _parser().parse_args(argv)
+    from kfitx._startup import quiet_start
+
+    quiet_start()  # TensorFlow's C++ start-up lines, unless TF_CPP_MIN_LOG_LEVEL is set
     try:
         return {"list": _list, "check": _check, "bench": _bench}[args.command](args)
     except KfitxError as err:

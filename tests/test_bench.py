@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import sys
 import pytest
 
 import kfitx
-from kfitx.bench import BenchResult, BenchSpec, bench, format_table, load_data
+from kfitx.bench import BenchResult, BenchSpec, bench, format_table, load_data, plot
 from kfitx.cli import main
 
 TINY = ["--data", "synthetic", "--samples", "320", "--epochs", "2", "--batch-size", "32"]
@@ -84,3 +85,22 @@ def test_bench_runs_each_strategy_in_its_own_process_and_plots(tmp_path):
     assert "*" not in row and "FAILED" not in row  # the peak is its own process's
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_the_plain_row_is_model_fit_and_every_row_gets_its_ratio(registry, capsys, tmp_path):
+    code = main(["bench", "--strategies", "plain,memory", "--in-process", *TINY])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    table = out[out.index("strategy  "):].splitlines()
+    assert table[0].split()[:4] == ["strategy", "samples/s", "vs", "plain"]
+    plain, memory = table[2].split(), table[3].split()
+    assert plain[0] == "plain" and plain[2] == "1.00x"
+    assert memory[0] == "memory" and memory[2].endswith("x") and float(memory[2][:-1]) > 0
+    results = bench(BenchSpec(data="synthetic", samples=320, epochs=1, batch_size=32), ["plain"],
+                    progress=lambda line: None, subprocesses=False)
+    assert results[0].error is None and results[0].metrics.keys() == {"loss", "accuracy", "val_loss",
+                                                                       "val_accuracy"}
+    if importlib.util.find_spec("matplotlib") is not None:
+        plot(results + [BenchResult("fast", results[0].samples_per_s * 2, [1.0], 1.0, 1.0, {})],
+             tmp_path / "b.png")
+        assert (tmp_path / "b.png").stat().st_size > 10_000
