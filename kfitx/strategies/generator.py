@@ -6,7 +6,7 @@ For data too large for RAM and for augmentation on the fly. Separation of concer
   ``.npy`` memory maps through :func:`kfitx.pipeline.array_dataset` (a vectorised
   gather over the mapped pages: nothing is loaded up front, and the pages read
   are file-backed, reclaimable memory); a ``tf.data.Dataset`` as it is;
-  generators and PyDatasets through a :class:`kfitx.producer.Producer` (a worker
+  generators and PyDatasets through a :class:`kfitx._producer.Producer` (a worker
   thread or process running ahead of training by ``max_queue_size`` batches);
 * the augmentation (:mod:`kfitx.augment`) is mapped over training batches only,
   in parallel, and the stream is prefetched, so producing the next batches
@@ -26,12 +26,12 @@ import logging
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from kfitx._producer import Producer, pass_opener
 from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source
 from kfitx.errors import AugmentationError, KfitxError, OptionError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.pipeline import array_dataset
 from kfitx.plan import FitPlan
-from kfitx.producer import Producer, pass_opener
 from kfitx.strategy import Strategy
 
 if TYPE_CHECKING:  # pragma: no cover

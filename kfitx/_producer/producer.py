@@ -1,0 +1,231 @@
+"""The consumer side of a producer: :class:`Producer` starts the worker, serves checked batches, stops it.
+
+:class:`Producer` runs passes one after another in a worker -- a thread, or a
+forked process (:mod:`kfitx._producer.workers`) -- and hands batches over a
+bounded queue (its size is how far the worker runs ahead, and so what it holds
+in memory). :meth:`Producer.batches` is what ``tf.data.Dataset.from_generator``
+reads: one pass per call, or with ``repeat`` a stream that never ends (a finite
+generator is then re-created from its factory each time it ends, so it never
+runs out).
+
+Every batch is checked against the first one (structure, trailing shapes, dtype)
+on the consumer side (:mod:`kfitx._producer.checks`), so a wrong batch is a
+:class:`DataError` naming the batch, not a TensorFlow error deep in a graph. A
+generator that raises, a pass with no batches, a worker process that dies, or no
+batch within ``timeout`` seconds end the stream with a :class:`KfitxError` (also
+kept in :attr:`Producer.error`). :meth:`Producer.close` stops the worker in
+bounded time: the thread is joined, the process terminated and, if need be, killed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kfitx._producer.checks import _normalise, _Signature
+from kfitx._producer.workers import _POLL, _describe, _PipeQueue, _process_main, _RemoteError, _work, _WorkerGone
+from kfitx.errors import DataError, KfitxError, WorkerError, message
+
+__all__ = ["Producer"]
+
+
+class Producer:
+    """Runs passes of a source in a background worker; see the module docstring.
+
+    Args:
+        open_pass: Returns a fresh iterator over one pass (see :func:`pass_opener`).
+        kind: What the data is, for messages ("generator", "PyDataset").
+        repeat: Serve one endless stream (passes back to back) instead of one
+            pass per :meth:`batches` call.
+        processes: Run the worker in a forked process instead of a thread.
+        queue_size: Batches the worker may run ahead.
+        timeout: Most seconds to wait for one batch.
+        endless_after: Without ``repeat``, a pass longer than this is taken for an
+            endless generator (a :class:`DataError` asking for ``steps_per_epoch``).
+    """
+
+    def __init__(self, open_pass: Callable[[], Iterator[Any]], *, kind: str, repeat: bool,
+                 processes: bool = False, queue_size: int = 10, timeout: float = 60.0,
+                 endless_after: int = 100_000) -> None:
+        self.kind = kind
+        self.repeat = repeat
+        self.processes = processes
+        self.timeout = timeout
+        self.error: KfitxError | None = None
+        self._serving = 0  # the pass the next batches() call serves
+        self._peeked: tuple[Any, Iterator[Any]] | None = None
+        self._peek_served = False
+        self._closed = False
+        if processes:
+            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
+                                                  else None)
+            self._queue: Any = _PipeQueue(context, queue_size)
+            self._stop: Any = context.Event()
+            self._worker: Any = context.Process(
+                target=_process_main, args=(open_pass, repeat, self._queue, self._stop, endless_after),
+                name=f"kfitx-{kind}-worker", daemon=True)
+        else:
+            self._queue = queue.Queue(maxsize=queue_size)
+            self._stop = threading.Event()
+            self._worker = threading.Thread(
+                target=_work, args=(open_pass, repeat, self._queue, self._stop, endless_after, False),
+                name=f"kfitx-{kind}-worker", daemon=True)
+        self._worker.start()
+        if processes:
+            self._queue.after_fork(in_worker=False)
+        self._last = (0, 0)  # (pass, index) of the last batch received, for messages
+        self.signature: _Signature | None = None
+
+    # -- consumer side ----------------------------------------------------------
+
+    def _fail(self, err: KfitxError, cause: Any = None) -> KfitxError:
+        if isinstance(cause, BaseException):
+            err.__cause__ = cause
+        if self.error is None:
+            self.error = err
+        return self.error
+
+    def _get(self) -> Any:
+        """The next item from the worker; a WorkerError if it died or took longer than ``timeout``."""
+        if self.error is not None:
+            raise self.error
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if self._closed:
+                raise self._fail(WorkerError(f"The {self.kind} producer was closed."))
+            try:
+                return self._queue.get(timeout=_POLL)
+            except queue.Empty:
+                alive = self._worker.is_alive()
+            except _WorkerGone:
+                alive = False
+                self._worker.join(1.0)
+            number, index = self._last
+            if not alive:
+                if isinstance(self._worker, threading.Thread):  # it always reports before it ends
+                    continue
+                code = self._worker.exitcode
+                how = f"exit code {code}" if code is None or code >= 0 else f"signal {signal.Signals(-code).name}"
+                raise self._fail(WorkerError(message(
+                    f"The {self.kind} worker must keep producing batches until the fit ends",
+                    f"the worker process {self._worker.pid} died ({how}); the last batch it delivered was "
+                    f"batch {index} of pass {number + 1}",
+                    "Check the generator for crashes (out of memory, a native extension); "
+                    "use_multiprocessing=False runs it in a thread, where its exception is shown.")))
+            if time.monotonic() > deadline:
+                raise self._fail(WorkerError(message(
+                    f"The {self.kind} must produce each batch within timeout={self.timeout:g} s",
+                    f"no batch for {self.timeout:g} s after batch {index} of pass {number + 1}",
+                    "Look for a generator stuck waiting on something, or raise the `timeout` option "
+                    "if batches are legitimately slow.")))
+
+    def peek(self) -> Any:
+        """The first batch (checked), which the first :meth:`batches` call still yields; sets :attr:`signature`."""
+        if self._peeked is None:
+            stream = self._pass()
+            self._peeked = (next(stream), stream)
+        return self._peeked[0]
+
+    def batches(self) -> Iterator[Any]:
+        """One pass of checked batches (every pass, back to back, with ``repeat``)."""
+        if self._peeked is not None and not self._peek_served:
+            self._peek_served = True
+            first, stream = self._peeked
+            yield first
+            yield from stream
+        else:
+            yield from self._pass()
+
+    def _pass(self) -> Iterator[Any]:
+        serving = self._serving
+        self._serving += 1
+        while True:
+            kind, number, index, payload = self._get()
+            if not self.repeat and number < serving:
+                continue  # the rest of a pass a consumer stopped reading early
+            self._last = (number, index)
+            where = f"batch {index} of pass {number + 1} of the {self.kind}"
+            if kind == "batch":
+                try:
+                    batch = _normalise(payload, lambda: where, self.kind)
+                    if self.signature is None:
+                        self.signature = _Signature(batch, self.kind)
+                    batch = self.signature.conform(batch, number, index)
+                except DataError as err:
+                    raise self._fail(err) from None
+                yield batch
+            elif kind == "end":
+                if index == 0:
+                    raise self._fail(DataError(message(
+                        f"The {self.kind} must yield at least one batch each time it is started",
+                        f"no batches in pass {number + 1}",
+                        "A generator function must `yield` batches; a generator object can be read only "
+                        "once, so pass the function (kfitx.data.generator(fn)), or give steps_per_epoch "
+                        "to an endless one.")))
+                if not self.repeat:
+                    return
+            elif kind == "endless":
+                raise self._fail(DataError(message(
+                    f"A {self.kind} without steps_per_epoch must end, each pass being one epoch",
+                    f"more than {index - 1} batches in pass {number + 1} (endless_after)",
+                    "For an endless generator pass steps_per_epoch=N (to kfitx.fit or kfitx.data.generator).")))
+            else:  # "error"
+                err = payload
+                if isinstance(err, KfitxError):
+                    raise self._fail(err)
+                if isinstance(err, _RemoteError) and err.kfitx:  # kfitx's own message, from the worker
+                    raise self._fail(DataError(err.text))
+                text = message(f"The {self.kind} must produce batches without raising",
+                               f"{_describe(err)} at {where}",
+                               "Fix the generator; the traceback above shows where it failed.")
+                if isinstance(err, _RemoteError):
+                    text += "\nWorker process traceback:\n" + err.traceback
+                raise self._fail(DataError(text), err)
+
+    # -- shutdown ---------------------------------------------------------------
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stops the worker: bounded, idempotent; a thread stuck in user code is reported, not waited on."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if isinstance(self._worker, threading.Thread):
+            deadline = time.monotonic() + timeout
+            while self._worker.is_alive() and time.monotonic() < deadline:
+                try:  # drain, so a worker blocked on a full queue sees the stop flag
+                    while True:
+                        self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+                self._worker.join(_POLL)
+            if self._worker.is_alive():
+                import warnings
+
+                warnings.warn(f"kfitx: the {self.kind} worker thread is stuck inside the {self.kind} "
+                              f"and could not be stopped within {timeout:g} s; it is a daemon thread and "
+                              "ends with the process. use_multiprocessing=True lets kfitx stop such a "
+                              "generator.", ResourceWarning, stacklevel=2)
+            return
+        # A worker process waiting for a free slot sees the flag; one in the middle of sending a
+        # batch finishes sending it while we read; one stuck in the generator is terminated (and
+        # killed if it ignores that).
+        deadline = time.monotonic() + min(timeout, 0.5)
+        while self._worker.is_alive() and time.monotonic() < deadline:
+            try:
+                self._queue.get(timeout=_POLL)
+            except (queue.Empty, _WorkerGone):
+                self._worker.join(_POLL)
+        if self._worker.is_alive():
+            self._worker.terminate()
+            self._worker.join(1.0)
+        if self._worker.is_alive():
+            os.kill(self._worker.pid, signal.SIGKILL)
+            self._worker.join(1.0)
+        self._queue.close()

@@ -1,0 +1,112 @@
+"""What a user passes as ``augment``, and how it is mapped over a tf.data pipeline.
+
+:func:`adapt` recognises the kind and returns an :class:`Augmentation`, or says
+what would have been accepted; :func:`map_dataset` numbers the batches, gives
+each a seed and maps ``apply`` over x.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kfitx.augment.base import Augmentation
+from kfitx.augment.function import _CallableAugmentation
+from kfitx.augment.image_data_generator import _ImageDataGeneratorAugmentation, _is_image_data_generator
+from kfitx.augment.layers import _LayersAugmentation, _as_layers
+from kfitx.data import _is_instance
+from kfitx.errors import AugmentationError, message
+
+_ACCEPTED = (
+    "`augment` must be None, a function fn(x, y) -> (x, y) on numpy batches, a Keras "
+    "preprocessing layer (or a list / keras.Sequential of them), or an ImageDataGenerator"
+)
+_STREAM = 0x61756721  # folded into every batch seed, so augmentation never reuses the shuffle's seeds
+
+
+def adapt(augment: Any) -> Augmentation | None:
+    """Turns what a user passes as ``augment`` into an :class:`Augmentation`.
+
+    Args:
+        augment: ``None``; an :class:`Augmentation`; a function ``fn(x, y) -> (x, y)``
+            (or ``fn(x) -> x`` for data without targets) on numpy batches, which
+            gets a seeded ``numpy.random.Generator`` if it takes a keyword ``rng``;
+            a Keras preprocessing layer, a list / tuple or ``keras.Sequential`` of
+            them; or an ``ImageDataGenerator`` (see :func:`image_data_generator_class`).
+
+    Returns:
+        ``None`` for ``None``, else the augmentation.
+
+    Raises:
+        AugmentationError: for anything else, listing what is accepted.
+    """
+    if augment is None or isinstance(augment, Augmentation):
+        return augment
+    if _is_image_data_generator(augment):
+        return _ImageDataGeneratorAugmentation(augment)
+    layers = _as_layers(augment)
+    if layers is not None:
+        return _LayersAugmentation(layers)
+    if isinstance(augment, type):
+        raise AugmentationError(message(_ACCEPTED, f"the class {augment.__name__} itself",
+                                        f"Pass an instance, e.g. {augment.__name__}(...)."))
+    if isinstance(augment, (list, tuple)):
+        bad = [type(item).__name__ for item in augment if not _is_instance(item, "keras", "layers.Layer")]
+        raise AugmentationError(message(_ACCEPTED, f"a {type(augment).__name__} holding "
+                                        f"{', '.join(bad) or 'nothing'}",
+                                        "A list may hold Keras layers only; wrap other steps in one function."))
+    if callable(augment):
+        return _CallableAugmentation(augment)
+    shown = repr(augment) if isinstance(augment, (str, int, float)) else type(augment).__name__
+    raise AugmentationError(message(_ACCEPTED, shown, "See docs/augment.md for an example of each."))
+
+
+def map_dataset(dataset: Any, augmentation: Augmentation, *, seed: int | None = None) -> Any:
+    """Applies ``augmentation`` to the x of every batch of ``dataset``.
+
+    Each batch gets a stateless seed from ``tf.data.Dataset.random(seed,
+    rerandomize_each_iteration=True)``: the same ``seed`` gives the same stream,
+    each new iteration (epoch) new augmentations. The map runs in parallel
+    (``AUTOTUNE``) and keeps the order; the caller prefetches. ``error`` and
+    ``error_batch`` of the augmentation are cleared for the new pipeline.
+
+    Args:
+        dataset: A ``tf.data.Dataset`` of batches: ``x``, ``(x,)``, ``(x, y)`` or
+            ``(x, y, sample_weight)``. Training batches only.
+        augmentation: From :func:`adapt` (anything :func:`adapt` takes is adapted).
+        seed: Seed of the augmentation stream; ``None`` for a random one.
+
+    Returns:
+        The dataset with x augmented: same structure, shapes and dtypes (integer x
+        augmented by layers or an ImageDataGenerator comes out as floats); y and
+        sample weights unchanged (a Python function may change y's values).
+
+    Raises:
+        AugmentationError: if this augmentation cannot handle these batches.
+    """
+    import tensorflow as tf
+
+    augmentation = adapt(augmentation)
+    if augmentation is None:
+        return dataset
+    spec = dataset.element_spec
+    packed = isinstance(spec, tuple)
+    if packed and not 1 <= len(spec) <= 3:
+        raise AugmentationError(message(
+            "Batches must be x, (x,), (x, y) or (x, y, sample_weight)", f"tuples of {len(spec)} items",
+            "Pack several inputs as a tuple or dict inside x: ((x1, x2), y)."))
+    augmentation.check(spec[0] if packed else spec)
+    augmentation.error = augmentation.error_batch = None
+
+    @tf.autograph.experimental.do_not_convert
+    def augment(indexed: Any, random: Any) -> Any:
+        index, element = indexed
+        batch_seed = tf.random.experimental.stateless_fold_in(tf.stack([random, index]), _STREAM)
+        x, rest = (element[0], element[1:]) if packed else (element, ())
+        new_x, new_y = augmentation.apply(x, rest[0] if rest else None, seed=batch_seed, batch=index)
+        if not packed:
+            return new_x
+        return (new_x,) + ((new_y,) if rest else ()) + tuple(rest[1:])
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((dataset.enumerate(), seeds)).map(
+        augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
