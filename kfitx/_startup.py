@@ -10,6 +10,7 @@ such a start-up notice is written back to stderr afterwards. A user who set
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -37,7 +38,7 @@ def quiet_start() -> None:
         saved = os.dup(2)
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            importlib.import_module("tensorflow")
         except ImportError:  # no TensorFlow installed: Keras will say so itself
             pass
         finally:

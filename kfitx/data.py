@@ -19,13 +19,15 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from kfitx._util import flatten as _flatten
+from kfitx._util import is_instance as _is_instance
+from kfitx._util import map_leaves as _map
 from kfitx.errors import DataError, message
 
 __all__ = [
@@ -40,38 +42,6 @@ __all__ = [
     "generator",
     "npy",
 ]
-
-
-def _flatten(structure: Any) -> list[Any]:
-    """Leaves of a nested list / tuple / dict structure (dicts in key order)."""
-    if isinstance(structure, dict):
-        return [leaf for k in sorted(structure) for leaf in _flatten(structure[k])]
-    if isinstance(structure, (list, tuple)):
-        return [leaf for item in structure for leaf in _flatten(item)]
-    return [structure]
-
-
-def _map(fn: Callable[[Any], Any], structure: Any) -> Any:
-    """Applies ``fn`` to each leaf, keeping the structure."""
-    if isinstance(structure, dict):
-        return {k: _map(fn, v) for k, v in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(_map(fn, v) for v in structure)
-    return fn(structure)
-
-
-def _is_instance(obj: Any, module: str, path: str) -> bool:
-    """``isinstance(obj, module.path)`` if ``module`` is already imported."""
-    mod = sys.modules.get(module)
-    if mod is None:
-        return False
-    cls: Any = mod
-    try:
-        for part in path.split("."):
-            cls = getattr(cls, part)
-    except AttributeError:
-        return False
-    return isinstance(obj, cls)
 
 
 class Source:

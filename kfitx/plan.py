@@ -31,7 +31,7 @@ from typing import Any
 from kfitx._checks import FIT_ARGS, callbacks_list, check_fit_args, check_model
 from kfitx.data import ArraySource, GeneratorSource, PyDatasetSource, Source, coerce
 from kfitx.errors import DataError, OptionError, message
-from kfitx.grouping import choose_steps_per_execution, steps_per_execution
+from kfitx._grouping import choose_steps_per_execution, steps_per_execution
 
 __all__ = ["FIT_ARGS", "FitPlan", "FitReport", "build_plan", "check_fit_args", "check_model"]
 

@@ -145,7 +145,7 @@ def test_keras_trains_on_the_augmented_stream(kind):
 
 def test_over_kfitx_array_pipeline():
     from kfitx.data import arrays
-    from kfitx.pipeline import array_dataset
+    from kfitx._pipeline import array_dataset
 
     x, y = images(20), np.arange(20)
     out = map_dataset(array_dataset(arrays(x, y), 8, shuffle=True, seed=1), adapt(KINDS["ImageDataGenerator"]()),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from kfitx.data import _flatten
+from kfitx._util import flatten as _flatten
 from kfitx.errors import DataError, message
 
 

@@ -13,7 +13,7 @@ from kfitx.augment.base import Augmentation
 from kfitx.augment.function import _CallableAugmentation
 from kfitx.augment.image_data_generator import _ImageDataGeneratorAugmentation, _is_image_data_generator
 from kfitx.augment.layers import _LayersAugmentation, _as_layers
-from kfitx.data import _is_instance
+from kfitx._util import is_instance as _is_instance
 from kfitx.errors import AugmentationError, message
 
 _ACCEPTED = (

@@ -18,7 +18,7 @@ import numpy as np
 
 from kfitx.augment.base import Augmentation, _numpy_call
 from kfitx.augment.image_ops import _apply_transform, _random_params, _standardize, _zca
-from kfitx.data import _is_instance
+from kfitx._util import is_instance as _is_instance
 from kfitx.errors import AugmentationError, message
 
 _LEGACY_MODULE = "keras.src.legacy.preprocessing.image"

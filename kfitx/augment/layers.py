@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kfitx.augment.base import Augmentation
-from kfitx.data import _is_instance
+from kfitx._util import is_instance as _is_instance
 from kfitx.errors import AugmentationError, message
 
 _SEEDING = threading.RLock()  # held while Keras layers are traced with per-batch seeds

@@ -3,7 +3,7 @@
 For data too large for RAM and for augmentation on the fly. Separation of concerns:
 
 * the training stream is a ``tf.data`` pipeline built per source: arrays and
-  ``.npy`` memory maps through :func:`kfitx.pipeline.array_dataset` (a vectorised
+  ``.npy`` memory maps through :func:`kfitx._pipeline.array_dataset` (a vectorised
   gather over the mapped pages: nothing is loaded up front, and the pages read
   are file-backed, reclaimable memory); a ``tf.data.Dataset`` as it is;
   generators and PyDatasets through a :class:`kfitx._producer.Producer` (a worker
@@ -30,7 +30,7 @@ from kfitx._producer import Producer, pass_opener
 from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source
 from kfitx.errors import AugmentationError, KfitxError, OptionError, message
 from kfitx.hookspecs import hookimpl
-from kfitx.pipeline import array_dataset
+from kfitx._pipeline import array_dataset
 from kfitx.plan import FitPlan
 from kfitx.strategy import Strategy
 

@@ -2,10 +2,10 @@
 
 Separation of concerns:
 
-* :mod:`kfitx.feed` -- where each epoch's batches come from, with
+* :mod:`kfitx._feed` -- where each epoch's batches come from, with
   ``model.fit``'s rules for ``steps_per_epoch``;
 * the step -- the model's own compiled train function, several steps per call
-  where :mod:`kfitx.grouping` allows it, or else the user's ``step``, one batch at
+  where :mod:`kfitx._grouping` allows it, or else the user's ``step``, one batch at
   a time after the ``batch_hooks``;
 * :meth:`LoopStrategy.fit` -- everything ``model.fit`` does around the steps,
   in its order: one ``keras.callbacks.CallbackList`` (History and the progress
@@ -23,9 +23,9 @@ from typing import Any
 
 from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source
 from kfitx.errors import OptionError, message
-from kfitx.feed import make_feed
+from kfitx._feed import make_feed
 from kfitx.hookspecs import hookimpl
-from kfitx.pipeline import validation_dataset
+from kfitx._pipeline import validation_dataset
 from kfitx.plan import FitPlan
 from kfitx.strategy import Strategy
 
@@ -106,13 +106,13 @@ class LoopStrategy(Strategy):
     """kfitx's own training loop: a custom step and per-batch hooks, with every Keras callback.
 
     Each epoch, batches are drawn from the source (arrays through
-    :func:`kfitx.pipeline.array_dataset`, a ``tf.data.Dataset``, a fresh iterator
+    :func:`kfitx._pipeline.array_dataset`, a ``tf.data.Dataset``, a fresh iterator
     from a generator factory, or a ``keras.utils.PyDataset`` read in order) and
     trained on by the step, with callbacks called as ``model.fit`` calls them.
 
     Options:
         step: ``None`` (default): the model's own compiled train step, several
-            batches per compiled call when :mod:`kfitx.grouping` allows it (batch
+            batches per compiled call when :mod:`kfitx._grouping` allows it (batch
             callbacks then fire once per group, as with Keras's
             ``steps_per_execution``). Or a callable ``step(model, batch) -> dict``
             that trains on one batch (e.g. a ``tf.GradientTape`` step with gradient
@@ -134,7 +134,7 @@ class LoopStrategy(Strategy):
             batch to train on (the one it got, or a new one: curriculum, dynamic
             sample weights). ``step_index`` counts batches from 0 in each epoch.
         steps_per_execution: ``"auto"`` or a positive int: steps per compiled call
-            for the model's own step (see :mod:`kfitx.grouping`). With ``step`` or
+            for the model's own step (see :mod:`kfitx._grouping`). With ``step`` or
             ``batch_hooks``, batches go one at a time through Python, so it must
             stay ``"auto"`` (or 1).
         infinite_after: A generator given no ``steps_per_epoch`` defines an epoch

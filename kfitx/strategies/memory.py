@@ -4,7 +4,7 @@ It delegates to ``model.fit``, so callbacks, History, the progress bar,
 ``stop_training``, ``initial_epoch`` and ``BackupAndRestore`` behave exactly as
 Keras makes them behave. Two things differ, both invisible to callbacks:
 
-* the arrays are fed through :func:`kfitx.pipeline.array_dataset`, which holds
+* the arrays are fed through :func:`kfitx._pipeline.array_dataset`, which holds
   at most one copy of them (none for memory maps and aligned arrays) where
   ``model.fit`` holds two;
 * when no callback acts per batch, several steps run per compiled call
@@ -20,10 +20,11 @@ from typing import Any
 
 import psutil
 
-from kfitx.data import ArraySource, Source, _flatten
+from kfitx._util import flatten as _flatten
+from kfitx.data import ArraySource, Source
 from kfitx.errors import MemoryBudgetError, OptionError, UnsupportedDataError, message
 from kfitx.hookspecs import hookimpl
-from kfitx.pipeline import array_dataset, validation_dataset
+from kfitx._pipeline import array_dataset, validation_dataset
 from kfitx.plan import FitPlan
 from kfitx.strategy import Strategy
 

@@ -1,4 +1,4 @@
-"""The conformance kit: does a strategy keep the fit contract of DESIGN.md?
+"""The conformance kit: does a strategy keep the fit contract (docs/architecture.md)?
 
 For plugin authors, in their own test suite::
 

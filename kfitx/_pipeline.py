@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source, _map
+from kfitx._util import map_leaves as _map
+from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source
 from kfitx.errors import DataError, message
 
 __all__ = ["array_dataset", "as_tensor", "source_dataset", "validation_dataset"]

@@ -5,7 +5,7 @@ knows the data and how many batches an epoch has, and yields each epoch's
 batches in groups ``(begin, end, data)``, as Keras's ``EpochIterator`` does;
 the training step and the callbacks are the strategy's.
 
-* :class:`DatasetFeed` -- arrays (through :func:`kfitx.pipeline.array_dataset`)
+* :class:`DatasetFeed` -- arrays (through :func:`kfitx._pipeline.array_dataset`)
   and tf.data. ``data`` is the tf.data iterator, from which the model's compiled
   train function reads a whole group; or, with ``pull``, a list holding one batch
   read in Python. Without ``steps_per_epoch`` every epoch is a fresh pass; with
@@ -29,7 +29,7 @@ from typing import Any
 
 from kfitx.data import ArraySource, DatasetSource, GeneratorSource, PyDatasetSource, Source
 from kfitx.errors import DataError, OptionError, message
-from kfitx.pipeline import array_dataset
+from kfitx._pipeline import array_dataset
 
 __all__ = ["DatasetFeed", "PythonFeed", "class_weights", "make_feed"]
 
