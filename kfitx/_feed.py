@@ -164,19 +164,19 @@ class PythonFeed:
         steps_per_epoch: Batches per epoch, or ``None`` for one pass.
         pass_length: Batches in one pass where known (PyDatasets), else ``None``.
         group: Batches per group.
-        infinite_after: Most batches an epoch of unknown length may take.
+        endless_after: Most batches an epoch of unknown length may take.
         transform: Applied to every batch (class weights), or ``None``.
         kind: The source's kind, for messages.
     """
 
     def __init__(self, open_epoch: Callable[[], tuple[Iterator[Any], Callable[[], None]]],
-                 steps_per_epoch: int | None, pass_length: int | None, group: int, infinite_after: int,
+                 steps_per_epoch: int | None, pass_length: int | None, group: int, endless_after: int,
                  transform: Callable[..., Any] | None, kind: str) -> None:
         self.open_epoch = open_epoch
         self.steps_per_epoch = steps_per_epoch
         self.num_batches = steps_per_epoch or pass_length
         self.group = group
-        self.infinite_after = infinite_after
+        self.endless_after = endless_after
         self.transform = transform
         self.kind = kind
 
@@ -205,12 +205,12 @@ class PythonFeed:
                 if not batches and begin == 0:
                     raise DataError(message(f"The {self.kind} must yield at least one batch per epoch",
                                             f"no batches in epoch {epoch}"))
-                if steps is None and begin + len(batches) > self.infinite_after:
+                if steps is None and begin + len(batches) > self.endless_after:
                     raise DataError(message(
                         f"A {self.kind} without steps_per_epoch must end, each pass being one epoch",
-                        f"more than infinite_after={self.infinite_after} batches in epoch {epoch}",
+                        f"more than endless_after={self.endless_after} batches in epoch {epoch}",
                         "For an infinite generator pass steps_per_epoch=N (to kfitx.fit or "
-                        "kfitx.data.generator); for a longer finite one raise the infinite_after option.",
+                        "kfitx.data.generator); for a longer finite one raise the endless_after option.",
                     ))
                 if batches:
                     yield begin, begin + len(batches) - 1, [self._batch(b) for b in batches]
@@ -223,7 +223,7 @@ class PythonFeed:
 
 def make_feed(source: Source, *, batch_size: int, shuffle: bool | str, seed: int | None,
               steps_per_epoch: int | None, class_weight: Mapping[int, float] | None, group: int,
-              pull: bool, infinite_after: int) -> DatasetFeed | PythonFeed:
+              pull: bool, endless_after: int) -> DatasetFeed | PythonFeed:
     """The feed for ``source`` (arrays, tf.data, generator or PyDataset).
 
     Args:
@@ -236,7 +236,7 @@ def make_feed(source: Source, *, batch_size: int, shuffle: bool | str, seed: int
         class_weight: ``model.fit``'s ``class_weight``, or ``None``.
         group: Batches per group.
         pull: Batches read one at a time in Python (a user step or batch hooks).
-        infinite_after: See :class:`PythonFeed`.
+        endless_after: See :class:`PythonFeed`.
     """
     weigh = None if class_weight is None else class_weights(class_weight)
     if isinstance(source, (ArraySource, DatasetSource)):
@@ -256,7 +256,7 @@ def make_feed(source: Source, *, batch_size: int, shuffle: bool | str, seed: int
             return iterator, getattr(iterator, "close", lambda: None)
 
         return PythonFeed(open_generator, steps_per_epoch or source.steps_per_epoch, None, group,
-                          infinite_after, weigh, "generator")
+                          endless_after, weigh, "generator")
     if isinstance(source, PyDatasetSource):
         ds = source.dataset
         length = ds.num_batches
@@ -273,5 +273,5 @@ def make_feed(source: Source, *, batch_size: int, shuffle: bool | str, seed: int
             indices = itertools.count() if length is None else range(length)
             return (ds[i] for i in indices), ds.on_epoch_end
 
-        return PythonFeed(open_pydataset, steps_per_epoch, length, group, infinite_after, weigh, "PyDataset")
+        return PythonFeed(open_pydataset, steps_per_epoch, length, group, endless_after, weigh, "PyDataset")
     raise DataError(message("Expected arrays, a tf.data.Dataset, a generator or a PyDataset", source.describe()))

@@ -87,8 +87,15 @@ class Strategy(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     defaults: ClassVar[Mapping[str, Any]] = {}
+    #: Options that were renamed: old name -> new name (the old one is an ``OptionError`` naming the new).
+    renamed_options: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
+        for old in sorted(set(options) & set(self.renamed_options)):
+            new = self.renamed_options[old]
+            raise OptionError(message(
+                f"Strategy '{self.name}' calls this option `{new}`", f"{old}={options[old]!r}",
+                f"Rename it: {new}={options[old]!r}."))
         unknown = sorted(set(options) - set(self.defaults))
         if unknown:
             available = ", ".join(sorted(self.defaults)) or "none"

@@ -252,8 +252,10 @@ def test_infinite_generator_needs_steps_per_epoch(make_model, xy, registry):
     model = make_model()
     history = kfitx.fit(model, forever, strategy="loop", epochs=2, steps_per_epoch=7, verbose=0)
     assert history.epoch == [0, 1] and int(model.optimizer.iterations) == 14
-    with pytest.raises(DataError, match=r"must end.*infinite_after=20.*steps_per_epoch=N"):
-        kfitx.fit(make_model(), forever, strategy="loop", infinite_after=20, verbose=0)
+    with pytest.raises(DataError, match=r"must end.*endless_after=20.*steps_per_epoch=N"):
+        kfitx.fit(make_model(), forever, strategy="loop", endless_after=20, verbose=0)
+    with pytest.raises(OptionError, match=r"calls this option `endless_after`.*infinite_after=20.*endless_after=20"):
+        kfitx.fit(make_model(), forever, strategy="loop", infinite_after=20, verbose=0)  # the old name
     with pytest.raises(DataError, match=r"steps_per_epoch=9 batches.*Received: 5 batch\(es\) in epoch 0"):
         kfitx.fit(make_model(), lambda: batches(x, y), strategy="loop", steps_per_epoch=9, verbose=0)
     with pytest.raises(DataError, match="at least one batch"):

@@ -123,6 +123,7 @@ class AutoStrategy(Strategy):
     name = "auto"
     description = "Chooses memory, generator or loop from the data and options (or a plugin's rule), and says why"
     defaults = _merged_defaults()
+    renamed_options = {old: new for cls in _CHOICES.values() for old, new in cls.renamed_options.items()}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

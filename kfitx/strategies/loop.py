@@ -137,7 +137,7 @@ class LoopStrategy(Strategy):
             for the model's own step (see :mod:`kfitx._grouping`). With ``step`` or
             ``batch_hooks``, batches go one at a time through Python, so it must
             stay ``"auto"`` (or 1).
-        infinite_after: A generator given no ``steps_per_epoch`` defines an epoch
+        endless_after: A generator given no ``steps_per_epoch`` defines an epoch
             by ending; one that yields more batches than this in one epoch is taken
             for an infinite generator and the fit stops with a :class:`DataError`
             (default 100000).
@@ -148,15 +148,16 @@ class LoopStrategy(Strategy):
 
     name = "loop"
     description = "kfitx's own training loop: a custom step and per-batch hooks, with every Keras callback"
-    defaults = {"step": None, "batch_hooks": None, "steps_per_execution": "auto", "infinite_after": 100_000}
+    defaults = {"step": None, "batch_hooks": None, "steps_per_execution": "auto", "endless_after": 100_000}
+    renamed_options = {"infinite_after": "endless_after"}  # the generator strategy's name for the same rule
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.step = _check_step(self.options["step"])
         self.hooks = _check_hooks(self.options["batch_hooks"])
-        limit = self.options["infinite_after"]
+        limit = self.options["endless_after"]
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise OptionError(message("`infinite_after` must be a positive int", repr(limit)))
+            raise OptionError(message("`endless_after` must be a positive int", repr(limit)))
         if self.per_batch and self.options["steps_per_execution"] not in ("auto", 1):
             raise OptionError(message(
                 "`steps_per_execution` groups the model's own compiled step; with `step` or "
@@ -187,7 +188,7 @@ class LoopStrategy(Strategy):
         feed = make_feed(plan.train, batch_size=plan.batch_size, shuffle=plan.shuffle, seed=plan.seed,
                          steps_per_epoch=plan.steps_per_epoch, class_weight=plan.class_weight,
                          group=plan.steps_per_execution, pull=self.per_batch,
-                         infinite_after=self.options["infinite_after"])
+                         endless_after=self.options["endless_after"])
         callbacks = plan.callbacks
         if not isinstance(callbacks, keras.callbacks.CallbackList):
             callbacks = keras.callbacks.CallbackList(

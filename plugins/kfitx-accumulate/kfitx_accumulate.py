@@ -73,21 +73,22 @@ class AccumulateStrategy(kfitx.Strategy):
             ``accumulate_steps=4`` runs 4 forward/backward passes of 16 samples and
             one optimizer step; a smaller last batch is split into at most as many
             micro-batches as it has samples.
-        infinite_after: A generator given no ``steps_per_epoch`` ends each epoch by
+        endless_after: A generator given no ``steps_per_epoch`` ends each epoch by
             ending; one that yields more batches than this in one epoch stops the
             fit with a ``DataError`` instead of running forever (default 100000).
     """
 
     name = "accumulate"
     description = "Gradient accumulation: one optimizer step per batch, computed in micro-batches"
-    defaults = {"accumulate_steps": 4, "infinite_after": 100_000}
+    defaults = {"accumulate_steps": 4, "endless_after": 100_000}
+    renamed_options = {"infinite_after": "endless_after"}  # kfitx's one name for the rule, since 0.2
     #: Read by kfitx.testing: summing micro-batch gradients rounds differently from one batch.
     weight_tolerance = 1e-5
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.accumulate_steps = _positive_int("accumulate_steps", self.options["accumulate_steps"])
-        _positive_int("infinite_after", self.options["infinite_after"])
+        _positive_int("endless_after", self.options["endless_after"])
 
     def supports(self, source: Source) -> str | None:
         if isinstance(source, (ArraySource, DatasetSource, GeneratorSource)):
@@ -221,7 +222,7 @@ class AccumulateStrategy(kfitx.Strategy):
         """``model.fit``'s epoch loop, in its order."""
         import keras
 
-        limit = self.options["infinite_after"]
+        limit = self.options["endless_after"]
         step = None
         model.stop_training = False
         callbacks.on_train_begin()
@@ -236,7 +237,7 @@ class AccumulateStrategy(kfitx.Strategy):
             for index, batch in enumerate(epoch_batches()):
                 if index >= limit:
                     raise DataError(message(f"A generator without steps_per_epoch to end within "
-                                            f"infinite_after={limit} batches", f"more in epoch {epoch}",
+                                            f"endless_after={limit} batches", f"more in epoch {epoch}",
                                             "Pass steps_per_epoch=N for an infinite generator."))
                 x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
                     tuple(batch) if isinstance(batch, list) else batch)

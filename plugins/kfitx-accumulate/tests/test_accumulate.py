@@ -105,8 +105,8 @@ def test_an_endless_generator_without_steps_is_an_error_not_a_hang():
         while True:
             yield x[:32], y[:32]
 
-    with pytest.raises(kfitx.DataError, match=r"infinite_after=5.*steps_per_epoch=N"):
-        kfitx.fit(tiny_model(), forever, strategy=AccumulateStrategy(infinite_after=5), verbose=0)
+    with pytest.raises(kfitx.DataError, match=r"endless_after=5.*steps_per_epoch=N"):
+        kfitx.fit(tiny_model(), forever, strategy=AccumulateStrategy(endless_after=5), verbose=0)
 
 
 def test_bad_options_are_refused():
