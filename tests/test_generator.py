@@ -407,3 +407,19 @@ def test_fit_generator_serves_image_data_generator_flow_from_its_arrays(no_orpha
 def test_a_factory_that_returns_no_iterator_gets_kfitxs_message(make_model, processes, no_orphans):
     _fails(make_model, lambda: 5, DataError, r"^The generator factory must return an iterator\. Received: int",
            use_multiprocessing=processes)
+
+
+def test_generator_batches_are_cast_to_floatx_as_the_array_pipeline_casts_them():
+    import keras
+
+    from kfitx._producer.checks import _normalise
+
+    old = keras.config.floatx()
+    try:
+        keras.config.set_floatx("float64")
+        x, y = _normalise((np.zeros((2, 3), "float32"), np.zeros(2, "int64")), lambda: "batch 0", "generator")
+        assert (x.dtype, y.dtype) == (np.float64, np.int64)  # floats follow floatx, integers stay
+    finally:
+        keras.config.set_floatx(old)
+    (x,) = _normalise((np.zeros((2, 3), "float64"),), lambda: "batch 0", "generator")
+    assert x.dtype == np.float32

@@ -1,13 +1,14 @@
 """Per-batch checks: each batch normalised, then held to the first batch's structure, shapes and dtypes.
 
 :func:`_normalise` turns a yielded batch into tuples of numpy arrays (floats as
-``float32``, as Keras casts them); :class:`_Signature` records the first batch
+``keras.config.floatx()``, as Keras casts them, the same rule as the array pipeline); :class:`_Signature` records the first batch
 and makes every later one agree with it, or raises a :class:`DataError` naming
 the batch and what differs.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -117,6 +118,13 @@ def _normalise(batch: Any, where: Callable[[], str], kind: str) -> Any:
                 f"A {kind} must yield numeric arrays with a leading batch axis",
                 f"{type(value).__name__} of dtype {array.dtype} and shape {array.shape} at {where()}",
                 "Yield numpy arrays (or tensors) of numbers."))
-        return array.astype("float32") if array.dtype.kind == "f" and array.dtype != np.float32 else array
+        return array.astype(floatx) if array.dtype.kind == "f" and array.dtype != floatx else array
 
+    floatx = _floatx()
     return _map_leaves(leaf, batch)
+
+
+def _floatx() -> np.dtype:
+    """Keras's float type (``float32`` unless the user set another), without importing Keras."""
+    keras = sys.modules.get("keras")
+    return np.dtype(keras.config.floatx() if keras is not None else "float32")
