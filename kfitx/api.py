@@ -51,9 +51,9 @@ def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type
     fit_args = {k: v for k, v in kwargs.items() if k in FIT_ARGS}
     options = {k: v for k, v in kwargs.items() if k not in FIT_ARGS}
     cls = registry.strategy_class(strategy)
-    if set(options) - set(cls.defaults) - set(cls.renamed_options):  # renamed: the strategy says so
-        check_fit_args({k: v for k, v in options.items() if k not in cls.defaults and k not in cls.renamed_options},
-                       strategy_options=sorted(cls.defaults))
+    unknown = {k: v for k, v in options.items() if k not in cls.defaults and k not in cls.renamed_options}
+    if unknown:  # neither a fit argument nor an option (a renamed option: the strategy's __init__ says so)
+        check_fit_args(unknown, strategy_options=sorted(cls.defaults))
     instance = registry.get(strategy, **options)
     source = coerce(data, y)
     chosen, decision = instance.resolve(source)  # `auto` asks the kfitx_choose_strategy hook

@@ -23,7 +23,6 @@ A strategy that delegates to ``model.fit`` needs three things of the plan::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -261,9 +260,3 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
         validation_freq=args.pop("validation_freq", 1), callbacks=callbacks, steps_per_execution=group,
         report=FitReport(strategy.name, group, reason),
     )
-
-
-def replace(plan: FitPlan, **changes: Any) -> FitPlan:
-    """A copy of ``plan`` with ``changes`` (``dataclasses.replace``)."""
-    return dataclasses.replace(plan, **changes)
-
