@@ -17,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from kfitx.data import ArraySource, Source, coerce
-from kfitx.errors import OptionError, message
+from kfitx.errors import OptionError, StrategyNotFoundError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.strategies.generator import GeneratorStrategy
 from kfitx.strategies.loop import LoopStrategy
@@ -133,7 +133,13 @@ class AutoStrategy(Strategy):
         from kfitx.registry import get_registry
 
         decision = _choose(source, self.given)
-        return get_registry().get(decision.strategy, **decision.options), decision
+        try:
+            return get_registry().get(decision.strategy, **decision.options), decision
+        except StrategyNotFoundError:
+            if decision.strategy not in _CHOICES:
+                raise
+            # kfitx's own rules chose a built-in that this registry lacks (one made with builtins=False)
+            return _CHOICES[decision.strategy](**decision.options), decision
 
     def supports(self, source: Source) -> str | None:
         return self.resolve(source)[0].supports(source)
