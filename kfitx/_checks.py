@@ -11,9 +11,9 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from kfitx.errors import ModelError, OptionError, message
+from kfitx.errors import DataError, ModelError, OptionError, message
 
-__all__ = ["FIT_ARGS", "callbacks_list", "check_fit_args", "check_model", "closest"]
+__all__ = ["FIT_ARGS", "callbacks_list", "check_fit_args", "check_inputs", "check_model", "closest"]
 
 #: Arguments of ``keras.Model.fit`` every strategy accepts, plus ``seed``.
 FIT_ARGS: tuple[str, ...] = (
@@ -143,3 +143,29 @@ def check_model(model: Any) -> None:
         raise ModelError(message(
             "The model must be compiled before training", f"an uncompiled {type(model).__name__} '{model.name}'",
             "Call model.compile(optimizer=..., loss=...) first (inside your build_model function when tuning)."))
+
+
+def check_inputs(model: Any, x: Any, role: str = "x") -> None:
+    """Raises :class:`DataError` when a single array ``x`` cannot be the built model's single input.
+
+    Only what ``model.fit`` would certainly refuse: the same rank as the model's
+    input with a fixed dimension that differs. Another rank is left to Keras (it
+    expands a missing trailing axis of size 1), and so are unbuilt models,
+    several inputs, ``None`` dimensions and non-array inputs.
+    """
+    import numpy as np
+
+    inputs = getattr(model, "inputs", None) if getattr(model, "built", False) else None
+    if not isinstance(x, np.ndarray) or not inputs or len(inputs) != 1:
+        return
+    expected = tuple(inputs[0].shape)[1:]
+    received = tuple(x.shape[1:])
+    if len(expected) != len(received):
+        return
+    if any(e is not None and e != r for e, r in zip(expected, received)):
+        shown = ", ".join("None" if e is None else str(e) for e in expected)
+        raise DataError(message(
+            f"`{role}` samples of the shape the model's input '{inputs[0].name}' takes: (batch, {shown})",
+            f"{role} of shape {tuple(x.shape)}",
+            "Reshape the data, or build the model with keras.Input(shape=" + str(received) + ")."))
+

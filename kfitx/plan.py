@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfitx._checks import FIT_ARGS, callbacks_list, check_fit_args, check_model
+from kfitx._checks import FIT_ARGS, callbacks_list, check_fit_args, check_inputs, check_model
 from kfitx.data import ArraySource, GeneratorSource, PyDatasetSource, Source, coerce
 from kfitx.errors import DataError, OptionError, message
 from kfitx._grouping import choose_steps_per_execution, steps_per_execution
@@ -228,7 +228,8 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
 
     Raises:
         OptionError: an unknown fit argument or a bad value.
-        DataError: data that cannot be split or weighted as asked.
+        DataError: data that cannot be split or weighted as asked, or arrays whose
+            samples do not have the shape of the model's input.
     """
     import keras
 
@@ -236,6 +237,9 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
     args = dict(fit_args)
     train, validation = _split(source, args.pop("sample_weight", None), args.pop("validation_split", 0.0) or 0.0,
                                args.pop("validation_data", None))
+    for role, part in (("x", train), ("validation_data x", validation)):
+        if isinstance(part, ArraySource):
+            check_inputs(model, part.x, role)
     batch_size = args.pop("batch_size", None) or 32
     steps = _default_steps(train, args.pop("steps_per_epoch", None), "steps_per_epoch")
     validation_steps = _default_steps(validation, args.pop("validation_steps", None), "validation_steps")

@@ -132,3 +132,29 @@ def test_memory_under_mirrored_strategy_runs_one_step_per_call_and_trains_as_pla
     assert report.startswith("REPORT 1 steps_per_execution > 1 fails under tf.distribute.MirroredStrategy")
     diff = float(next(line for line in proc.stdout.splitlines() if line.startswith("DIFF")).split()[1])
     assert diff <= 1e-5  # tolerance: all-reduce sums in another order than one device
+
+
+def test_arrays_the_model_cannot_take_are_a_data_error_before_training(make_model, xy, registry):
+    x, y = xy
+    with pytest.raises(DataError, match=r"model's input .*\(batch, 8\).*Received: x of shape \(200, 5\).*"
+                                        r"keras.Input\(shape=\(5,\)\)"):
+        kfitx.fit(make_model(), x[:, :5], y, verbose=0)
+    with pytest.raises(DataError, match=r"validation_data x of shape \(10, 4\)"):
+        kfitx.fit(make_model(), x, y, validation_data=(x[:10, :4], y[:10]), verbose=0)
+
+
+def test_inputs_plain_fit_accepts_are_not_refused(xy, registry):
+    x, y = xy
+    keras.utils.set_random_seed(0)
+    free = keras.Sequential([keras.Input((None, 2)), keras.layers.GlobalAveragePooling1D(),
+                             keras.layers.Dense(3)])  # a None dimension
+    free.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    column = keras.Sequential([keras.Input((1,)), keras.layers.Dense(3)])  # x of shape (n,): Keras adds the axis
+    column.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    unbuilt = keras.Sequential([keras.layers.Dense(3)])  # built by its first batch
+    unbuilt.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for model, data in ((free, x.reshape(200, 4, 2)), (column, x[:, 0]), (unbuilt, x)):
+        plain = keras.models.clone_model(model)
+        plain.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        plain.fit(data, y, epochs=1, verbose=0)  # plain fit trains on it ...
+        assert kfitx.fit(model, data, y, epochs=1, verbose=0).history["loss"]  # ... and so does kfitx
