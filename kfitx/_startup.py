@@ -47,6 +47,4 @@ def quiet_start() -> None:
         captured.seek(0)
         kept = [line for line in captured if not _STARTUP.match(line)]
     if kept:
-        sys.stderr.buffer.write(b"".join(kept)) if hasattr(sys.stderr, "buffer") else sys.stderr.write(
-            b"".join(kept).decode(errors="replace"))
-        sys.stderr.flush()
+        os.write(2, b"".join(kept))  # back where they were going

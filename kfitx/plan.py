@@ -67,8 +67,9 @@ class FitPlan:
     Strategies read it; nobody changes it (``dataclasses.replace`` makes a variant).
 
     Attributes:
-        strategy: The name of the strategy the plan was made for.
         train: The training source (``sample_weight`` joined, the validation split cut off).
+        report: What was decided (becomes ``history.kfitx``); ``strategy``,
+            ``steps_per_execution`` and ``grouping`` read it.
         validation: The validation source, or ``None``.
         epochs, initial_epoch, batch_size, shuffle, seed, verbose, class_weight,
         validation_freq: As in ``model.fit``, defaults applied
@@ -78,12 +79,10 @@ class FitPlan:
             (a generator source's own ``steps_per_epoch`` counts).
         validation_steps: Validation batches, or ``None`` for one pass.
         callbacks: The fit's callbacks as a list (or the ``CallbackList`` given).
-        steps_per_execution: Steps per compiled call for the model's own step.
-        report: What was decided (becomes ``history.kfitx``).
     """
 
-    strategy: str
     train: Source
+    report: FitReport
     validation: Source | None = None
     epochs: int = 1
     initial_epoch: int = 0
@@ -97,12 +96,16 @@ class FitPlan:
     validation_steps: int | None = None
     validation_freq: Any = 1
     callbacks: Any = field(default_factory=list)
-    steps_per_execution: int = 1
-    report: FitReport = field(default=None)  # type: ignore[assignment]
 
-    def __post_init__(self) -> None:
-        if self.report is None:
-            object.__setattr__(self, "report", FitReport(self.strategy, self.steps_per_execution, "as planned"))
+    @property
+    def strategy(self) -> str:
+        """The name of the strategy the plan was made for."""
+        return self.report.strategy
+
+    @property
+    def steps_per_execution(self) -> int:
+        """Steps per compiled call for the model's own step."""
+        return self.report.steps_per_execution
 
     @property
     def grouping(self) -> str:
@@ -256,11 +259,10 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
     if seed is not None:
         keras.utils.set_random_seed(seed)  # dropout and other layers' randomness
     return FitPlan(
-        strategy=strategy.name, train=train, validation=validation, epochs=epochs,
+        train=train, report=FitReport(strategy.name, group, reason), validation=validation, epochs=epochs,
         initial_epoch=args.pop("initial_epoch", 0), batch_size=batch_size,
         validation_batch_size=args.pop("validation_batch_size", None) or batch_size,
         shuffle=args.pop("shuffle", True), seed=seed, verbose=args.pop("verbose", "auto"),
         class_weight=args.pop("class_weight", None), steps_per_epoch=steps, validation_steps=validation_steps,
-        validation_freq=args.pop("validation_freq", 1), callbacks=callbacks, steps_per_execution=group,
-        report=FitReport(strategy.name, group, reason),
+        validation_freq=args.pop("validation_freq", 1), callbacks=callbacks,
     )
