@@ -10,8 +10,105 @@ Tested with the versions in ``TESTED`` (also stated in ``pyproject.toml``).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 TESTED = {"keras": ">=3.15,<3.16", "keras-tuner": ">=1.4.8,<1.5"}
 
 # --- Keras internals -------------------------------------------------------
+
+#: Where Keras 3 keeps ``ImageDataGenerator`` (``tf.keras.preprocessing.image`` re-exports it).
+LEGACY_IMAGE_MODULE = "keras.src.legacy.preprocessing.image"
+
+
+def legacy_image_module() -> Any:
+    """Keras's legacy ``preprocessing.image`` module, home of ``ImageDataGenerator``.
+
+    Raises:
+        ImportError: if this Keras has none.
+    """
+    import importlib
+
+    return importlib.import_module(LEGACY_IMAGE_MODULE)
+
+
+def image_data_generator_validation_split(idg: Any) -> float:
+    """The ``validation_split`` an ``ImageDataGenerator`` was made with (Keras keeps it private)."""
+    return float(getattr(idg, "_validation_split", 0.0) or 0.0)
+
+
+def initial_epoch(model: Any, default: int) -> int:
+    """The epoch ``model.fit`` starts at: ``BackupAndRestore`` sets it on the model in ``on_train_begin``."""
+    return getattr(model, "_initial_epoch", None) or default
+
+
+def reset_initial_epoch(model: Any) -> None:
+    """Forgets the epoch a restored fit left on the model (Keras leaves it set after the fit)."""
+    model._initial_epoch = None
+
+
+def is_default_hook(callback: Any, hook: str) -> bool:
+    """Whether ``callback.<hook>`` is Keras's no-op (Keras marks those, and ``CallbackList`` reads the mark)."""
+    return bool(getattr(getattr(callback, hook, None), "_is_default", False))
+
+
+def tensorboard_profiles_batches(callback: Any) -> bool:
+    """Whether a ``TensorBoard`` callback profiles batches (its ``profile_batch``, as Keras keeps it)."""
+    return bool(getattr(callback, "_start_batch", 0))
+
+
+def seed_generators(layers: Any) -> list[Any]:
+    """Every ``SeedGenerator`` of ``layers`` and of the layers inside them, each once."""
+    found: dict[int, Any] = {}
+    for layer in layers:
+        for sub in layer._flatten_layers(include_self=True, recursive=True):
+            for gen in [*getattr(sub, "_seed_generators", ()), *getattr(sub, "_backend_generators", {}).values()]:
+                found[id(gen)] = gen
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def seeds_drawn_from(generators: list[Any], next_seed: Any) -> Iterator[None]:
+    """While the body runs, each ``SeedGenerator`` draws its seeds from ``next_seed(ordered=True)``."""
+    for gen in generators:
+        gen.next = next_seed  # an instance attribute hides SeedGenerator.next
+    try:
+        yield
+    finally:
+        for gen in generators:
+            del gen.next
+
+
+@contextlib.contextmanager
+def compiled_with_steps_per_execution(model: Any, steps: int) -> Iterator[None]:
+    """Runs the body with ``model`` compiled for ``steps`` steps per call, then puts its functions back.
+
+    Keras reads ``steps_per_execution`` when it makes its train / test
+    functions, so they are dropped for the body (made again on first use) and
+    the model's own restored afterwards.
+    """
+    if steps == model.steps_per_execution:
+        yield
+        return
+    saved = (model.steps_per_execution, model.train_function, model.test_function)
+    model.steps_per_execution = steps
+    model.train_function = model.test_function = None
+    try:
+        yield
+    finally:
+        model.steps_per_execution, model.train_function, model.test_function = saved
+
+
+def train_function(model: Any) -> Any:
+    """The model's compiled train function, made if needed.
+
+    On TensorFlow it is called with a ``tf.data`` iterator (it trains
+    ``steps_per_execution`` batches and returns the logs; ``StopIteration`` when
+    the iterator is empty) or with a Python iterator of batches.
+    """
+    model.make_train_function()
+    return model.train_function
+
 
 # --- keras-tuner internals -------------------------------------------------
