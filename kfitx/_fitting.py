@@ -20,7 +20,6 @@ from typing import Any
 
 import psutil
 
-from kfitx.data import ArraySource
 from kfitx.hookspecs import hookimpl
 from kfitx.plan import FitPlan
 from kfitx.strategy import Strategy
@@ -69,7 +68,7 @@ def in_tuner_trial(callbacks: Any) -> bool:
 
 
 def _samples_per_epoch(plan: FitPlan) -> int:
-    if isinstance(plan.train, ArraySource) and plan.steps_per_epoch is None:
+    if plan.train.num_samples is not None and plan.steps_per_epoch is None:
         return plan.train.num_samples
     return (plan.steps_per_epoch or plan.train.steps(plan.batch_size) or 0) * plan.batch_size
 

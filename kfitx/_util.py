@@ -1,4 +1,4 @@
-"""Small helpers shared by kfitx's modules: nested structures, and type checks that import nothing.
+"""Type checks that import nothing (nested structures are ``keras.tree``'s, see :mod:`kfitx.data.base`).
 
 TensorFlow and Keras are never imported here: a tf.data or Keras object can only
 exist if its library is already imported, so :func:`is_instance` looks the class
@@ -8,28 +8,9 @@ up in ``sys.modules``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
-__all__ = ["flatten", "is_instance", "map_leaves"]
-
-
-def flatten(structure: Any) -> list[Any]:
-    """Leaves of a nested list / tuple / dict structure (dicts in key order)."""
-    if isinstance(structure, dict):
-        return [leaf for k in sorted(structure) for leaf in flatten(structure[k])]
-    if isinstance(structure, (list, tuple)):
-        return [leaf for item in structure for leaf in flatten(item)]
-    return [structure]
-
-
-def map_leaves(fn: Callable[[Any], Any], structure: Any) -> Any:
-    """Applies ``fn`` to each leaf, keeping the structure."""
-    if isinstance(structure, dict):
-        return {k: map_leaves(fn, v) for k, v in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(map_leaves(fn, v) for v in structure)
-    return fn(structure)
+__all__ = ["is_instance"]
 
 
 def is_instance(obj: Any, module: str, path: str) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kfitx.data import coerce
+from kfitx.data import boundary, coerce
 from kfitx.errors import KfitxError, message
 from kfitx.plan import FIT_ARGS, build_plan, check_fit_args, check_model
 from kfitx.registry import get_registry
@@ -66,7 +66,8 @@ def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type
     plan = build_plan(model, source, chosen, fit_args)
     if decision is not None:
         plan.report.note(**{instance.name: decision.reason})
-    history = registry.pm.hook.kfitx_fit(strategy=chosen, model=model, plan=plan)
+    with boundary():  # pipeline and worker faults become the fit's KfitxError; workers stopped
+        history = registry.pm.hook.kfitx_fit(strategy=chosen, model=model, plan=plan)
     import keras
 
     if not isinstance(history, keras.callbacks.History):

@@ -15,9 +15,9 @@ Separation of concerns (each argument belongs to one place):
 A strategy that delegates to ``model.fit`` needs three things of the plan::
 
     def fit(self, model, plan):
-        train = my_dataset(plan.train, plan.batch_size, shuffle=plan.shuffle, seed=plan.seed)
+        train = plan.train_dataset()  # the source's tf.data stream, read as the plan says
         with plan.grouped(model):
-            return model.fit(**plan.fit_kwargs(train, my_dataset(plan.validation, ...)))
+            return model.fit(**plan.fit_kwargs(train, plan.validation_dataset()))
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kfitx._checks import FIT_ARGS, callbacks_list, check_fit_args, check_inputs, check_model
-from kfitx.data import ArraySource, GeneratorSource, PyDatasetSource, Source, coerce
-from kfitx.errors import DataError, OptionError, message
+from kfitx.data import Reading, Source, coerce
+from kfitx.errors import OptionError, message
 from kfitx._grouping import choose_steps_per_execution, steps_per_execution
 
 __all__ = ["FIT_ARGS", "FitPlan", "FitReport", "build_plan", "check_fit_args", "check_model"]
@@ -117,6 +117,31 @@ class FitPlan:
         """Whether the training stream must repeat (an explicit ``steps_per_epoch``)."""
         return self.steps_per_epoch is not None
 
+    def reading(self, validation: bool = False, **options: Any) -> Reading:
+        """How to read :attr:`train` (or, with ``validation``, :attr:`validation`) for this fit.
+
+        Training: ``batch_size``, ``shuffle``, ``seed``, ``steps_per_epoch`` and
+        ``class_weight``; validation: ``validation_batch_size``,
+        ``validation_steps``, no shuffling. ``options`` set the rest of
+        :class:`kfitx.data.Reading` (a strategy's worker settings, ...).
+        """
+        if validation:
+            base = {"batch_size": self.validation_batch_size, "steps": self.validation_steps}
+        else:
+            base = {"batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
+                    "steps": self.steps_per_epoch, "class_weight": self.class_weight}
+        return Reading(**{**base, **options})
+
+    def train_dataset(self, **options: Any) -> Any:
+        """:attr:`train` as a ``tf.data.Dataset``, read as :meth:`reading` says."""
+        return self.train.as_dataset(self.reading(**options))
+
+    def validation_dataset(self, **options: Any) -> Any:
+        """:attr:`validation` as a ``tf.data.Dataset``, or ``None`` without validation data."""
+        if self.validation is None:
+            return None
+        return self.validation.as_dataset(self.reading(validation=True, **options))
+
     def fit_kwargs(self, train: Any, validation: Any = None) -> dict[str, Any]:
         """The keyword arguments of ``model.fit(**plan.fit_kwargs(train, validation))``.
 
@@ -155,33 +180,10 @@ def _split(source: Source, sample_weight: Any, validation_split: float,
            validation_data: Any) -> tuple[Source, Source | None]:
     """The training and validation sources, as ``model.fit`` derives them."""
     if sample_weight is not None:
-        if not isinstance(source, ArraySource):
-            raise DataError(message("`sample_weight` goes with array data",
-                                    f"sample_weight= with a {source.kind} source",
-                                    "Yield (x, y, sample_weight) batches from the stream instead."))
-        if source.sample_weight is not None:
-            raise DataError(message("sample weights given once", "both in the data and as sample_weight=",
-                                    "Pass them in one place."))
-        source = ArraySource(source.x, source.y, sample_weight)
+        source = source.with_sample_weight(sample_weight)
     if validation_split and validation_data is None:
-        if not isinstance(source, ArraySource):
-            raise DataError(message("`validation_split` splits arrays only",
-                                    f"validation_split={validation_split} with a {source.kind} source",
-                                    "Pass validation_data=... instead."))
         return source.split(validation_split)
     return source, None if validation_data is None else coerce(validation_data)
-
-
-def _default_steps(source: Source | None, steps: int | None, role: str) -> int | None:
-    """``steps_per_epoch`` / ``validation_steps``, or what the source itself says."""
-    if steps is not None or source is None:
-        return steps
-    if isinstance(source, GeneratorSource):
-        return source.steps_per_epoch
-    if isinstance(source, PyDatasetSource) and source.dataset.num_batches is None:
-        raise DataError(message(f"An endless PyDataset (num_batches None) needs {role}",
-                                f"{role}=None", f"Pass {role}=N."))
-    return None
 
 
 # -- grouping -------------------------------------------------------------------------------------
@@ -241,11 +243,13 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
     train, validation = _split(source, args.pop("sample_weight", None), args.pop("validation_split", 0.0) or 0.0,
                                args.pop("validation_data", None))
     for role, part in (("x", train), ("validation_data x", validation)):
-        if isinstance(part, ArraySource):
+        if part is not None and part.in_memory:
             check_inputs(model, part.x, role)
     batch_size = args.pop("batch_size", None) or 32
-    steps = _default_steps(train, args.pop("steps_per_epoch", None), "steps_per_epoch")
-    validation_steps = _default_steps(validation, args.pop("validation_steps", None), "validation_steps")
+    steps = train.default_steps(args.pop("steps_per_epoch", None), "steps_per_epoch")
+    validation_steps = args.pop("validation_steps", None)
+    if validation is not None:
+        validation_steps = validation.default_steps(validation_steps, "validation_steps")
     epochs = args.pop("epochs", 1)
     max_epochs = keras.config.max_epochs()
     if max_epochs and max_epochs < epochs:

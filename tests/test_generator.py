@@ -412,7 +412,7 @@ def test_a_factory_that_returns_no_iterator_gets_kfitxs_message(make_model, proc
 def test_generator_batches_are_cast_to_floatx_as_the_array_pipeline_casts_them():
     import keras
 
-    from kfitx._producer.checks import _normalise
+    from kfitx.data._producer.checks import _normalise
 
     old = keras.config.floatx()
     try:

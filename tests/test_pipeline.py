@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kfitx.data import arrays, npy
-from kfitx._pipeline import _aligned_empty, array_dataset, as_tensor
+from kfitx.data.arrays import _aligned_empty, array_dataset, as_tensor
 
 
 def test_aligned_arrays_are_shared_not_copied():

@@ -2,19 +2,20 @@
 
 An :class:`Augmentation` knows how to augment *one batch* (``apply``), given a
 per-batch random seed and the batch's index; :func:`_numpy_call` runs the
-Python parts of a kind in ``tf.numpy_function`` and records what they raise.
+Python parts of a kind in ``tf.numpy_function`` and reports what they raise,
+as an :class:`AugmentationError` naming the batch, to the fit's boundary
+(:mod:`kfitx.data.boundaries`).
 TensorFlow is imported inside functions only.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from kfitx.errors import AugmentationError, message
+from kfitx.errors import AugmentationError, KfitxError, message
 
 
 class Augmentation:
@@ -23,18 +24,15 @@ class Augmentation:
     Attributes:
         kind: ``"callable"``, ``"keras layers"`` or ``"ImageDataGenerator"``.
         in_graph: True when :meth:`apply` is TensorFlow ops only (no Python per batch).
-        error: The first exception raised while the pipeline ran (Python parts
-            only), or ``None``. :func:`map_dataset` clears it.
-        error_batch: Index (from the dataset's ``enumerate``) of the failed batch.
     """
 
     kind: str = "augmentation"
     in_graph: bool = True
 
     def __init__(self) -> None:
-        self.error: BaseException | None = None
-        self.error_batch: int | None = None
-        self._lock = threading.Lock()
+        # Where faults go, and how a batch index is named: set by map_dataset for each pipeline.
+        self._boundary: Any = None
+        self._where: Callable[[int], str] = lambda index: f"training batch {index} of its epoch"
 
     def describe(self) -> str:
         """One line for logs."""
@@ -75,15 +73,24 @@ class Augmentation:
     def __repr__(self) -> str:
         return f"<kfitx Augmentation: {self.describe()}>"
 
-    def _record(self, error: BaseException, batch: int) -> None:
-        with self._lock:  # several tf.data threads may fail at once: the first wins
-            if self.error is None:
-                self.error, self.error_batch = error, batch
+    def _fault(self, error: BaseException, batch: int) -> KfitxError:
+        """What ``error``, raised on batch ``batch``, means to the user: reported to the fit's boundary."""
+        if isinstance(error, KfitxError):
+            fault = error
+        else:
+            fault = AugmentationError(message(
+                "The augmentation must transform every training batch without raising",
+                f"{type(error).__name__}({str(error)!r}) at {self._where(batch)}",
+                f"Fix the augmentation ({self.describe()}); the traceback above shows where it failed."))
+            fault.__cause__ = error
+        if self._boundary is not None:
+            self._boundary.report(fault)
+        return fault
 
 
 def _numpy_call(aug: Augmentation, body: Callable[..., list[np.ndarray]], batch: Any,
                 tensors: list[Any], like: list[Any], dtypes: list[Any] | None = None) -> list[Any]:
-    """Runs ``body(index, *arrays)`` in ``tf.numpy_function``; records what it raises.
+    """Runs ``body(index, *arrays)`` in ``tf.numpy_function``; reports what it raises (see :meth:`Augmentation._fault`).
 
     The outputs get the static shapes of ``like`` and the dtypes ``dtypes`` (those of
     ``like`` by default), so Keras sees known shapes.
@@ -94,9 +101,11 @@ def _numpy_call(aug: Augmentation, body: Callable[..., list[np.ndarray]], batch:
         n = int(index)
         try:
             return body(n, *arrays)
-        except Exception as err:  # recorded for the strategy's report, then re-raised to stop the pipeline
-            aug._record(err, n)
-            raise
+        except Exception as err:  # reported to the fit's boundary, then raised to stop the pipeline
+            fault = aug._fault(err, n)
+            if fault is err:
+                raise
+            raise fault from err
 
     dtypes = dtypes or [t.dtype for t in like]
     outs = tf.numpy_function(run, [batch, *tensors], Tout=dtypes, stateful=True, name="kfitx_augment")

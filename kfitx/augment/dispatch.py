@@ -14,6 +14,7 @@ from kfitx.augment.function import _CallableAugmentation
 from kfitx.augment.image_data_generator import _ImageDataGeneratorAugmentation, _is_image_data_generator
 from kfitx.augment.layers import _LayersAugmentation, _as_layers
 from kfitx._util import is_instance as _is_instance
+from kfitx.data import boundaries as _boundary
 from kfitx.errors import AugmentationError, message
 
 _ACCEPTED = (
@@ -60,20 +61,25 @@ def adapt(augment: Any) -> Augmentation | None:
     raise AugmentationError(message(_ACCEPTED, shown, "See docs/augment.md for an example of each."))
 
 
-def map_dataset(dataset: Any, augmentation: Augmentation, *, seed: int | None = None) -> Any:
+def map_dataset(dataset: Any, augmentation: Augmentation, *, seed: int | None = None,
+                steps_per_epoch: int | None = None, initial_epoch: int = 0) -> Any:
     """Applies ``augmentation`` to the x of every batch of ``dataset``.
 
     Each batch gets a stateless seed from ``tf.data.Dataset.random(seed,
     rerandomize_each_iteration=True)``: the same ``seed`` gives the same stream,
     each new iteration (epoch) new augmentations. The map runs in parallel
-    (``AUTOTUNE``) and keeps the order; the caller prefetches. ``error`` and
-    ``error_batch`` of the augmentation are cleared for the new pipeline.
+    (``AUTOTUNE``) and keeps the order; the caller prefetches. What the
+    augmentation raises is reported, as an :class:`AugmentationError` naming the
+    batch, to the boundary open here (``kfitx.fit`` opens one), which raises it.
 
     Args:
         dataset: A ``tf.data.Dataset`` of batches: ``x``, ``(x,)``, ``(x, y)`` or
             ``(x, y, sample_weight)``. Training batches only.
         augmentation: From :func:`adapt` (anything :func:`adapt` takes is adapted).
         seed: Seed of the augmentation stream; ``None`` for a random one.
+        steps_per_epoch: Batches per epoch of a stream that runs across epochs
+            (so that a failed batch is named by its epoch), or ``None``.
+        initial_epoch: The fit's first epoch, for those names.
 
     Returns:
         The dataset with x augmented: same structure, shapes and dtypes (integer x
@@ -95,7 +101,15 @@ def map_dataset(dataset: Any, augmentation: Augmentation, *, seed: int | None = 
             "Batches must be x, (x,), (x, y) or (x, y, sample_weight)", f"tuples of {len(spec)} items",
             "Pack several inputs as a tuple or dict inside x: ((x1, x2), y)."))
     augmentation.check(spec[0] if packed else spec)
-    augmentation.error = augmentation.error_batch = None
+    augmentation._boundary = _boundary.current()
+
+    def where(index: int) -> str:
+        if steps_per_epoch:
+            return (f"training batch {index % steps_per_epoch} of epoch "
+                    f"{initial_epoch + index // steps_per_epoch + 1}")
+        return f"training batch {index} of its epoch"
+
+    augmentation._where = where
 
     @tf.autograph.experimental.do_not_convert
     def augment(indexed: Any, random: Any) -> Any:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from kfitx.data import ArraySource, Source, coerce
+from kfitx.data import Source, coerce
 from kfitx.errors import OptionError, StrategyNotFoundError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.strategies.generator import GeneratorStrategy
@@ -63,7 +63,7 @@ def decide(source: Source, options: dict[str, Any]) -> Decision:
     elif augment is not None:
         name = "generator"
         reason = "augmentation on the fly is the generator strategy's job"
-    elif not isinstance(source, ArraySource):
+    elif not source.in_memory:
         name = "generator"
         reason = f"the data is a {source.kind} stream, not arrays in memory"
     else:

@@ -4,7 +4,8 @@ It delegates to ``model.fit``, so callbacks, History, the progress bar,
 ``stop_training``, ``initial_epoch`` and ``BackupAndRestore`` behave exactly as
 Keras makes them behave. Two things differ, both invisible to callbacks:
 
-* the arrays are fed through :func:`kfitx._pipeline.array_dataset`, which holds
+* the arrays are fed through their source's tf.data stream
+  (:func:`kfitx.data.arrays.array_dataset`), which holds
   at most one copy of them (none for memory maps and aligned arrays) where
   ``model.fit`` holds two;
 * when no callback acts per batch, several steps run per compiled call
@@ -20,11 +21,10 @@ from typing import Any
 
 import psutil
 
-from kfitx._util import flatten as _flatten
 from kfitx.data import ArraySource, Source
+from kfitx.data.base import flatten as _flatten
 from kfitx.errors import MemoryBudgetError, OptionError, UnsupportedDataError, message
 from kfitx.hookspecs import hookimpl
-from kfitx._pipeline import array_dataset, validation_dataset
 from kfitx.plan import FitPlan
 from kfitx.strategy import Strategy
 
@@ -75,7 +75,7 @@ class MemoryStrategy(Strategy):
         return float(budget)
 
     def supports(self, source: Source) -> str | None:
-        if not isinstance(source, ArraySource):
+        if not source.in_memory:
             return (
                 "The 'memory' strategy trains on arrays held in memory, not on a "
                 f"{source.kind} stream. Use strategy='generator' for streamed data."
@@ -93,15 +93,13 @@ class MemoryStrategy(Strategy):
         try:
             super().require(source)
         except UnsupportedDataError as err:
-            if isinstance(source, ArraySource):
+            if source.in_memory:
                 raise MemoryBudgetError(str(err)) from None
             raise
 
     def fit(self, model: Any, plan: FitPlan) -> Any:
-        assert isinstance(plan.train, ArraySource)
-        train = array_dataset(plan.train, plan.batch_size, shuffle=plan.shuffle, seed=plan.seed, repeat=plan.repeat)
         with plan.grouped(model):
-            return model.fit(**plan.fit_kwargs(train, validation_dataset(plan)))
+            return model.fit(**plan.fit_kwargs(plan.train_dataset(), plan.validation_dataset()))
 
 
 @hookimpl

@@ -2,10 +2,10 @@
 
 The TensorFlow-specific fast path for arrays and ``tf.data`` datasets:
 
-* arrays become tensors once (floats as Keras's ``floatx``); every epoch a new
-  permutation of the sample indices is batched and each batch is gathered in a
-  parallel map. Memory-mapped arrays (``kfitx.data.npy``) are not loaded: each
-  batch reads only its rows;
+* the batches are the source's own tf.data stream (``plan.train_dataset()``):
+  for arrays, kfitx's gather over tensors that alias the arrays (floats as Keras's
+  ``floatx``; memory-mapped ``.npy`` files are never loaded), a new permutation
+  every epoch (or a bounded ``shuffle_buffer``), ``parallel_calls`` batches at once;
 * augmentation runs in parallel maps, overlapped with training by ``prefetch``:
   ``augment`` takes anything ``kfitx.augment`` accepts (a function on numpy
   batches, Keras preprocessing layers, an ``ImageDataGenerator``), ``map_fn`` a
@@ -17,32 +17,21 @@ The TensorFlow-specific fast path for arrays and ``tf.data`` datasets:
   callback acts per batch), as in kfitx's own strategies.
 
 Only kfitx's public API is used: ``kfitx.Strategy``, ``kfitx.FitPlan``, ``kfitx.hookimpl``,
-``kfitx.data``, ``kfitx.errors`` and ``kfitx.augment``.
+``kfitx.data``, ``kfitx.errors`` and ``kfitx.augment``. Pipeline errors (an
+augmentation that raises) are kfitx's to map: ``kfitx.fit`` raises them as
+:class:`kfitx.AugmentationError`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-import numpy as np
-
 import kfitx
-from kfitx.data import ArraySource, DatasetSource, Source
-from kfitx.errors import AugmentationError, DataError, OptionError, message
+from kfitx.data import Source
+from kfitx.errors import OptionError, message
 
 __all__ = ["TFDataStrategy", "kfitx_strategies"]
-
-def _memory_mapped(array: Any) -> bool:
-    return isinstance(array, np.memmap)
-
-
-def _tuples(structure: Any) -> Any:
-    """Lists become tuples: tf.data would stack a list into one tensor."""
-    if isinstance(structure, dict):
-        return {k: _tuples(v) for k, v in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return tuple(_tuples(v) for v in structure)
-    return structure
 
 
 def _auto_or_positive(name: str, value: Any) -> None:
@@ -106,7 +95,7 @@ class TFDataStrategy(kfitx.Strategy):
 
         if keras.backend.backend() != "tensorflow":
             return f"The 'tfdata' strategy needs Keras's TensorFlow backend, not {keras.backend.backend()}."
-        if isinstance(source, (ArraySource, DatasetSource)):
+        if source.streams_in_graph:
             return None
         return ("The 'tfdata' strategy reads arrays and tf.data datasets. Wrap a generator in "
                 "tf.data.Dataset.from_generator(...), or use a strategy that streams Python generators.")
@@ -118,72 +107,31 @@ class TFDataStrategy(kfitx.Strategy):
 
         return tf.data.AUTOTUNE if value == "auto" else value
 
-    def arrays_dataset(self, source: ArraySource, batch_size: int, *, shuffle: bool | str = False,
-                       seed: int | None = None, repeat: bool = False) -> Any:
-        """Batches of ``source`` as a ``tf.data.Dataset`` (no augmentation, no prefetch).
+    def reading(self, plan: kfitx.FitPlan, validation: bool = False) -> kfitx.data.Reading:
+        """How the plan's data is read: kfitx's reading with this strategy's shuffle buffer and parallelism."""
+        parallel = self.options["parallel_calls"]
+        return plan.reading(validation, shuffle_buffer=self.options["shuffle_buffer"],
+                            parallel_calls=None if parallel == "auto" else parallel,
+                            deterministic=self.options["deterministic"])
 
-        Args:
-            source: The arrays.
-            batch_size: Samples per batch; the last one may be smaller, as in ``model.fit``.
-            shuffle: ``True``: a new order every epoch; ``"batch"``: shuffled within
-                each batch; ``False``: the stored order.
-            seed: Seed of the shuffling.
-            repeat: Repeat forever (for ``steps_per_epoch``).
-        """
-        import keras
+    def pipeline(self, plan: kfitx.FitPlan) -> Any:
+        """The training pipeline: the source's batches, cache, augmentation, ``map_fn``, prefetch."""
         import tensorflow as tf
 
-        floatx = keras.config.floatx()
-
-        def as_leaf(array: np.ndarray) -> Any:
-            if _memory_mapped(array):
-                return array  # read batch by batch in gather()
-            return tf.convert_to_tensor(array, dtype=floatx if array.dtype.kind == "f" else None)
-
-        def gather(indices: Any) -> Any:
-            def take(leaf: Any) -> Any:
-                if not isinstance(leaf, np.ndarray):
-                    return tf.gather(leaf, indices)
-                dtype = np.dtype(floatx) if leaf.dtype.kind == "f" else leaf.dtype
-                rows = tf.numpy_function(lambda i: np.asarray(leaf[i], dtype=dtype), [indices],
-                                         tf.as_dtype(dtype), stateful=False)
-                rows.set_shape((None,) + leaf.shape[1:])
-                return rows
-
-            return tf.nest.map_structure(take, leaves)
-
-        parts = _tuples(source.arrays())
-        leaves = tf.nest.map_structure(as_leaf, parts[0] if len(parts) == 1 else parts)
-        indices = tf.data.Dataset.range(source.num_samples)
-        if shuffle is True:
-            indices = indices.shuffle(self.options["shuffle_buffer"] or source.num_samples, seed=seed,
-                                      reshuffle_each_iteration=True)
-        indices = indices.batch(batch_size)
-        if shuffle == "batch":
-            indices = indices.map(lambda i: tf.random.shuffle(i, seed=seed))
-        if repeat:
-            indices = indices.repeat()
-        return indices.map(gather, num_parallel_calls=self._tune(self.options["parallel_calls"]),
-                           deterministic=self.options["deterministic"])
-
-    def pipeline(self, source: Source, batch_size: int = 32, *, shuffle: bool | str = True,
-                 seed: int | None = None, repeat: bool = False) -> Any:
-        """The training pipeline: batches, cache, augmentation, ``map_fn``, prefetch."""
-        import tensorflow as tf
-
-        if isinstance(source, ArraySource):
-            dataset = self.arrays_dataset(source, batch_size, shuffle=shuffle, seed=seed, repeat=repeat)
-        elif isinstance(source, DatasetSource):
-            dataset = source.dataset
-            cache = self.options["cache"]
-            if cache:
-                dataset = dataset.cache("" if cache is True else cache)
+        reading = self.reading(plan)
+        cache = self.options["cache"]
+        if cache and not plan.train.in_memory:  # cache one pass, then repeat the cached pass
+            dataset = plan.train.as_dataset(dataclasses.replace(reading, steps=None))
+            dataset = dataset.cache("" if cache is True else cache)
+            if reading.repeat:
+                dataset = dataset.repeat()
         else:
-            raise DataError(message("Expected arrays or a tf.data.Dataset", source.describe()))
+            dataset = plan.train.as_dataset(reading)
         if self.augmentation is not None:
             from kfitx import augment
 
-            dataset = augment.map_dataset(dataset, self.augmentation, seed=seed)
+            dataset = augment.map_dataset(dataset, self.augmentation, seed=plan.seed,
+                                          steps_per_epoch=plan.steps_per_epoch, initial_epoch=plan.initial_epoch)
         if self.options["map_fn"] is not None:
             dataset = dataset.map(self._map_fn(dataset.element_spec),
                                   num_parallel_calls=self._tune(self.options["parallel_calls"]),
@@ -206,40 +154,18 @@ class TFDataStrategy(kfitx.Strategy):
 
     # -- fit ------------------------------------------------------------------
 
-    def _validation(self, source: Source, batch_size: int) -> Any:
-        if isinstance(source, ArraySource):
-            return self.arrays_dataset(source, batch_size).prefetch(self._tune(self.options["prefetch"]))
-        if isinstance(source, DatasetSource) or source.kind == "PyDataset":
-            return source.dataset  # type: ignore[attr-defined]
-        raise DataError(message("validation_data for the 'tfdata' strategy must be arrays, (x, y), a "
-                                "tf.data.Dataset or a PyDataset", source.describe()))
-
-    def _augmentation_failed(self) -> None:
-        aug = self.augmentation
-        if aug is not None and getattr(aug, "error", None) is not None:
-            error = aug.error
-            raise AugmentationError(message(
-                "The augmentation to run on every training batch",
-                f"{type(error).__name__}: {error} on batch {aug.error_batch}",
-                "Fix the augmentation; it runs on numpy batches of the training data only.",
-            )) from error
-
     def fit(self, model: Any, plan: kfitx.FitPlan) -> Any:
-        train = self.pipeline(plan.train, plan.batch_size, shuffle=plan.shuffle, seed=plan.seed, repeat=plan.repeat)
-        validation = None if plan.validation is None else self._validation(plan.validation,
-                                                                             plan.validation_batch_size)
+        train = self.pipeline(plan)
+        validation = None
+        if plan.validation is not None:
+            validation = plan.validation.as_dataset(self.reading(plan, validation=True))
+            validation = validation.prefetch(self._tune(self.options["prefetch"]))
         plan.report.note(
             augment=None if self.augmentation is None else self.augmentation.describe(),
             map_fn=getattr(self.options["map_fn"], "__name__", None),
-            cache=self.options["cache"] if isinstance(plan.train, DatasetSource) else "not needed for arrays")
+            cache="not needed for arrays" if plan.train.in_memory else self.options["cache"])
         with plan.grouped(model):
-            try:
-                history = model.fit(**plan.fit_kwargs(train, validation))
-            except Exception:
-                self._augmentation_failed()  # the augmentation's own error, if it raised
-                raise
-        self._augmentation_failed()
-        return history
+            return model.fit(**plan.fit_kwargs(train, validation))
 
 
 @kfitx.hookimpl

@@ -1,7 +1,7 @@
 """The consumer side of a producer: :class:`Producer` starts the worker, serves checked batches, stops it.
 
 :class:`Producer` runs passes one after another in a worker -- a thread, or a
-forked process (:mod:`kfitx._producer.workers`) -- and hands batches over a
+forked process (:mod:`kfitx.data._producer.workers`) -- and hands batches over a
 bounded queue (its size is how far the worker runs ahead, and so what it holds
 in memory). :meth:`Producer.batches` is what ``tf.data.Dataset.from_generator``
 reads: one pass per call, or with ``repeat`` a stream that never ends (a finite
@@ -9,11 +9,13 @@ generator is then re-created from its factory each time it ends, so it never
 runs out).
 
 Every batch is checked against the first one (structure, trailing shapes, dtype)
-on the consumer side (:mod:`kfitx._producer.checks`), so a wrong batch is a
+on the consumer side (:mod:`kfitx.data._producer.checks`), so a wrong batch is a
 :class:`DataError` naming the batch, not a TensorFlow error deep in a graph. A
 generator that raises, a pass with no batches, a worker process that dies, or no
-batch within ``timeout`` seconds end the stream with a :class:`KfitxError` (also
-kept in :attr:`Producer.error`). :meth:`Producer.close` stops the worker in
+batch within ``timeout`` seconds end the stream with a :class:`KfitxError`, which
+is also reported to the boundary the producer was made under
+(:mod:`kfitx.data.boundaries`), so that the fit raises it rather than
+TensorFlow's copy. :meth:`Producer.close` stops the worker in
 bounded time: the thread is joined, the process terminated and, if need be, killed.
 """
 
@@ -28,11 +30,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kfitx._producer.checks import _normalise, _Signature
-from kfitx._producer.workers import _POLL, _describe, _PipeQueue, _process_main, _RemoteError, _work, _WorkerGone
+from kfitx.data._producer.checks import _normalise, _Signature
+from kfitx.data._producer.workers import _POLL, _describe, _PipeQueue, _process_main, _RemoteError, _work, _WorkerGone
+from kfitx.data import boundaries as _boundary
 from kfitx.errors import DataError, KfitxError, WorkerError, message
 
-__all__ = ["Producer"]
+__all__ = ["Producer", "stream"]
 
 
 class Producer:
@@ -57,7 +60,8 @@ class Producer:
         self.repeat = repeat
         self.processes = processes
         self.timeout = timeout
-        self.error: KfitxError | None = None
+        self.error: KfitxError | None = None  # re-raised by every later read
+        self._boundary = _boundary.current()
         self._serving = 0  # the pass the next batches() call serves
         self._peeked: tuple[Any, Iterator[Any]] | None = None
         self._peek_served = False
@@ -89,6 +93,8 @@ class Producer:
             err.__cause__ = cause
         if self.error is None:
             self.error = err
+            if self._boundary is not None and not self._closed:
+                self._boundary.report(err)
         return self.error
 
     def _get(self) -> Any:
@@ -229,3 +235,32 @@ class Producer:
             os.kill(self._worker.pid, signal.SIGKILL)
             self._worker.join(1.0)
         self._queue.close()
+
+
+def stream(source: Any, reading: Any) -> Any:
+    """A ``tf.data.Dataset`` of a generator's or PyDataset's batches, read by a :class:`Producer`.
+
+    The worker's settings are ``reading.worker(source)``. The worker is stopped when the boundary open
+    around the fit exits.
+
+    Raises:
+        KfitxError: outside a :func:`kfitx.data.boundary` (``kfitx.fit`` opens one).
+    """
+    import tensorflow as tf
+
+    owner = _boundary.current()
+    if owner is None:
+        raise KfitxError(message(
+            f"A {source.kind} is read as a tf.data stream inside kfitx.fit, or inside "
+            "`with kfitx.data.boundary():`, which stops its worker",
+            "no open boundary",
+            "Wrap the code that reads the stream in `with kfitx.data.boundary():`."))
+    worker = reading.worker(source)
+    producer = Producer(
+        source.open_pass(reading), kind=source.kind, repeat=reading.repeat,
+        processes=worker["use_multiprocessing"], queue_size=worker["max_queue_size"],
+        timeout=float(reading.timeout), endless_after=reading.endless_after)
+    owner.closing(producer.close)
+    first = producer.peek()
+    spec = tf.nest.map_structure(lambda a: tf.TensorSpec((None, *a.shape[1:]), a.dtype), first)
+    return tf.data.Dataset.from_generator(producer.batches, output_signature=spec)

@@ -8,13 +8,13 @@ the batch and what differs.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from kfitx._util import flatten as _flatten
+from kfitx.data.base import flatten as _flatten
+from kfitx.data.base import map_structure, train_dtype
 from kfitx.errors import DataError, message
 
 
@@ -95,11 +95,10 @@ def _flatten_structure(structure: Any) -> list[Any]:
 
 
 def _map_leaves(fn: Callable[[Any], Any], batch: Any) -> Any:
-    if isinstance(batch, dict):
-        return {k: _map_leaves(fn, batch[k]) for k in sorted(batch)}
-    if isinstance(batch, (list, tuple)):
-        return tuple(_map_leaves(fn, b) for b in batch)
-    return fn(batch)
+    """``fn`` on every leaf; lists become tuples (tf.data would stack a list into one tensor)."""
+    import keras
+
+    return keras.tree.lists_to_tuples(map_structure(fn, batch))
 
 
 def _normalise(batch: Any, where: Callable[[], str], kind: str) -> Any:
@@ -118,13 +117,7 @@ def _normalise(batch: Any, where: Callable[[], str], kind: str) -> Any:
                 f"A {kind} must yield numeric arrays with a leading batch axis",
                 f"{type(value).__name__} of dtype {array.dtype} and shape {array.shape} at {where()}",
                 "Yield numpy arrays (or tensors) of numbers."))
-        return array.astype(floatx) if array.dtype.kind == "f" and array.dtype != floatx else array
+        target = train_dtype(array.dtype)
+        return array if array.dtype == target else array.astype(target)
 
-    floatx = _floatx()
     return _map_leaves(leaf, batch)
-
-
-def _floatx() -> np.dtype:
-    """Keras's float type (``float32`` unless the user set another), without importing Keras."""
-    keras = sys.modules.get("keras")
-    return np.dtype(keras.config.floatx() if keras is not None else "float32")

@@ -1,0 +1,71 @@
+"""What users pass, turned into a source: :func:`coerce`, and the constructors by kind."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kfitx._util import is_instance as _is_instance
+from kfitx.data.arrays import ArraySource, npy
+from kfitx.data.base import Source
+from kfitx.data.generators import GeneratorSource
+from kfitx.data.pydataset import PyDatasetSource
+from kfitx.data.tfdata import DatasetSource
+from kfitx.errors import DataError, message
+
+__all__ = ["arrays", "coerce", "dataset", "generator"]
+
+
+def arrays(x: Any, y: Any = None, sample_weight: Any = None) -> ArraySource:
+    """Arrays in RAM (or memory-mapped). See :class:`ArraySource`."""
+    return ArraySource(x, y, sample_weight)
+
+
+def generator(factory: Callable[[], Iterator[Any]], steps_per_epoch: int | None = None) -> GeneratorSource:
+    """Batches from a generator factory. See :class:`GeneratorSource`."""
+    return GeneratorSource(factory, steps_per_epoch)
+
+
+def dataset(ds: Any) -> DatasetSource | PyDatasetSource:
+    """Wraps a ``tf.data.Dataset`` or a ``keras.utils.PyDataset``."""
+    if _is_instance(ds, "keras", "utils.PyDataset"):
+        return PyDatasetSource(ds)
+    return DatasetSource(ds)
+
+
+def coerce(data: Any, y: Any = None, sample_weight: Any = None) -> Source:
+    """Turns what a user passes into a :class:`Source`.
+
+    Accepted: a source; ``x`` with optional ``y`` / ``sample_weight``; a tuple
+    ``(x, y)`` or ``(x, y, sample_weight)`` (as Keras's ``validation_data``);
+    a path to a ``.npy`` file; a generator factory; a tf.data.Dataset; a PyDataset.
+
+    Raises:
+        DataError: for anything else, saying what would have been accepted.
+    """
+    if isinstance(data, Source):
+        if y is not None or sample_weight is not None:
+            raise DataError(message("`y` and `sample_weight` must be None when the data is a "
+                                    "kfitx source (the source holds them)", f"y={type(y).__name__}"))
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return npy(data, y, sample_weight)
+    stream = _is_instance(data, "tensorflow", "data.Dataset") or _is_instance(
+        data, "keras", "utils.PyDataset"
+    )
+    if stream or callable(data) or inspect.isgenerator(data) or isinstance(data, Iterator):
+        if y is not None:
+            raise DataError(message("`y` must be None when the data is a stream (it yields its own targets)",
+                                    type(y).__name__, "Yield (x, y) batches from the stream instead."))
+        if stream:
+            return dataset(data)
+        return generator(data)
+    if isinstance(data, tuple) and y is None and sample_weight is None and len(data) in (2, 3):
+        return ArraySource(*data)
+    if isinstance(data, tuple) and len(data) not in (2, 3) and y is None:
+        raise DataError(message("A tuple of data must be (x, y) or (x, y, sample_weight)",
+                                f"a tuple of {len(data)} items",
+                                "Pass multiple inputs as a list or a dict: ([x1, x2], y)."))
+    return ArraySource(data, y, sample_weight)

@@ -1,0 +1,226 @@
+"""Where each epoch's batches come from, with ``model.fit``'s rules for ``steps_per_epoch``.
+
+Separation of concerns (after Keras's ``trainers/epoch_iterator.py``): a feed
+knows the data and how many batches an epoch has, and yields each epoch's
+batches in groups ``(begin, end, data)``, as Keras's ``EpochIterator`` does;
+the training step and the callbacks are the strategy's.
+
+Sources make their feed (:meth:`kfitx.data.Source.feed`):
+
+* :class:`DatasetFeed` -- arrays (through :func:`kfitx.data.arrays.array_dataset`)
+  and tf.data. ``data`` is the tf.data iterator, from which the model's compiled
+  train function reads a whole group; or, with ``pull``, a list holding one batch
+  read in Python. Without ``steps_per_epoch`` every epoch is a fresh pass; with
+  it one iterator runs across epochs, a new pass starting when a dataset of known
+  length is used up (and one of unknown length that runs out ends the epoch with
+  Keras's warning), exactly as in ``model.fit``.
+* :class:`PythonFeed` -- generators and PyDatasets: a fresh iterator every epoch
+  (the generator factory is called again; a PyDataset is read in index order in
+  this process, its ``workers`` unused, with ``on_epoch_begin/end`` called), and
+  ``data`` a list of batches. An epoch is ``steps_per_epoch`` batches, or one
+  pass when that is not given. A generator that ends before ``steps_per_epoch``,
+  yields nothing, or seems never to end is a :class:`DataError`, not a hang.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from kfitx.data.base import Reading
+from kfitx.errors import DataError, OptionError, message
+
+__all__ = ["DatasetFeed", "PythonFeed", "class_weights"]
+
+Group = tuple[int, int, Any]
+
+
+def class_weights(class_weight: Mapping[int, float]) -> Callable[..., tuple[Any, Any, Any]]:
+    """``model.fit``'s ``class_weight`` as a batch function ``(x, y) -> (x, y, sample_weight)``.
+
+    Made of TensorFlow ops, so it serves ``dataset.map`` and eager batches alike;
+    classes are read from ``y`` as Keras reads them (integer labels, one-hot
+    rows, or a single column).
+    """
+    import keras
+    import tensorflow as tf
+
+    if not isinstance(class_weight, Mapping) or not class_weight:
+        raise OptionError(message("`class_weight` must be a non-empty dict {class index: weight}",
+                                  repr(class_weight)))
+    table = tf.constant([float(class_weight.get(c, 1.0)) for c in range(int(max(class_weight)) + 1)])
+
+    def apply(*batch: Any) -> tuple[Any, Any, Any]:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch[0] if len(batch) == 1 else batch)
+        if sample_weight is not None:
+            raise DataError(message("Either `class_weight` or sample weights, not both",
+                                    "both", "Fold the class weights into the sample weights."))
+        if y is None or tf.nest.is_nested(y):
+            raise DataError(message("`class_weight` needs batches with a single target array y",
+                                    "no y" if y is None else f"{type(y).__name__} of targets",
+                                    "Pass sample weights for multi-output models."))
+        y = tf.convert_to_tensor(y)
+        rank, last = y.shape.rank, y.shape[-1] if y.shape.rank else None
+        if not rank or rank < 2:
+            classes = tf.cast(tf.round(y), tf.int32)
+        elif last is not None:
+            classes = (tf.argmax(y, axis=-1, output_type=tf.int32) if last > 1
+                       else tf.cast(tf.round(tf.squeeze(y, axis=-1)), tf.int32))
+        else:
+            classes = tf.cond(tf.shape(y)[-1] > 1, lambda: tf.argmax(y, axis=-1, output_type=tf.int32),
+                              lambda: tf.cast(tf.round(tf.squeeze(y, axis=-1)), tf.int32))
+        return x, y, tf.gather(table, classes)
+
+    return apply
+
+
+def _out_of_data_warning() -> None:
+    warnings.warn(  # model.fit's own words
+        "Your input ran out of data; interrupting training. Make sure that your dataset or generator "
+        "can generate at least `steps_per_epoch * epochs` batches. You may need to use the "
+        "`.repeat()` function when building your dataset.",
+        stacklevel=3,
+    )
+
+
+class DatasetFeed:
+    """Batches of a ``tf.data.Dataset`` (see the module docstring).
+
+    Args:
+        dataset: A dataset of batches.
+        reading: How to read it: ``steps`` (batches per epoch, or ``None`` for one
+            pass) and ``class_weight`` (mapped over the batches).
+        group: Batches per group (steps per compiled call).
+        pull: Read each batch in Python (``data`` is ``[batch]``; ``group`` must be 1).
+    """
+
+    def __init__(self, dataset: Any, reading: Reading, group: int, pull: bool) -> None:
+        if reading.class_weight is not None:
+            import tensorflow as tf
+
+            dataset = dataset.map(class_weights(reading.class_weight), num_parallel_calls=tf.data.AUTOTUNE)
+        cardinality = int(dataset.cardinality())
+        self.dataset = dataset
+        self.pass_length = cardinality if cardinality >= 0 else None
+        self.steps_per_epoch = reading.steps
+        self.group = group
+        self.pull = pull
+        self._iterator: Iterator[Any] | None = None
+        self._seen = 0
+
+    @property
+    def num_batches(self) -> int | None:
+        """Batches per epoch as the callbacks' ``steps`` parameter reports it."""
+        return self.steps_per_epoch or self.pass_length
+
+    def _data(self, iterator: Any) -> Any:
+        if not self.pull:
+            return iterator
+        import tensorflow as tf
+
+        try:
+            return [next(iterator)]
+        except (StopIteration, tf.errors.OutOfRangeError):
+            return None
+
+    def epoch(self, epoch: int) -> Iterator[Group]:
+        """One epoch's groups ``(first step, last step, iterator or [batch])``."""
+        steps = self.num_batches
+        if not steps:  # unknown length, no steps_per_epoch: until the pass ends
+            iterator = iter(self.dataset)
+            for begin in itertools.count(0, self.group):
+                data = self._data(iterator)
+                if data is None:
+                    return
+                yield begin, begin + self.group - 1, data
+        if self._iterator is None or self.steps_per_epoch is None:
+            self._iterator, self._seen = iter(self.dataset), 0
+        for begin in range(0, steps, self.group):
+            if self.pass_length and self._seen >= self.pass_length:
+                if self.steps_per_epoch:
+                    _out_of_data_warning()
+                break
+            self._seen += self.group
+            data = self._data(self._iterator)
+            if data is None:
+                self.ran_out()
+                return
+            # Keras reports begin + group - 1 even past the epoch's end ("16/7" in the progress bar).
+            yield begin, min(begin + self.group, steps) - 1, data
+        if self.pass_length and self._seen >= self.pass_length:
+            # As Keras's EpochIterator: the next pass's iterator is made now (and, without
+            # steps_per_epoch, made again when the next epoch starts). Counting iterators as it does
+            # keeps a seeded shuffle (a new permutation per iterator) in step with model.fit's.
+            self._iterator, self._seen = iter(self.dataset), 0
+
+    def ran_out(self) -> None:
+        """The strategy's step found the iterator empty: the epoch ends, the next one starts a pass."""
+        if self.steps_per_epoch:
+            _out_of_data_warning()
+        self._iterator = None
+
+
+class PythonFeed:
+    """Batches read in Python from a fresh iterator each epoch (see the module docstring).
+
+    Args:
+        open_epoch: Returns ``(iterator, close)`` for one epoch.
+        reading: How to read: ``steps`` (batches per epoch, or ``None`` for one
+            pass), ``endless_after`` (most batches an epoch of unknown length may
+            take) and ``class_weight`` (applied to every batch).
+        pass_length: Batches in one pass where known (PyDatasets), else ``None``.
+        group: Batches per group.
+        kind: The source's kind, for messages.
+    """
+
+    def __init__(self, open_epoch: Callable[[], tuple[Iterator[Any], Callable[[], None]]],
+                 reading: Reading, pass_length: int | None, group: int, kind: str) -> None:
+        self.open_epoch = open_epoch
+        self.steps_per_epoch = reading.steps
+        self.num_batches = reading.steps or pass_length
+        self.group = group
+        self.endless_after = reading.endless_after
+        self.transform = None if reading.class_weight is None else class_weights(reading.class_weight)
+        self.kind = kind
+
+    def _batch(self, batch: Any) -> Any:
+        if self.transform is None:
+            return batch
+        return self.transform(*batch) if isinstance(batch, (tuple, list)) else self.transform(batch)
+
+    def epoch(self, epoch: int) -> Iterator[Group]:
+        """One epoch's groups ``(first step, last step, [batches])``."""
+        iterator, close = self.open_epoch()
+        steps = self.num_batches
+        try:
+            begin = 0
+            while steps is None or begin < steps:
+                want = self.group if steps is None else min(self.group, steps - begin)
+                batches = list(itertools.islice(iterator, want))
+                if steps is not None and len(batches) < want:
+                    raise DataError(message(
+                        f"The {self.kind} must yield steps_per_epoch={steps} batches in every epoch "
+                        "(kfitx starts a fresh iterator each epoch)",
+                        f"{begin + len(batches)} batch(es) in epoch {epoch}",
+                        "Make the generator loop over its data forever, lower steps_per_epoch, or "
+                        "leave steps_per_epoch=None so that one pass is one epoch.",
+                    ))
+                if not batches and begin == 0:
+                    raise DataError(message(f"The {self.kind} must yield at least one batch per epoch",
+                                            f"no batches in epoch {epoch}"))
+                if steps is None and begin + len(batches) > self.endless_after:
+                    raise DataError(message(
+                        f"A {self.kind} without steps_per_epoch must end, each pass being one epoch",
+                        f"more than endless_after={self.endless_after} batches in epoch {epoch}",
+                        "For an infinite generator pass steps_per_epoch=N (to kfitx.fit or "
+                        "kfitx.data.generator); for a longer finite one raise the endless_after option.",
+                    ))
+                if batches:
+                    yield begin, begin + len(batches) - 1, [self._batch(b) for b in batches]
+                begin += len(batches)
+                if len(batches) < want:
+                    return
+        finally:
+            close()

@@ -1,0 +1,110 @@
+"""``keras.utils.PyDataset`` sources: :class:`PyDatasetSource`, read by index.
+
+A pass calls ``on_epoch_begin``, reads the batches in index order (a new
+random order each pass when shuffled, as ``model.fit`` does) and calls
+``on_epoch_end``. For a tf.data stream a background worker reads it with the
+PyDataset's own ``workers`` / ``use_multiprocessing`` / ``max_queue_size``
+unless the fit sets them; a strategy's own loop reads it in this thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from kfitx._util import is_instance as _is_instance
+from kfitx.data.base import Reading, Source
+from kfitx.errors import DataError, message
+
+__all__ = ["PyDatasetSource"]
+
+
+@dataclass(frozen=True, eq=False)
+class PyDatasetSource(Source):
+    """A ``keras.utils.PyDataset``."""
+
+    kind: ClassVar[str] = "PyDataset"
+    dataset: Any
+
+    def __post_init__(self) -> None:
+        if not _is_instance(self.dataset, "keras", "utils.PyDataset"):
+            raise DataError(message("Expected a keras.utils.PyDataset", type(self.dataset).__name__))
+
+    def steps(self, batch_size: int) -> int | None:
+        return self.dataset.num_batches
+
+    def default_steps(self, steps: int | None, role: str) -> int | None:
+        if steps is None and self.dataset.num_batches is None:
+            raise DataError(message(f"An endless PyDataset (num_batches None) needs {role}",
+                                    f"{role}=None", f"Pass {role}=N."))
+        return steps
+
+    def worker_settings(self) -> dict[str, Any]:
+        return {name: getattr(self.dataset, name, None)
+                for name in ("workers", "use_multiprocessing", "max_queue_size")}
+
+    def open_pass(self, reading: Reading) -> Callable[[], Iterator[Any]]:
+        """One read of the PyDataset per call, by ``reading.worker(self)["workers"]`` threads, order kept."""
+        ds = self.dataset
+        length = ds.num_batches
+        rng = np.random.default_rng(reading.seed)
+        shuffle = reading.shuffle is True
+        workers = reading.worker(self)["workers"]
+
+        def one_pass() -> Iterator[Any]:
+            ds.on_epoch_begin()
+            if length is None:
+                order: Any = itertools.count()
+            else:
+                order = rng.permutation(length).tolist() if shuffle else range(length)
+            try:
+                if workers <= 1:
+                    for index in order:
+                        yield ds[index]
+                else:
+                    with ThreadPoolExecutor(workers, thread_name_prefix="kfitx-pydataset") as pool:
+                        pending: list[Any] = []
+                        try:
+                            for index in order:
+                                pending.append(pool.submit(ds.__getitem__, index))
+                                if len(pending) > 2 * workers:
+                                    yield pending.pop(0).result()
+                            while pending:
+                                yield pending.pop(0).result()
+                        finally:
+                            for future in pending:
+                                future.cancel()
+            finally:
+                ds.on_epoch_end()
+
+        return one_pass
+
+    def as_dataset(self, reading: Reading) -> Any:
+        from kfitx.data._producer import stream
+
+        return stream(self, reading)
+
+    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
+        from kfitx.data.feed import PythonFeed
+
+        ds, steps = self.dataset, reading.steps
+        length = ds.num_batches
+        if length is None and steps is None:
+            raise DataError(message("An infinite PyDataset (num_batches None) needs steps_per_epoch",
+                                    "steps_per_epoch=None", "Pass steps_per_epoch=N."))
+        if length is not None and steps is not None and steps > length:
+            raise DataError(message(f"steps_per_epoch must not exceed the PyDataset's {length} batches "
+                                    "(each epoch reads it from index 0)",
+                                    f"steps_per_epoch={steps}", "Lower steps_per_epoch."))
+
+        def open_epoch() -> tuple[Iterator[Any], Callable[[], None]]:
+            ds.on_epoch_begin()
+            indices = itertools.count() if length is None else range(length)
+            return (ds[i] for i in indices), ds.on_epoch_end
+
+        return PythonFeed(open_epoch, reading, length, group, self.kind)

@@ -1,0 +1,39 @@
+"""``tf.data.Dataset`` sources: :class:`DatasetSource`, batches as the dataset yields them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from kfitx._util import is_instance as _is_instance
+from kfitx.data.base import Reading, Source
+from kfitx.errors import DataError, message
+
+__all__ = ["DatasetSource"]
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetSource(Source):
+    """A ``tf.data.Dataset`` yielding batches (kfitx neither batches nor shuffles it, as Keras)."""
+
+    kind: ClassVar[str] = "tf.data"
+    streams_in_graph: ClassVar[bool] = True
+    dataset: Any
+
+    def __post_init__(self) -> None:
+        if not _is_instance(self.dataset, "tensorflow", "data.Dataset"):
+            raise DataError(message("Expected a tf.data.Dataset", type(self.dataset).__name__))
+
+    def steps(self, batch_size: int) -> int | None:
+        cardinality = int(self.dataset.cardinality())
+        return cardinality if cardinality >= 0 else None
+
+    def as_dataset(self, reading: Reading) -> Any:
+        return self.dataset.repeat() if reading.repeat else self.dataset
+
+    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
+        from kfitx.data.feed import DatasetFeed
+
+        # As model.fit: with steps_per_epoch one iterator runs across epochs, a new pass
+        # starting when the dataset ends (the feed does that, not repeat()).
+        return DatasetFeed(self.dataset, reading, group, pull)
