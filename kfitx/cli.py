@@ -2,7 +2,9 @@
 
 * ``kfitx list`` -- every installed strategy and the distribution providing it;
 * ``kfitx check NAME`` -- the conformance kit (:mod:`kfitx.testing`) on an installed strategy;
-* ``kfitx bench`` -- one model and data set through several strategies (:mod:`kfitx.bench`).
+* ``kfitx bench`` -- one model and data set through several strategies (:mod:`kfitx.bench`);
+* ``kfitx tune SCRIPT`` -- a keras-tuner search script as a chief plus worker processes (:mod:`kfitx.tune`);
+* ``kfitx report DIR`` -- a search directory's leaderboard and plot (:mod:`kfitx.report`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from kfitx.errors import KfitxError
+from kfitx.errors import KfitxError, TuneError, message
 
 __all__ = ["main"]
 
@@ -81,6 +83,41 @@ def _bench(args: argparse.Namespace) -> int:
     return 1 if any(r.error for r in results) else 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from kfitx.tune.supervisor import TuneOptions, run
+
+    if args.script.startswith("-"):
+        raise TuneError(message("the search script after the options", repr(args.script),
+                                "Put kfitx's options before SCRIPT: kfitx tune --workers 2 search.py --epochs 5."))
+    options = TuneOptions(script=args.script, args=args.args, workers=args.workers,
+                          trials_per_worker=args.trials_per_worker, port=args.port, bind=args.bind,
+                          chief=args.chief, name=args.name, gpus_per_worker=args.gpus_per_worker,
+                          max_deaths=args.max_deaths, start_timeout=args.start_timeout)
+    try:
+        result = run(options, handle_signals=True)
+    except KeyboardInterrupt:
+        return 130
+    return result.chief_status or 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from kfitx import report
+
+    if args.plot:
+        report.require_matplotlib()
+    search = report.load(args.directory, args.project)
+    print(report.summary(search))
+    print()
+    print(report.leaderboard(search))
+    if args.plot:
+        report.plot(search, args.plot)
+        print(f"\nPlot written to {args.plot}")
+    if args.best:
+        print()
+        print(report.describe_best(search))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kfitx", description="Interchangeable Keras training strategies.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,17 +149,52 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--in-process", action="store_true",
                        help="run every strategy in this process (quicker; peak memory is then shared)")
     bench.add_argument("--timeout", type=float, default=600.0, help="seconds per strategy (default 600)")
+
+    from kfitx.tune.supervisor import DEFAULT_RECYCLE_AFTER
+
+    tune = sub.add_parser("tune", help="run a keras-tuner search script as a chief plus parallel worker processes",
+                          description="Runs SCRIPT (an unchanged keras-tuner search) as keras-tuner's chief plus "
+                                      "worker processes. Options go before SCRIPT; what follows is SCRIPT's.")
+    tune.add_argument("--workers", type=int, help="worker processes on this host (default: one per usable core, "
+                                                  "or one per --gpus-per-worker GPUs where there are GPUs)")
+    tune.add_argument("--trials-per-worker", type=int, default=DEFAULT_RECYCLE_AFTER, metavar="K",
+                      help=f"trials a worker process runs before a fresh one replaces it, so memory stays flat; "
+                           f"0: never (default {DEFAULT_RECYCLE_AFTER})")
+    tune.add_argument("--port", type=int, help="the chief's port (default: a free one)")
+    tune.add_argument("--bind", default="127.0.0.1",
+                      help="address the chief listens on; 0.0.0.0 (or this host's address) lets other hosts join "
+                           "(default 127.0.0.1)")
+    tune.add_argument("--chief", metavar="HOST:PORT", help="join the search of the chief at HOST:PORT with this "
+                                                           "host's workers instead of starting one")
+    tune.add_argument("--name", help="prefix of this host's worker ids when joining (default: the host name); "
+                                     "each joining kfitx tune needs its own")
+    tune.add_argument("--gpus-per-worker", type=int, default=1, help="GPUs per worker (default 1)")
+    tune.add_argument("--max-deaths", type=int, default=3, metavar="R",
+                      help="worker deaths one trial may cause before it is ended as FAILED (default 3)")
+    tune.add_argument("--start-timeout", type=float, default=600.0,
+                      help="seconds to wait for the chief to answer (default 600)")
+    tune.add_argument("script", help="the search script")
+    tune.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+
+    rep = sub.add_parser("report", help="the leaderboard (and a plot) of a keras-tuner search directory")
+    rep.add_argument("directory", help="the tuner's `directory` (or its project folder)")
+    rep.add_argument("--project", help="the tuner's project_name, when the directory holds several")
+    rep.add_argument("--plot", metavar="FILE.png", help="score against wall time and throughput per strategy "
+                                                         "(needs kfitx[plot])")
+    rep.add_argument("--best", action="store_true",
+                     help="also the best trial's strategy and hyperparameters, and how to retrain it")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kfitx`` console script."""
     args = _parser().parse_args(argv)
-    from kfitx._startup import quiet_start
+    if args.command not in ("tune", "report"):  # these two never import TensorFlow here
+        from kfitx._startup import quiet_start
 
-    quiet_start()  # TensorFlow's C++ start-up lines, unless TF_CPP_MIN_LOG_LEVEL is set
+        quiet_start()  # TensorFlow's C++ start-up lines, unless TF_CPP_MIN_LOG_LEVEL is set
     try:
-        return {"list": _list, "check": _check, "bench": _bench}[args.command](args)
+        return {"list": _list, "check": _check, "bench": _bench, "tune": _tune, "report": _report}[args.command](args)
     except KfitxError as err:
         print(f"kfitx: error: {err}", file=sys.stderr)
         return 2

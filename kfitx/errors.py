@@ -13,6 +13,7 @@ already catches ``ValueError`` or ``LookupError`` keeps working::
     ├── AugmentationError        (ValueError)   an augmentation cannot be used, or failed on a batch
     ├── WorkerError              (RuntimeError) a data worker died, or gave no batch in time
     ├── ConformanceError         (AssertionError) a strategy breaks the fit contract (kfitx.testing)
+    ├── TuneError                (RuntimeError) a `kfitx tune` search cannot start or go on
     └── UnsupportedDataError     (ValueError)   a strategy cannot serve this data
         └── MemoryBudgetError    (MemoryError)  the data does not fit the memory budget
 
@@ -35,6 +36,7 @@ __all__ = [
     "PluginError",
     "StrategyConflictError",
     "StrategyNotFoundError",
+    "TuneError",
     "UnsupportedDataError",
     "WorkerError",
     "message",
@@ -87,6 +89,10 @@ class WorkerError(KfitxError, RuntimeError):
 
 class ConformanceError(KfitxError, AssertionError):
     """A strategy breaks a rule of the fit contract (raised by :mod:`kfitx.testing`)."""
+
+
+class TuneError(KfitxError, RuntimeError):
+    """A ``kfitx tune`` search cannot start or go on: no chief answers, the script fails in every worker, ..."""
 
 
 class UnsupportedDataError(KfitxError, ValueError):

@@ -19,6 +19,12 @@ Separation of concerns:
   execution then restarts from its last finished epoch, its History is given
   back the epochs run before the kill, and keras-tuner's best-epoch checkpoint
   keeps its best value. The backup is deleted when the execution finishes.
+* Records (:mod:`kfitx._trial_record`): inside a tuner, each trial's strategy,
+  epochs run, samples/s and peak memory also go to ``<trial dir>/kfitx-trial.json``,
+  which ``kfitx report`` reads (keras-tuner's ``trial.json`` has no timestamps or epochs).
+* Parallel searches: :func:`launch` (and ``kfitx tune``) run a search script as
+  keras-tuner's chief plus worker processes (:mod:`kfitx.tune`); :func:`is_chief`
+  says whether this process's result counts.
 * Configuration mistakes (a :class:`kfitx.KfitxError`) are re-raised as
   keras-tuner's fatal errors, which end the search with kfitx's message;
   keras-tuner would otherwise record them as failed trials and go on. Failures
@@ -33,6 +39,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -40,13 +48,15 @@ from typing import Any
 import keras_tuner
 import numpy as np
 
+from kfitx import _trial_record
 from kfitx._fitting import PEAK_RSS_MIB, SAMPLES_PER_S
 from kfitx.api import fit as kfitx_fit
 from kfitx.data import coerce
 from kfitx.errors import KfitxError, OptionError, message
 from kfitx.registry import get_registry
+from kfitx.tune import is_chief, launch
 
-__all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "StrategyHyperModel", "fit"]
+__all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "StrategyHyperModel", "fit", "is_chief", "launch"]
 
 
 
@@ -215,6 +225,7 @@ def fit(
         source = coerce(x, y)
         callbacks = kwargs.get("callbacks")
         callbacks = list(getattr(callbacks, "callbacks", callbacks) or [])  # a list or a CallbackList
+        started = time.time()
         resumer = _resumer(callbacks) if resume else None
         if resumer is not None:
             kwargs["callbacks"] = [*callbacks, *resumer.callbacks()]
@@ -227,7 +238,27 @@ def fit(
         for key in (SAMPLES_PER_S, PEAK_RSS_MIB):  # one constant per epoch, the earlier epochs too
             if history.history.get(key):
                 history.history[key] = [history.history[key][-1]] * len(history.epoch)
+    _record(callbacks, chosen, history, started)
     return history
+
+
+def _record(callbacks: list[Any], strategy: str, history: Any, started: float) -> None:
+    """Writes the trial's kfitx record (strategy, epochs, samples/s, peak memory) when inside a tuner."""
+    tuner_callback, _ = _tuner_callbacks(callbacks)
+    if tuner_callback is None or not hasattr(tuner_callback.tuner, "get_trial_dir"):
+        return
+    trial_dir = tuner_callback.tuner.get_trial_dir(tuner_callback.trial.trial_id)
+    last = lambda key: float(history.history[key][-1]) if history.history.get(key) else None
+    earlier = _trial_record.read(trial_dir)
+    values: dict[str, Any] = {"trial_id": tuner_callback.trial.trial_id, "strategy": strategy,
+                              "epochs": len(history.epoch), "samples_per_s": last(SAMPLES_PER_S), "end": time.time()}
+    peak = last(PEAK_RSS_MIB)
+    if peak is not None:
+        values["peak_rss_mib"] = max(peak, earlier.get("peak_rss_mib") or 0.0)
+    if "start" not in earlier:  # outside ``kfitx tune`` (whose runner writes these at the trial's start)
+        values.update(start=started, worker=getattr(tuner_callback.tuner, "tuner_id", None),
+                      host=socket.gethostname(), pid=os.getpid())
+    _trial_record.update(trial_dir, **values)
 
 
 class StrategyHyperModel(keras_tuner.HyperModel):

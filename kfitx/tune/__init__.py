@@ -1,0 +1,114 @@
+"""``kfitx tune``: an unchanged keras-tuner search script as keras-tuner's chief plus N worker processes.
+
+Separation of concerns:
+
+* :mod:`kfitx.tune.workers` -- ids, ports, GPUs and each process's environment (pure functions);
+* :mod:`kfitx.tune.supervisor` -- the processes: start, watch, recycle, replace, stop;
+* :mod:`kfitx.tune.runner` -- what runs inside each of them around the user's script;
+* :mod:`kfitx.tune.status` -- the files they talk through; :mod:`kfitx.tune.progress` -- one line per trial.
+
+:func:`launch` is the in-process entry point (notebooks); ``kfitx tune`` on the
+command line is the same thing. Importing this package imports neither
+TensorFlow nor keras-tuner.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kfitx.errors import TuneError, message
+
+__all__ = ["is_chief", "launch"]
+
+
+def is_chief() -> bool:
+    """Whether this process's result counts: ``True`` in keras-tuner's chief and outside a distributed search.
+
+    Under ``kfitx tune`` the code after ``tuner.search(...)`` runs only in the chief
+    (workers exit when their search ends); a script can also guard work meant for
+    one process (saving the best model, printing a table) with ``if kfitx.tuner.is_chief():``.
+    Same rule as keras-tuner's: distributed when ``KERASTUNER_ORACLE_IP`` is set, and the
+    chief is the process whose ``KERASTUNER_TUNER_ID`` contains ``chief``.
+    """
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return True
+    return "chief" in os.environ.get("KERASTUNER_TUNER_ID", "")
+
+
+def _script_for(target: Callable[[], Any], folder: str) -> str:
+    """A script calling ``target()``: by import when its module is importable, else from its source."""
+    module, name = getattr(target, "__module__", None), getattr(target, "__qualname__", "")
+    if module and module != "__main__" and "<locals>" not in name:
+        body = f"import importlib\n\ngetattr(importlib.import_module({module!r}), {name!r})()\n"
+    else:
+        try:
+            source = inspect.getsource(target)
+        except (OSError, TypeError) as err:
+            raise TuneError(message("a script path, or a function kfitx can run in fresh processes (defined in "
+                                    "an importable module, or in a notebook cell)", repr(target),
+                                    "Write the search to a .py file and pass its path.")) from err
+        if "<locals>" in name or getattr(target, "__closure__", None):
+            raise TuneError(message("a top-level function (it runs in fresh processes, without this one's "
+                                    "variables)", name, "Define it at the top level, with its imports inside."))
+        body = inspect.cleandoc("\n" + source) + f"\n\n\n{target.__name__}()\n"
+    path = os.path.join(folder, "kfitx_search.py")
+    with open(path, "w") as f:
+        f.write(body)
+    return path
+
+
+def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers: int | None = None,
+           trials_per_worker: int | None = None, port: int | None = None, bind: str = "127.0.0.1",
+           chief: str | None = None, name: str | None = None, gpus_per_worker: int = 1, max_deaths: int = 3,
+           start_timeout: float = 600.0, out: Callable[[str], None] | None = None) -> Any:
+    """Runs a keras-tuner search as ``kfitx tune`` does, from Python (a notebook, a script of yours).
+
+    Args:
+        target: A search script's path, or a function that builds the tuner and calls
+            ``tuner.search``. A function runs in fresh processes: defined in a module it is
+            imported from there; defined in a notebook, its source is run, so it must do its
+            own imports and data loading inside.
+        args: Command-line arguments for a script.
+        workers: Worker processes on this host (default: one per core, or per GPU group).
+        trials_per_worker: Trials before a worker process is replaced by a fresh one (0: never).
+        port, bind: The chief's port (default: a free one) and the address it listens on.
+        chief: ``HOST:PORT`` of a running search to join instead of starting one.
+        name: Prefix of this host's worker ids when joining (default: the host name).
+        gpus_per_worker: GPUs per worker where there are GPUs.
+        max_deaths: Worker deaths one trial may cause before it is ended as FAILED.
+        start_timeout: Seconds to wait for the chief to answer.
+        out: Where progress lines go (default ``print``).
+
+    Returns:
+        A :class:`kfitx.tune.supervisor.TuneResult` (search directory, seconds, processes started).
+
+    Raises:
+        TuneError: the search could not start or go on.
+    """
+    from kfitx.tune.supervisor import DEFAULT_RECYCLE_AFTER, TuneOptions, run
+
+    folder = None
+    try:
+        if callable(target):
+            folder = tempfile.mkdtemp(prefix="kfitx-launch-")
+            script = _script_for(target, folder)
+        elif isinstance(target, (str, os.PathLike)):
+            script = os.fspath(target)
+        else:
+            raise TuneError(message("a script path or a function", type(target).__name__))
+        options = TuneOptions(script=script, args=list(args), workers=workers,
+                              trials_per_worker=DEFAULT_RECYCLE_AFTER if trials_per_worker is None
+                              else trials_per_worker, port=port, bind=bind, chief=chief, name=name,
+                              gpus_per_worker=gpus_per_worker, max_deaths=max_deaths, start_timeout=start_timeout,
+                              capture_chief=True)
+        if out is not None:
+            options.out = out
+        return run(options)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)

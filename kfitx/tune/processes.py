@@ -1,0 +1,89 @@
+"""Processes of a ``kfitx tune`` search, and what their deaths mean.
+
+* :class:`Process` -- one ``subprocess.Popen`` in its own session (signals go to its whole group);
+* :func:`describe_exit` -- ``killed by SIGKILL`` / ``exited with status 1``;
+* :class:`Deaths` -- worker deaths counted per trial, so a trial that kills every worker
+  running it is ended as FAILED after a limit instead of being retried forever
+  (keras-tuner hands a returning tuner id its trial again and counts no deaths).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from typing import IO
+
+from kfitx.errors import TuneError, message
+
+__all__ = ["Deaths", "Process", "describe_exit", "tail"]
+
+
+def describe_exit(returncode: int) -> str:
+    """``killed by SIGKILL`` / ``exited with status 1``, for messages."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        extra = " (what the kernel's out-of-memory killer sends, too)" if name == "SIGKILL" else ""
+        return f"killed by {name}{extra}"
+    return f"exited with status {returncode}"
+
+
+class Deaths:
+    """Deaths of worker processes per trial; a trial reaching ``limit`` is to be ended as FAILED."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise TuneError(message("`--max-deaths` must be at least 1", limit))
+        self.limit = limit
+        self.counts: dict[str, int] = {}
+        self.causes: dict[str, list[str]] = {}
+
+    def add(self, trial_id: str, cause: str) -> bool:
+        """Counts one death; whether the trial has now used up its ``limit``."""
+        self.counts[trial_id] = self.counts.get(trial_id, 0) + 1
+        self.causes.setdefault(trial_id, []).append(cause)
+        return self.counts[trial_id] >= self.limit
+
+    def failure(self, trial_id: str) -> str:
+        causes = self.causes.get(trial_id, [])
+        return (f"kfitx tune ended this trial as FAILED: {len(causes)} worker process(es) died running it "
+                f"(last: {causes[-1] if causes else '?'}). A trial that kills its process every time "
+                "(out of memory, a crash in native code) cannot finish; see its worker log.")
+
+
+def tail(path: str | None, lines: int = 15) -> str:
+    if not path or not os.path.exists(path):
+        return ""
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - 16384))
+        text = f.read().decode("utf-8", "replace").splitlines()[-lines:]
+    return "\n".join("    " + line for line in text)
+
+
+class Process:
+    """One started process: ``subprocess.Popen`` in its own session, its pre-search output file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], prelog: str | None) -> None:
+        self.prelog = prelog
+        self._out: IO[bytes] | None = open(prelog, "ab") if prelog else None
+        if prelog:
+            env = {**env, "KFITX_TUNE_PRELOG": prelog}
+        self.popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=self._out,
+                                      stderr=subprocess.STDOUT if self._out else None, start_new_session=True)
+        self.pid = self.popen.pid
+
+    def poll(self) -> int | None:
+        code = self.popen.poll()
+        if code is not None and self._out is not None:
+            self._out.close()
+            self._out = None
+        return code
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)  # the whole group: data workers it forked go too
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -1,0 +1,286 @@
+"""The process ``kfitx tune`` starts for keras-tuner's chief and for each worker.
+
+``python -m kfitx.tune.runner SCRIPT [ARGS...]``, with the environment of
+:mod:`kfitx.tune.workers`, runs the user's script unchanged (``runpy``, as
+``__main__``) after routing every tuner's ``__init__`` and ``search`` through
+this module (:func:`kfitx._keras.wrap_tuner_methods`).
+
+Separation of concerns:
+
+* ``__init__`` -- a worker first waits (bounded) until the chief's port accepts
+  connections, so it never meets gRPC's long reconnect back-off, and is built
+  with ``overwrite=False`` (its ``overwrite=True`` would delete the search the
+  chief runs). The chief is built with ``overwrite=False`` too when the last
+  ``kfitx tune`` of that directory was interrupted (marker ``running``): the same
+  command then continues the search.
+* ``search`` in the chief -- writes the marker, tells the supervisor the search
+  directory, sends its output to ``kfitx-logs/chief.log`` while it serves the
+  oracle (:func:`kfitx._keras.serve_oracle`: returns as soon as every worker has
+  left, not up to 20 s later), then gives the script its terminal back: the code
+  after ``tuner.search`` runs in the chief, and only there.
+* ``search`` in a worker -- output to ``kfitx-logs/<tuner id>.log``; one record
+  per trial (:mod:`kfitx._trial_record`: start, end, epochs, worker, peak memory);
+  after ``KFITX_TUNE_RECYCLE_AFTER`` trials the process exits when handed the next
+  trial, which stays assigned to its tuner id, so the fresh process that the
+  supervisor starts under that id gets it back; a trial named in
+  ``KFITX_TUNE_FAIL_TRIAL`` is ended as FAILED with its cause. When keras-tuner
+  says the search is over the worker exits at once: code after ``search`` does
+  not run in workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import runpy
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+from kfitx import _trial_record
+from kfitx.errors import TuneError, message
+from kfitx.tune import status
+from kfitx.tune.workers import ENV_CONTROL, ENV_FAIL_CAUSE, ENV_FAIL_TRIAL, ENV_RECYCLE_AFTER, ENV_ROLE, EXIT_FATAL, \
+    EXIT_RECYCLE, port_open
+
+__all__ = ["main"]
+
+#: Seconds a worker waits for the chief's port before giving up.
+START_TIMEOUT_ENV = "KFITX_TUNE_START_TIMEOUT"
+
+
+class _State:
+    role = ""
+    tuner_id = ""
+    control = ""
+    searched = False
+    trial_dir: str | None = None  # the trial being trained, for the epoch counter
+
+
+def _status(**values: Any) -> None:
+    status.write(_State.control, _State.tuner_id, pid=os.getpid(), **values)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+@contextlib.contextmanager
+def _output_to(path: str, keep: bool) -> Iterator[None]:
+    """fds 1 and 2 go to ``path`` (appended); put back afterwards when ``keep``."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _flush()
+    saved = [os.dup(1), os.dup(2)] if keep else []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    prelog = os.environ.get("KFITX_TUNE_PRELOG")
+    if prelog and not keep and os.path.exists(prelog):  # what the worker printed before its search began
+        with open(prelog, "rb") as f:
+            os.write(fd, f.read())
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        _flush()
+        for target, fd in zip((1, 2), saved):
+            os.dup2(fd, target)
+            os.close(fd)
+
+
+def _wait_for_chief() -> None:
+    address = (os.environ["KERASTUNER_ORACLE_IP"], int(os.environ["KERASTUNER_ORACLE_PORT"]))
+    if address[0] in ("0.0.0.0", "::"):
+        address = ("127.0.0.1", address[1])
+    deadline = time.monotonic() + float(os.environ.get(START_TIMEOUT_ENV, "600"))
+    while not port_open(address):
+        if time.monotonic() > deadline:
+            raise TuneError(message("the keras-tuner chief to answer before the start timeout",
+                                    f"no answer at {address[0]}:{address[1]}",
+                                    "Check that the chief runs (its log: kfitx-logs/chief.log)."))
+        time.sleep(0.05)
+
+
+def _init(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> None:
+    from kfitx import _keras
+
+    bound = _keras.tuner_init_arguments(original, tuner, args, kwargs)
+    arguments = bound.arguments
+    if _State.role == "worker":
+        _wait_for_chief()
+        arguments["overwrite"] = False
+    elif arguments.get("overwrite"):
+        project = os.path.join(str(arguments.get("directory") or "."),
+                               str(arguments.get("project_name") or "untitled_project"))
+        if status.read_json(status.marker_path(project)).get("state") == "running":
+            print(f"kfitx tune: continuing the interrupted search in {project} (the script's overwrite=True "
+                  "applies again once a search there has finished)", flush=True)
+            arguments["overwrite"] = False
+    original(*bound.args, **bound.kwargs)
+
+
+def _objective(oracle: Any) -> dict[str, Any]:
+    objective = getattr(oracle, "objective", None)
+    return {"objective": getattr(objective, "name", None), "direction": getattr(objective, "direction", None),
+            "max_trials": getattr(oracle, "max_trials", None)}
+
+
+def _chief_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
+    project = os.path.abspath(tuner.project_dir)
+    about = _objective(tuner.oracle)
+    status.write_json(status.marker_path(project), {"state": "running", "started": time.time(), **about})
+    _status(state="searching", project_dir=project, log=status.log_path(project, "chief"), **about)
+    with _output_to(status.log_path(project, "chief"), keep=True):
+        result = original(tuner, *args, **kwargs)
+    status.write_json(status.marker_path(project), {**status.read_json(status.marker_path(project)),
+                                                    "state": "finished", "finished": time.time()})
+    _status(state="searched")
+    _State.searched = True
+    return result
+
+
+def _epoch_counter() -> Any:
+    import keras
+
+    class KfitxEpochCount(keras.callbacks.Callback):
+        """Writes the epochs run into the trial's record as they finish (keras-tuner deep-copies it)."""
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if _State.trial_dir is not None:
+                _trial_record.update(_State.trial_dir, epochs=epoch + 1)
+
+    return KfitxEpochCount()
+
+
+class _Trials:
+    """A worker's wrappers of its tuner's ``on_trial_begin``, ``run_trial`` and ``on_trial_end``."""
+
+    def __init__(self, tuner: Any) -> None:
+        self.tuner = tuner
+        self.recycle_after = int(os.environ.get(ENV_RECYCLE_AFTER, "0") or 0)
+        self.fail_trial = os.environ.get(ENV_FAIL_TRIAL)
+        self.fail_cause = os.environ.get(ENV_FAIL_CAUSE, "")
+        self.done = 0
+        self.peak: Any = None
+        self.begin_, self.run_, self.end_ = tuner.on_trial_begin, tuner.run_trial, tuner.on_trial_end
+
+    def trial_dir(self, trial: Any) -> str:
+        return os.path.join(self.tuner.project_dir, f"trial_{trial.trial_id}")
+
+    def on_trial_begin(self, trial: Any) -> None:
+        if self.recycle_after and self.done >= self.recycle_after:
+            # the trial stays assigned to this tuner id: the fresh process gets it back from the chief
+            _status(state="recycle", trial=trial.trial_id, done=self.done)
+            _flush()
+            os._exit(EXIT_RECYCLE)
+        from kfitx._fitting import PeakRSS
+
+        _State.trial_dir = self.trial_dir(trial)
+        _trial_record.update(_State.trial_dir, trial_id=trial.trial_id, worker=_State.tuner_id, pid=os.getpid(),
+                             host=socket.gethostname(), start=time.time(), status="RUNNING",
+                             strategy=trial.hyperparameters.values.get("strategy"))
+        _status(state="running", trial=trial.trial_id, done=self.done)
+        self.peak = PeakRSS(interval=0.05).__enter__()
+        self.begin_(trial)
+
+    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.fail_trial is not None and trial.trial_id == self.fail_trial:
+            import keras_tuner
+
+            raise keras_tuner.errors.FailedTrialError(self.fail_cause)
+        return self.run_(trial, *args, **kwargs)
+
+    def on_trial_end(self, trial: Any) -> None:
+        peak = 0.0
+        if self.peak is not None:
+            self.peak.__exit__(None, None, None)
+            peak, self.peak = self.peak.peak / 2**20, None
+        directory = self.trial_dir(trial)
+        earlier = _trial_record.read(directory).get("peak_rss_mib") or 0.0
+        _trial_record.update(directory, end=time.time(), status=str(trial.status), peak_rss_mib=max(peak, earlier))
+        if trial.message:
+            _trial_record.update(directory, message=str(trial.message)[-2000:])
+        _State.trial_dir = None
+        self.end_(trial)  # keras-tuner reports the trial to the chief
+        self.done += 1
+        _status(state="running", trial=None, done=self.done)
+
+
+def _worker_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
+    import keras_tuner
+
+    project = os.path.abspath(tuner.project_dir)
+    log = status.log_path(project, _State.tuner_id)
+    with _output_to(log, keep=False):
+        _status(state="running", project_dir=project, log=log, trial=None, done=0)
+        trials = _Trials(tuner)
+        tuner.on_trial_begin, tuner.run_trial, tuner.on_trial_end = \
+            trials.on_trial_begin, trials.run_trial, trials.on_trial_end
+        if isinstance(tuner, keras_tuner.Tuner):  # trains Keras models: count their epochs
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _epoch_counter()]
+        original(tuner, *args, **kwargs)
+        _status(state="finished", trial=None, done=trials.done)
+        _flush()
+        os._exit(0)  # the search is over for this worker; only the chief runs the code after it
+
+
+def _search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
+    if _State.role == "chief":
+        return _chief_search(original, tuner, *args, **kwargs)
+    return _worker_search(original, tuner, *args, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _State.role, _State.control = os.environ.get(ENV_ROLE, ""), os.environ.get(ENV_CONTROL, "")
+    _State.tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
+    if not argv or _State.role not in ("chief", "worker") or not _State.control:
+        print("kfitx.tune.runner is started by `kfitx tune`, not by hand: use `kfitx tune SCRIPT [ARGS...]`.",
+              file=sys.stderr)
+        return 2
+    script, *args = argv
+    _status(state="starting")
+    from kfitx._startup import quiet_start
+
+    quiet_start()
+    import keras_tuner  # imports TensorFlow while the chief starts
+
+    from kfitx import _keras
+
+    _keras.wrap_tuner_methods(_init, _search)
+    if _State.role == "chief":
+        _keras.use_chief_server(_keras.serve_oracle)
+    sys.argv = [script, *args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    code: Any = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code
+    except keras_tuner.errors.FatalError as err:
+        traceback.print_exc()
+        _status(state="fatal", message=str(err))
+        _flush()
+        os._exit(EXIT_FATAL)
+    except BaseException as err:  # the script's own error: its traceback, then a failed status
+        traceback.print_exc()
+        _status(state="error", message=f"{type(err).__name__}: {err}")
+        _flush()
+        os._exit(1)
+    if _State.role == "worker" or not _State.searched:
+        _status(state="no-search")
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
