@@ -30,6 +30,13 @@ from kfitx.tuner import StrategyHyperModel
 
 PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
 DISTRIBUTIONS = {"tfdata": "kfitx-tfdata", "accumulate": "kfitx-accumulate"}
+
+
+def version(dist):
+    """The version a plugin's pyproject.toml declares."""
+    import tomllib
+
+    return tomllib.loads((PLUGINS / dist / "pyproject.toml").read_text())["project"]["version"]
 MODULES = ("kfitx_tfdata", "kfitx_accumulate", "kfitx_broken")
 
 BROKEN_PYPROJECT = """
@@ -110,7 +117,7 @@ def test_kfitx_list_shows_the_installed_plugins_and_reports_the_broken_one(site)
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines()[2:]}
     for name, dist in DISTRIBUTIONS.items():
-        assert f" {dist} " in rows[name] and " 0.2.0 " in rows[name], rows[name]
+        assert f" {dist} " in rows[name] and f" {version(dist)} " in rows[name], rows[name]
     assert " kfitx " in rows["memory"] and " kfitx " in rows["loop"]  # the built-ins are untouched
     assert "broken" not in rows
     assert "PluginWarning" in result.stderr
@@ -136,8 +143,8 @@ def test_a_search_chooses_plugin_strategies_by_name(installed, tmp_path):
 def test_kfitx_check_passes_an_installed_plugin(site):
     result = kfitx_command(site, "check", "tfdata", "--skip", "tuner-trial", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "from kfitx-tfdata 0.2.0" in result.stdout
-    assert "entry point 'tfdata = kfitx_tfdata' in kfitx-tfdata 0.2.0" in result.stdout
+    assert f"from kfitx-tfdata {version('kfitx-tfdata')}" in result.stdout
+    assert f"entry point 'tfdata = kfitx_tfdata' in kfitx-tfdata {version('kfitx-tfdata')}" in result.stdout
     assert "11 passed, 0 failed, 0 skipped" in result.stdout
 
 
