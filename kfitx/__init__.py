@@ -13,6 +13,7 @@ import importlib.metadata
 from kfitx import augment, compat, data
 from kfitx._startup import quiet_start
 from kfitx.api import fit
+from kfitx.engine import TrainStep, fit_loop
 from kfitx.errors import (
     AugmentationError,
     ConformanceError,
@@ -56,6 +57,7 @@ __all__ = [
     "StrategyConflictError",
     "StrategyInfo",
     "StrategyNotFoundError",
+    "TrainStep",
     "UnsupportedDataError",
     "WorkerError",
     "__version__",
@@ -65,6 +67,7 @@ __all__ = [
     "data",
     "explain",
     "fit",
+    "fit_loop",
     "get_strategy",
     "hookimpl",
     "hookspec",

@@ -1,0 +1,128 @@
+"""The training engine's TensorFlow adapter: the only TensorFlow-specific code the engine runs.
+
+:mod:`kfitx.engine` is backend-neutral; it asks this module for a callable
+``run(data) -> logs`` (or ``None`` when the data ran out) per kind of step:
+
+* :func:`model_function` -- the model's own train step: Keras's compiled
+  train function when it runs several steps per call (or under a
+  ``tf.distribute`` scope, or eagerly), else :class:`CompiledStep` over
+  ``model.train_step``, which is what makes one-batch-per-call training fast;
+* :class:`CompiledStep` -- a function of one batch made of backend ops, compiled
+  once. Given the feed's ``tf.data`` iterator it runs one concrete function
+  that reads the next batch inside the graph (no Python batch, no argument
+  matching per call: most of ``train_on_batch``'s per-call cost); given a list
+  of batches read in Python (generators, batch hooks) it calls a compiled
+  function on each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kfitx import _keras
+
+Logs = Mapping[str, Any]
+
+
+def _no_optionals(batch: Any) -> Any:
+    """Keras turns ``None`` parts of tf.data batches into empty ``Optional``s; its steps expect ``None``."""
+    import keras
+    import tensorflow as tf
+
+    return keras.tree.map_structure(lambda t: None if isinstance(t, tf.experimental.Optional) else t, batch)
+
+
+def _distributed(model: Any) -> bool:
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy()
+
+
+class CompiledStep:
+    """``fn(model, batch) -> logs`` compiled once, fed from a ``tf.data`` iterator or with batches.
+
+    Args:
+        model: The model, passed to ``fn``.
+        fn: Trains on one batch; made of TensorFlow / Keras ops (traced once).
+        autograph: Convert Python control flow in ``fn`` (off for the model's
+            own step, as Keras compiles it).
+    """
+
+    def __init__(self, model: Any, fn: Callable[[Any, Any], Logs], *, autograph: bool = True) -> None:
+        import tensorflow as tf
+
+        def one_batch(batch: Any) -> Any:
+            return fn(model, _no_optionals(batch))
+
+        if not autograph:
+            one_batch = tf.autograph.experimental.do_not_convert(one_batch)
+        self.eager = bool(model.run_eagerly)
+        self._fn = one_batch
+        jit = bool(model.jit_compile)
+        self._on_batch = tf.function(one_batch, reduce_retracing=True, jit_compile=jit)
+        inner = self._on_batch if jit else one_batch  # XLA compiles the step, not the iterator read
+        self._inner = inner
+        self._concrete: Any = None
+        self._spec: Any = None
+        self._iterator: Any = None
+        self._components: list[Any] = []
+
+    def _for(self, iterator: Any) -> Any:
+        """The concrete function for this iterator (the same one for every iterator of a dataset).
+
+        It takes the iterator's component tensors (its resource handle), not the
+        iterator: binding a composite argument costs more per call than the step
+        of a small model.
+        """
+        import tensorflow as tf
+
+        if iterator is not self._iterator:
+            spec = tf.type_spec_from_value(iterator)
+            if self._concrete is None or spec != self._spec:
+                inner = self._inner
+
+                def on_iterator(*components: Any) -> Any:
+                    return inner(tf.nest.pack_sequence_as(spec, list(components), expand_composites=True).get_next())
+
+                signature = tf.nest.flatten(spec, expand_composites=True)
+                self._concrete = tf.function(on_iterator, input_signature=signature).get_concrete_function()
+                self._spec = spec
+            self._iterator, self._components = iterator, tf.nest.flatten(iterator, expand_composites=True)
+        return self._concrete
+
+    def __call__(self, data: Any) -> Logs | None:
+        """Trains on ``data``: the next batch of a tf.data iterator, or each batch of a list."""
+        import tensorflow as tf
+
+        if isinstance(data, list):
+            logs = None
+            for batch in data:
+                logs = self._fn(batch) if self.eager else self._on_batch(batch)
+            return logs
+        try:
+            if self.eager:
+                return self._fn(next(data))
+            return self._for(data)(*self._components)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            return None  # the iterator was empty: the epoch is over
+
+
+def _model_train_step(model: Any, batch: Any) -> Logs:
+    return model.train_step(batch)
+
+
+def model_function(model: Any, steps_per_call: int) -> Callable[[Any], Logs | None]:
+    """The model's own train step as ``run(data)``, ``steps_per_call`` batches per call."""
+    if steps_per_call == 1 and not model.run_eagerly and not _distributed(model):
+        return CompiledStep(model, _model_train_step, autograph=False)
+
+    def run(data: Any) -> Logs | None:
+        import tensorflow as tf
+
+        try:
+            return _keras.train_function(model)(iter(data) if isinstance(data, list) else data)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            return None
+
+    return run

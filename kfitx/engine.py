@@ -1,0 +1,289 @@
+"""The training engine: everything ``model.fit`` does around the steps, once, for strategies that run their own loop.
+
+Separation of concerns:
+
+* the feed (``plan.train.feed(...)``, :mod:`kfitx.data.feed`) -- where each
+  epoch's batches come from, in groups ``(first step, last step, data)``; any
+  object with ``epoch(epoch)`` and ``num_batches`` will do;
+* the step (:class:`TrainStep`) -- what trains on a batch: the model's own
+  train step (several per compiled call where the plan allows), a function of
+  one batch that the engine compiles, or a Python function, after optional
+  batch hooks;
+* the backend adapter (:mod:`kfitx._engine_tf`, TensorFlow) -- turns a step into
+  something called on the feed's data; nothing here is backend-specific;
+* :func:`fit_loop` -- ``model.fit``'s loop around them, in its order: one
+  ``keras.callbacks.CallbackList`` (History and the progress bar included),
+  ``reset_metrics`` each epoch, ``initial_epoch`` (``BackupAndRestore``
+  included), validation through ``model.evaluate`` with the same callbacks and
+  ``validation_freq``, ``stop_training``, and the History returned.
+
+A strategy that owns its loop is its options plus a step::
+
+    class Clipped(kfitx.Strategy):
+        name, description = "clipped", "gradients clipped to norm 1"
+
+        def grouping(self):
+            return 1, "a step of its own: one batch per call"
+
+        def fit(self, model, plan):
+            return kfitx.fit_loop(model, plan, kfitx.TrainStep(clipped_step))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kfitx import _keras
+from kfitx.errors import OptionError, message
+
+__all__ = ["BatchHook", "StepFunction", "TrainStep", "fit_loop", "should_validate"]
+
+StepFunction = Callable[[Any, Any], Mapping[str, Any]]
+BatchHook = Callable[[Any, int, int], Any]
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """What :func:`fit_loop` runs on each batch.
+
+    Attributes:
+        fn: ``None`` for the model's own train step (``model.train_step``, a
+            subclass's override included), compiled, several batches per call
+            when the plan's ``steps_per_execution`` says so. Or
+            ``fn(model, batch) -> dict of logs`` training on one batch, where
+            ``batch`` is ``(x, y)`` or ``(x, y, sample_weight)`` (``class_weight``
+            already turned into sample weights).
+        compiled: ``fn`` is made of Keras / backend ops and the engine compiles
+            it once, feeding it from the pipeline without a Python round trip
+            per batch (the fast path). ``False``: ``fn`` is called in Python on
+            each batch (it may be compiled itself, or call ``train_on_batch``).
+        hooks: Python functions ``hook(batch, step_index, epoch) -> batch``
+            called in order on every batch before the step (each returns the
+            batch to train on); they make batches go through Python one at a time.
+        epoch_logs: ``"metrics"``: the epoch's logs are the model's metrics, as
+            in ``model.fit``. ``"means"``: the mean over the epoch of each number
+            ``fn`` returned, weighted by the batch's sample count (for steps that
+            return per-batch values).
+    """
+
+    fn: StepFunction | None = None
+    compiled: bool = True
+    hooks: Sequence[BatchHook] = ()
+    epoch_logs: str = "metrics"
+
+    def __post_init__(self) -> None:
+        if self.fn is not None and not callable(self.fn):
+            raise OptionError(message("A step must be None (the model's own train step) or a callable "
+                                      "fn(model, batch) -> dict of logs", f"{type(self.fn).__name__} {self.fn!r}"))
+        if self.epoch_logs not in ("metrics", "means"):
+            raise OptionError(message("`epoch_logs` must be 'metrics' or 'means'", repr(self.epoch_logs)))
+
+    @property
+    def per_batch(self) -> bool:
+        """Batches go through Python one at a time (batch hooks, or a step run in Python)."""
+        return bool(self.hooks) or (self.fn is not None and not self.compiled)
+
+
+def should_validate(epoch: int, freq: Any) -> bool:
+    """``validation_freq`` as ``model.fit`` reads it: every ``freq`` epochs, or the (1-based) epochs listed."""
+    if isinstance(freq, int) and not isinstance(freq, bool) and freq >= 1:
+        return (epoch + 1) % freq == 0
+    if isinstance(freq, (list, tuple, set, range)):
+        return epoch + 1 in freq
+    raise OptionError(message("`validation_freq` must be a positive int or a list of epoch numbers "
+                              "(1-based)", repr(freq)))
+
+
+def _adapter() -> Any:
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise OptionError(message("kfitx's own training loop runs on the TensorFlow backend",
+                                  f"the {backend} backend", "Use strategy='memory' on this backend."))
+    from kfitx import _engine_tf
+
+    return _engine_tf
+
+
+def _num_samples(batch: Any) -> int:
+    import keras
+
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(tuple(batch) if isinstance(batch, list) else batch)
+    leaves = [leaf for leaf in keras.tree.flatten(x) if getattr(leaf, "shape", None)]
+    return int(leaves[0].shape[0] or 1) if leaves else 1
+
+
+class _EpochMeans:
+    """Per-epoch means of the numbers a step returns, weighted by samples per batch."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.weights: dict[str, int] = {}
+        self.last: dict[str, Any] = {}
+
+    def add(self, logs: Mapping[str, Any], samples: int) -> None:
+        import numpy as np
+
+        for key, value in logs.items():
+            array = np.asarray(value)
+            if array.ndim == 0 and array.dtype.kind in "biuf":
+                self.sums[key] = self.sums.get(key, 0.0) + float(array) * samples
+                self.weights[key] = self.weights.get(key, 0) + samples
+            self.last[key] = value
+
+    def result(self) -> dict[str, Any]:
+        return {k: self.sums[k] / self.weights[k] if k in self.sums else v for k, v in self.last.items()}
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__name__", repr(fn))
+
+
+class _PythonSteps:
+    """Batches read in Python: the hooks, then the step, on each; keeps the epoch means."""
+
+    def __init__(self, model: Any, step: TrainStep, compiled: Callable[[Any], Any] | None) -> None:
+        self.model, self.step, self.compiled = model, step, compiled
+        self.means = _EpochMeans()
+
+    def __call__(self, data: list[Any], index: int, epoch: int) -> Any:
+        logs = None
+        for batch in data:
+            for hook in self.step.hooks:
+                changed = hook(batch, index, epoch)
+                if changed is None:
+                    raise OptionError(message(
+                        "A batch hook must return the batch to train on (the one it got, or a new one)",
+                        f"None from {_name(hook)} at step {index} of epoch {epoch}", "End the hook with `return batch`."))
+                batch = changed
+            if self.compiled is not None:
+                logs = self.compiled([batch])
+            else:
+                logs = self.step.fn(self.model, batch)  # type: ignore[misc]
+                if not isinstance(logs, Mapping):
+                    raise OptionError(message(
+                        "A training step must return a dict of logs, e.g. {'loss': loss}",
+                        f"{type(logs).__name__} from {_name(self.step.fn)}",
+                        "Return a dict of the batch's numbers (an empty dict if there is nothing to log)."))
+                logs = dict(logs)
+            if self.step.epoch_logs == "means":
+                self.means.add(logs, _num_samples(batch))
+        return logs
+
+
+def _runner(model: Any, step: TrainStep, group: int) -> tuple[Callable[[Any, int, int], Any], Any]:
+    """``(run(data, index, epoch) -> logs or None, epoch means or None)`` for ``step``."""
+    adapter = _adapter()
+    if step.fn is None:
+        compiled = adapter.model_function(model, group)
+    else:
+        compiled = adapter.CompiledStep(model, step.fn) if step.compiled else None
+    if step.per_batch:
+        python = _PythonSteps(model, step, compiled)
+        return python, python.means if step.epoch_logs == "means" else None
+    if step.epoch_logs == "means":
+        raise OptionError(message("epoch_logs='means' averages in Python", "a compiled step without hooks",
+                                  "Return the model's metrics from the step (model.get_metrics_result()), "
+                                  "or pass compiled=False."))
+    return (lambda data, index, epoch: compiled(data)), None
+
+
+def _callback_list(model: Any, plan: Any, steps: int | None) -> Any:
+    import keras
+
+    if isinstance(plan.callbacks, keras.callbacks.CallbackList):
+        return plan.callbacks
+    return keras.callbacks.CallbackList(plan.callbacks, add_history=True, add_progbar=plan.verbose != 0,
+                                        verbose=plan.verbose, epochs=plan.epochs, steps=steps, model=model)
+
+
+def fit_loop(model: Any, plan: Any, step: TrainStep | None = None, *, batches: Any = None,
+             endless_after: int = 100_000) -> Any:
+    """Trains ``model`` as ``model.fit`` would with ``plan``'s arguments, running ``step`` on each batch.
+
+    Args:
+        model: A compiled Keras model.
+        plan: The fit's :class:`kfitx.FitPlan`.
+        step: What trains on each batch (default: the model's own train step).
+        batches: Where the batches come from; default: ``plan.train`` batched,
+            shuffled and class-weighted as the plan says.
+        endless_after: A generator without ``steps_per_epoch`` yielding more
+            batches than this in one epoch is a :class:`kfitx.DataError`.
+
+    Returns:
+        The ``keras.callbacks.History`` (also ``model.history``).
+
+    Raises:
+        OptionError: for a step function while the plan groups several steps per
+            call (a step of your own trains one batch per call: override
+            ``Strategy.grouping()`` to return ``(1, reason)``).
+    """
+    step = step or TrainStep()
+    group = plan.steps_per_execution
+    if group != 1 and (step.fn is not None or step.hooks):
+        raise OptionError(message(
+            "A step function or batch hooks train one batch per call", f"steps_per_execution={group}",
+            "Return (1, 'why') from your strategy's grouping() so that the plan does not group steps."))
+    feed = batches
+    if feed is None:
+        feed = plan.train.feed(plan.reading(endless_after=endless_after), group=group, pull=step.per_batch)
+    callbacks = _callback_list(model, plan, feed.num_batches)
+    validation = plan.validation_dataset()
+    with plan.grouped(model):
+        run, means = _runner(model, step, group)
+        _epochs(model, feed, run, means, callbacks, plan, validation)
+    return model.history
+
+
+def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: Any, callbacks: Any,
+            plan: Any, validation: Any) -> None:
+    """``model.fit``'s epoch loop (keras/src/backend/tensorflow/trainer.py), step for step."""
+    import keras
+
+    model.stop_training = False
+    model.make_train_function()
+    callbacks.on_train_begin()
+    training_logs = None
+    logs: Any = {}
+    epochs = plan.epochs
+    for epoch in range(_keras.initial_epoch(model, plan.initial_epoch), epochs):
+        model.reset_metrics()
+        callbacks.on_epoch_begin(epoch)
+        if means is not None:
+            means.reset()
+        groups = feed.epoch(epoch)
+        try:
+            for begin, end, data in groups:
+                callbacks.on_train_batch_begin(begin)
+                step_logs = run(data, begin, epoch)
+                if step_logs is None:
+                    getattr(feed, "ran_out", lambda: None)()
+                    break
+                logs = step_logs
+                callbacks.on_train_batch_end(end, logs)
+                if model.stop_training:
+                    break
+        finally:
+            getattr(groups, "close", lambda: None)()
+        if means is not None:
+            epoch_logs = means.result()
+        else:  # the model's running metrics, not the last batch's logs (as fit does)
+            metrics = model.get_metrics_result()
+            epoch_logs = dict(metrics if isinstance(logs, dict) and set(logs) == set(metrics) else logs)
+        if validation is not None and should_validate(epoch, plan.validation_freq):
+            val_logs = model.evaluate(validation, steps=plan.validation_steps, callbacks=callbacks,
+                                      return_dict=True)
+            epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
+        callbacks.on_epoch_end(epoch, epoch_logs)
+        training_logs = epoch_logs
+        if model.stop_training:
+            break
+    if isinstance(model.optimizer, keras.optimizers.Optimizer) and epochs > 0:
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+    callbacks.on_train_end(logs=training_logs)
