@@ -265,7 +265,8 @@ def plot(search: Search, path: str) -> None:
               for name in strategies]
     speeds = [(name, values) for name, values in speeds if values]
     if speeds:
-        right.boxplot([values for _, values in speeds], labels=[name for name, _ in speeds])
+        right.boxplot([values for _, values in speeds])
+        right.set_xticks(range(1, len(speeds) + 1), [name for name, _ in speeds])
     right.set_ylabel("training samples/s")
     right.set_title("throughput per strategy" if speeds else "throughput per strategy (none recorded)")
     fig.suptitle(os.path.basename(os.path.abspath(search.project_dir)))

@@ -26,6 +26,8 @@ Separation of concerns:
   ``KFITX_TUNE_FAIL_TRIAL`` is ended as FAILED with its cause. When keras-tuner
   says the search is over the worker exits at once: code after ``search`` does
   not run in workers.
+* The end -- once the script returns, the chief runs its ``atexit`` handlers and
+  exits without the interpreter's teardown, which takes ~1.3 s with TensorFlow loaded.
 """
 
 from __future__ import annotations
@@ -225,8 +227,7 @@ def _worker_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
             kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _epoch_counter()]
         original(tuner, *args, **kwargs)
         _status(state="finished", trial=None, done=trials.done)
-        _flush()
-        os._exit(0)  # the search is over for this worker; only the chief runs the code after it
+        _exit_now(0)  # the search is over for this worker; only the chief runs the code after it
 
 
 def _search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
@@ -274,12 +275,24 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(1)
     if _State.role == "worker" or not _State.searched:
         _status(state="no-search")
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    return _exit_now(code or 0)
+
+
+def _exit_now(code: int) -> int:
+    """Ends the process without Python's interpreter teardown (about 1.3 s with TensorFlow loaded).
+
+    ``atexit`` handlers still run and standard output is flushed; what is skipped is
+    the deallocation of every module's objects (files the script left open without
+    closing them are not flushed: close them, e.g. with ``with open(...)``).
+    """
+    import atexit
+
+    atexit._run_exitfuncs()
+    _flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
