@@ -19,10 +19,11 @@ to the tuner, and its own tuners do nothing with it).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
+from kfitx import _keras
 from kfitx.errors import OptionError, message
 
 __all__ = ["AUTO_STEPS", "choose_steps_per_execution", "per_batch_callbacks", "steps_per_execution"]
@@ -40,11 +41,6 @@ _BATCH_HOOKS = (
 )
 
 
-def _is_default(callback: Any, hook: str) -> bool:
-    # Keras marks its no-op hooks with `@default` (what CallbackList checks too).
-    return getattr(getattr(callback, hook, None), "_is_default", False)
-
-
 def _quiet_per_batch(callback: Any) -> bool:
     """Overrides batch hooks, but does nothing per batch as configured."""
     import keras
@@ -54,7 +50,7 @@ def _quiet_per_batch(callback: Any) -> bool:
     if isinstance(callback, (keras.callbacks.ModelCheckpoint, keras.callbacks.BackupAndRestore)):
         return callback.save_freq == "epoch"
     if isinstance(callback, keras.callbacks.TensorBoard):
-        return callback.update_freq == "epoch" and not getattr(callback, "_start_batch", 0)
+        return callback.update_freq == "epoch" and not _keras.tensorboard_profiles_batches(callback)
     tuner = getattr(callback, "tuner", None)
     if type(callback).__module__.startswith("keras_tuner") and tuner is not None:
         for hook in ("on_batch_begin", "on_batch_end"):
@@ -74,7 +70,7 @@ def per_batch_callbacks(callbacks: Any) -> list[str]:
     return [
         type(cb).__name__
         for cb in callbacks
-        if not all(_is_default(cb, hook) for hook in _BATCH_HOOKS) and not _quiet_per_batch(cb)
+        if not all(_keras.is_default_hook(cb, hook) for hook in _BATCH_HOOKS) and not _quiet_per_batch(cb)
     ]
 
 
@@ -116,20 +112,10 @@ def choose_steps_per_execution(
     return steps, f"no callback acts per batch; {steps} is the largest group <= {AUTO_STEPS} dividing {shown}"
 
 
-@contextlib.contextmanager
-def steps_per_execution(model: Any, steps: int) -> Iterator[None]:
+def steps_per_execution(model: Any, steps: int) -> AbstractContextManager[None]:
     """Runs the body with ``model`` set to ``steps`` steps per call, then restores it.
 
     The model's compiled train / test functions are put back afterwards, so a
     later plain ``model.fit`` behaves exactly as if kfitx had never run.
     """
-    if steps == model.steps_per_execution:
-        yield
-        return
-    saved = (model.steps_per_execution, model.train_function, model.test_function)
-    model.steps_per_execution = steps
-    model.train_function = model.test_function = None  # retrace with the new step count
-    try:
-        yield
-    finally:
-        model.steps_per_execution, model.train_function, model.test_function = saved
+    return _keras.compiled_with_steps_per_execution(model, steps)

@@ -104,8 +104,9 @@ def train_function(model: Any) -> Any:
     """The model's compiled train function, made if needed.
 
     On TensorFlow it is called with a ``tf.data`` iterator (it trains
-    ``steps_per_execution`` batches and returns the logs; ``StopIteration`` when
-    the iterator is empty) or with a Python iterator of batches.
+    ``steps_per_execution`` batches and returns the logs; ``StopIteration`` or
+    ``tf.errors.OutOfRangeError`` when the iterator is empty) or with a Python
+    iterator of batches.
     """
     model.make_train_function()
     return model.train_function

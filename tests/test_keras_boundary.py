@@ -7,9 +7,126 @@ import os
 import threading
 import time
 
+import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from kfitx import _keras
+
+# --- Keras internals -------------------------------------------------------
+
+
+def moved(what, function):
+    return (f"Keras {keras.__version__} changed {what}, which kfitx reads in kfitx._keras.{function} "
+            f"(tested with keras{_keras.TESTED['keras']}); update that function and this test.")
+
+
+def test_the_tested_keras_range_is_the_one_installed_and_the_one_pyproject_states():
+    from pathlib import Path
+
+    from packaging.specifiers import SpecifierSet
+
+    assert keras.__version__ in SpecifierSet(_keras.TESTED["keras"]), (
+        f"keras {keras.__version__} is outside kfitx's tested range {_keras.TESTED['keras']}")
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert f'"keras{_keras.TESTED["keras"]}"' in pyproject, "pyproject.toml must state TESTED['keras']"
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    return model
+
+
+def test_initial_epoch_is_what_backup_and_restore_sets(tmp_path):
+    x, y = np.zeros((8, 4), "float32"), np.zeros((8, 2), "float32")
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("killed")
+
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path))
+    with pytest.raises(RuntimeError, match="killed"):
+        _model().fit(x, y, epochs=4, verbose=0, callbacks=[backup, Crash()])
+    model = _model()
+    assert _keras.initial_epoch(model, 0) == 0, moved("a new model's initial epoch", "initial_epoch")
+    restore = keras.callbacks.BackupAndRestore(str(tmp_path))
+    restore.set_model(model)
+    restore.on_train_begin()
+    assert _keras.initial_epoch(model, 0) == 2, moved("where BackupAndRestore leaves the epoch to resume at",
+                                                       "initial_epoch")
+    _keras.reset_initial_epoch(model)
+    assert _keras.initial_epoch(model, 3) == 3, moved("model._initial_epoch", "reset_initial_epoch")
+
+
+def test_the_default_hook_mark_tells_keras_no_ops_from_overrides():
+    class PerBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    plain, acting = keras.callbacks.Callback(), PerBatch()
+    assert _keras.is_default_hook(plain, "on_train_batch_end"), moved("the mark on no-op hooks", "is_default_hook")
+    assert _keras.is_default_hook(acting, "on_train_batch_begin")
+    assert not _keras.is_default_hook(acting, "on_train_batch_end")
+
+
+def test_tensorboard_says_when_it_profiles_batches(tmp_path):
+    assert _keras.tensorboard_profiles_batches(keras.callbacks.TensorBoard(str(tmp_path), profile_batch=2)), (
+        moved("where TensorBoard keeps profile_batch", "tensorboard_profiles_batches"))
+    assert not _keras.tensorboard_profiles_batches(keras.callbacks.TensorBoard(str(tmp_path)))
+
+
+def test_seed_generators_are_found_in_nested_layers_and_draw_from_the_seed_given():
+    layers = [keras.Sequential([keras.layers.RandomFlip(), keras.layers.RandomRotation(0.1)])]
+    generators = _keras.seed_generators(layers)
+    assert len(generators) == 2 and all(isinstance(g, keras.random.SeedGenerator) for g in generators), (
+        moved("where layers keep their SeedGenerators", "seed_generators"))
+    seed = tf.constant([7, 0], tf.int64)
+    with _keras.seeds_drawn_from(generators, lambda ordered=True: seed):
+        first = keras.random.uniform((3,), seed=generators[0])
+        again = keras.random.uniform((3,), seed=generators[0])
+    np.testing.assert_array_equal(first, again, err_msg=moved("SeedGenerator.next", "seeds_drawn_from"))
+    assert "next" not in vars(generators[0])
+    assert not np.array_equal(keras.random.uniform((3,), seed=generators[0]),
+                              keras.random.uniform((3,), seed=generators[0]))
+
+
+def test_the_legacy_image_module_has_image_data_generator_and_its_split():
+    try:
+        module = _keras.legacy_image_module()
+    except ImportError:
+        pytest.fail(moved(f"the module {_keras.LEGACY_IMAGE_MODULE}", "legacy_image_module"))
+    generator_class = getattr(module, "ImageDataGenerator", None)
+    assert generator_class is not None, moved("ImageDataGenerator's module", "legacy_image_module")
+    idg = generator_class(validation_split=0.25)
+    assert _keras.image_data_generator_validation_split(idg) == 0.25, (
+        moved("where ImageDataGenerator keeps validation_split", "image_data_generator_validation_split"))
+    assert _keras.image_data_generator_validation_split(generator_class()) == 0.0
+
+
+def _batches(n):
+    x, y = np.ones((n * 4, 4), "float32"), np.ones((n * 4, 2), "float32")
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+
+
+def test_the_train_function_takes_an_iterator_and_reads_steps_per_execution_when_made():
+    model = _model()
+    saved = _keras.train_function(model)
+    assert callable(saved), moved("make_train_function / train_function", "train_function")
+    iterator = iter(_batches(8))
+    with _keras.compiled_with_steps_per_execution(model, 4):
+        assert model.steps_per_execution == 4 and model.train_function is None
+        _keras.train_function(model)(iterator)
+        assert int(model.optimizer.iterations) == 4, moved("steps_per_execution", "compiled_with_steps_per_execution")
+    assert model.steps_per_execution == 1 and model.train_function is saved
+    _keras.train_function(model)(iterator)
+    assert int(model.optimizer.iterations) == 5, moved("train_function(iterator)", "train_function")
+    with pytest.raises((StopIteration, tf.errors.OutOfRangeError)):  # the end of the data, as the engine reads it
+        _keras.train_function(model)(iter(_batches(8).take(0)))
+
 
 # --- keras-tuner internals -------------------------------------------------
 

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from kfitx import _keras
 from kfitx.augment.base import Augmentation, _numpy_call
 from kfitx.augment.image_ops import _apply_transform, _random_params, _standardize, _zca
 from kfitx._util import is_instance as _is_instance
 from kfitx.errors import AugmentationError, message
 
-_LEGACY_MODULE = "keras.src.legacy.preprocessing.image"
+_LEGACY_MODULE = _keras.LEGACY_IMAGE_MODULE
 _NUMPY_RANDOM = threading.Lock()  # ImageDataGenerator draws from numpy's global RNG
 
 
@@ -36,10 +37,8 @@ def image_data_generator_class() -> type:
     Raises:
         AugmentationError: if this Keras has none.
     """
-    import importlib
-
     try:
-        return importlib.import_module(_LEGACY_MODULE).ImageDataGenerator
+        return _keras.legacy_image_module().ImageDataGenerator
     except (ImportError, AttributeError):
         import keras
 
@@ -99,7 +98,8 @@ class _ImageDataGeneratorAugmentation(Augmentation):
         idg = self.idg
         shown = []
         for name, default in _DEFAULTS.items():
-            value = getattr(idg, name, getattr(idg, f"_{name}", default))
+            value = (_keras.image_data_generator_validation_split(idg) if name == "validation_split"
+                     else getattr(idg, name, default))
             if name == "preprocessing_function" and value is not None:
                 shown.append(f"{name}={getattr(value, '__qualname__', type(value).__name__)}")
             elif _differs(value, default):
@@ -111,7 +111,7 @@ class _ImageDataGeneratorAugmentation(Augmentation):
         text += " vectorised on whole batches"
         if getattr(idg, "preprocessing_function", None):
             text += "; preprocessing_function called per image in Python"
-        if getattr(idg, "_validation_split", 0.0):
+        if _keras.image_data_generator_validation_split(idg):
             text += "; validation_split not applied (use fit's validation_split)"
         return text
 

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from kfitx import _keras
 from kfitx.augment.base import Augmentation
 from kfitx._util import is_instance as _is_instance
 from kfitx.errors import AugmentationError, message
@@ -58,13 +59,7 @@ class _LayersAugmentation(Augmentation):
         return (tf.cast(out, x.dtype) if x.dtype.is_floating else out), y
 
     def _seed_generators(self) -> list[Any]:
-        found: dict[int, Any] = {}
-        for layer in self.layers:
-            for sub in layer._flatten_layers(include_self=True, recursive=True):
-                for gen in [*getattr(sub, "_seed_generators", ()),
-                            *getattr(sub, "_backend_generators", {}).values()]:
-                    found[id(gen)] = gen
-        return list(found.values())
+        return _keras.seed_generators(self.layers)
 
 
 @contextlib.contextmanager
@@ -82,14 +77,8 @@ def _seeded_per_batch(generators: list[Any], seed: Any) -> Iterator[None]:
     def next_seed(ordered: bool = True) -> Any:
         return tf.random.experimental.stateless_fold_in(seed, next(counter))
 
-    with _SEEDING:
-        for gen in generators:
-            gen.next = next_seed  # an instance attribute hides the method while tracing
-        try:
-            yield
-        finally:
-            for gen in generators:
-                del gen.next
+    with _SEEDING, _keras.seeds_drawn_from(generators, next_seed):
+        yield
 
 
 def _as_layers(augment: Any) -> list[Any] | None:
