@@ -29,7 +29,7 @@ from typing import Any
 
 from kfitx._checks import FIT_ARGS, callbacks_list, check_fit_args, check_inputs, check_model
 from kfitx.data import Reading, Source, coerce
-from kfitx.errors import OptionError, message
+from kfitx.errors import DataError, OptionError, message
 from kfitx._grouping import choose_steps_per_execution, steps_per_execution
 
 __all__ = ["FIT_ARGS", "FitPlan", "FitReport", "build_plan", "check_fit_args", "check_model"]
@@ -79,6 +79,7 @@ class FitPlan:
             (a generator source's own ``steps_per_epoch`` counts).
         validation_steps: Validation batches, or ``None`` for one pass.
         callbacks: The fit's callbacks as a list (or the ``CallbackList`` given).
+        targets: Whether batches must hold ``y`` (the model is compiled with a loss).
     """
 
     train: Source
@@ -96,6 +97,7 @@ class FitPlan:
     validation_steps: int | None = None
     validation_freq: Any = 1
     callbacks: Any = field(default_factory=list)
+    targets: bool = False
 
     @property
     def strategy(self) -> str:
@@ -126,10 +128,11 @@ class FitPlan:
         :class:`kfitx.data.Reading` (a strategy's worker settings, ...).
         """
         if validation:
-            base = {"batch_size": self.validation_batch_size, "steps": self.validation_steps}
+            base = {"batch_size": self.validation_batch_size, "steps": self.validation_steps,
+                    "targets": self.targets}
         else:
             base = {"batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
-                    "steps": self.steps_per_epoch, "class_weight": self.class_weight}
+                    "steps": self.steps_per_epoch, "class_weight": self.class_weight, "targets": self.targets}
         return Reading(**{**base, **options})
 
     def train_dataset(self, **options: Any) -> Any:
@@ -242,9 +245,15 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
     args = dict(fit_args)
     train, validation = _split(source, args.pop("sample_weight", None), args.pop("validation_split", 0.0) or 0.0,
                                args.pop("validation_data", None))
+    targets = getattr(model, "loss", None) is not None  # Keras needs y for a compiled loss
     for role, part in (("x", train), ("validation_data x", validation)):
         if part is not None and part.in_memory:
             check_inputs(model, part.x, role)
+            if targets and part.y is None:
+                raise DataError(message(
+                    f"Targets for {'x' if role == 'x' else 'validation_data'}: the model is compiled with a loss",
+                    "x alone (y=None)", "Pass y (kfitx.fit(model, x, y) or validation_data=(x_val, y_val)); a "
+                    "model that computes its own loss (add_loss) is compiled with loss=None."))
     batch_size = args.pop("batch_size", None) or 32
     steps = train.default_steps(args.pop("steps_per_epoch", None), "steps_per_epoch")
     validation_steps = args.pop("validation_steps", None)
@@ -268,5 +277,5 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
         validation_batch_size=args.pop("validation_batch_size", None) or batch_size,
         shuffle=args.pop("shuffle", True), seed=seed, verbose=args.pop("verbose", "auto"),
         class_weight=args.pop("class_weight", None), steps_per_epoch=steps, validation_steps=validation_steps,
-        validation_freq=args.pop("validation_freq", 1), callbacks=callbacks,
+        validation_freq=args.pop("validation_freq", 1), callbacks=callbacks, targets=targets,
     )

@@ -293,6 +293,11 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         if not callable(build_model):
             raise OptionError(message("`build_model` must be a function hp -> compiled keras.Model",
                                       type(build_model).__name__))
+        names = _candidates(strategies)  # a bad list or an unknown name fails here, not in trial 1
+        unknown = sorted(set(strategy_options or {}) - set(names))
+        if unknown:
+            raise OptionError(message("`strategy_options` keys must be among the strategies tried",
+                                      ", ".join(unknown), f"Tried: {', '.join(names)}."))
         self.build_model = build_model
         self.strategies = strategies
         self.strategy_options = strategy_options

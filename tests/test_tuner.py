@@ -111,8 +111,14 @@ def test_batch_size_can_be_tuned(xy, registry, tmp_path):
     assert {values["batch_size"] for values, _ in hypermodel.histories} == {16, 64}
 
 
+def test_strategy_names_are_checked_when_the_hypermodel_is_made(registry):
+    with pytest.raises(kfitx.StrategyNotFoundError, match="Did you mean 'memory'"):
+        StrategyHyperModel(build, strategies="memry")  # before any trial, not as trial 1's failure
+    with pytest.raises(kfitx.OptionError, match="strategy_options.*loop"):
+        StrategyHyperModel(build, strategies="memory", strategy_options={"loop": {}})
+
+
 @pytest.mark.parametrize("make, match", [
-    (lambda: StrategyHyperModel(build, strategies="memry"), "Did you mean 'memory'"),
     (lambda: StrategyHyperModel(build, strategy_options={"memory": {"bogus": 1}}), "bogus"),
     (lambda: StrategyHyperModel(build, strategy_options={"memory": {"memory_budget": 10}}), "memory budget"),
 ])

@@ -27,7 +27,7 @@ import numpy as np
 
 from kfitx.errors import DataError, message
 
-__all__ = ["Reading", "Source", "flatten", "map_structure", "train_dtype"]
+__all__ = ["Reading", "Source", "flatten", "map_structure", "require_targets", "train_dtype"]
 
 
 def flatten(structure: Any) -> list[Any]:
@@ -56,6 +56,16 @@ def train_dtype(dtype: Any) -> np.dtype:
     return np.dtype(keras.config.floatx() if keras is not None else "float32")
 
 
+def require_targets(reading: Reading, has_y: bool, kind: str, where: str, shown: str) -> None:
+    """Raises a :class:`DataError` when batches without ``y`` reach a model compiled with a loss."""
+    if reading.targets and not has_y:
+        raise DataError(message(
+            f"The {kind} must give (x, y) batches: the model is compiled with a loss, which needs targets",
+            f"x alone ({shown}) at {where}",
+            "Yield (x, y) or (x, y, sample_weight) batches; a model that computes its own loss "
+            "(add_loss) is compiled with loss=None."))
+
+
 @dataclass(frozen=True)
 class Reading:
     """How one fit reads a source; ``FitPlan.reading()`` makes one from the fit's arguments.
@@ -78,6 +88,8 @@ class Reading:
             of a shuffle buffer, in samples (arrays).
         parallel_calls: Batches gathered at once (``None``: tf.data's AUTOTUNE).
         deterministic: Keep the batch order.
+        targets: Batches must hold ``y`` (the model is compiled with a loss); one
+            without is a :class:`DataError` at the first batch.
     """
 
     batch_size: int = 32
@@ -93,6 +105,7 @@ class Reading:
     shuffle_buffer: int | None = None
     parallel_calls: int | None = None
     deterministic: bool = True
+    targets: bool = False
 
     @property
     def repeat(self) -> bool:

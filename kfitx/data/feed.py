@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from kfitx.data.base import Reading
+from kfitx.data.base import Reading, require_targets
 from kfitx.errors import DataError, OptionError, message
 
 __all__ = ["DatasetFeed", "PythonFeed", "class_weights"]
@@ -184,6 +184,7 @@ class PythonFeed:
         self.endless_after = reading.endless_after
         self.transform = None if reading.class_weight is None else class_weights(reading.class_weight)
         self.kind = kind
+        self.reading = reading
 
     def _batch(self, batch: Any) -> Any:
         if self.transform is None:
@@ -217,6 +218,10 @@ class PythonFeed:
                         "For an infinite generator pass steps_per_epoch=N (to kfitx.fit or "
                         "kfitx.data.generator); for a longer finite one raise the endless_after option.",
                     ))
+                if batches and begin == 0:
+                    first = batches[0]
+                    require_targets(self.reading, isinstance(first, (tuple, list)) and len(first) >= 2, self.kind,
+                                    f"batch 0 of epoch {epoch}", type(first).__name__)
                 if batches:
                     yield begin, begin + len(batches) - 1, [self._batch(b) for b in batches]
                 begin += len(batches)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kfitx._util import is_instance as _is_instance
-from kfitx.data.base import Reading, Source
+from kfitx.data.base import Reading, Source, require_targets
 from kfitx.errors import DataError, message
 
 __all__ = ["DatasetSource"]
@@ -28,7 +28,13 @@ class DatasetSource(Source):
         cardinality = int(self.dataset.cardinality())
         return cardinality if cardinality >= 0 else None
 
+    def _check(self, reading: Reading) -> None:
+        spec = self.dataset.element_spec
+        require_targets(reading, isinstance(spec, tuple) and len(spec) >= 2, self.kind, "its element_spec",
+                        str(spec))
+
     def as_dataset(self, reading: Reading) -> Any:
+        self._check(reading)
         return self.dataset.repeat() if reading.repeat else self.dataset
 
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
@@ -36,4 +42,5 @@ class DatasetSource(Source):
 
         # As model.fit: with steps_per_epoch one iterator runs across epochs, a new pass
         # starting when the dataset ends (the feed does that, not repeat()).
+        self._check(reading)
         return DatasetFeed(self.dataset, reading, group, pull)

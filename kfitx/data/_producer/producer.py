@@ -33,6 +33,7 @@ from typing import Any
 from kfitx.data._producer.checks import _normalise, _Signature
 from kfitx.data._producer.workers import _POLL, _describe, _PipeQueue, _process_main, _RemoteError, _work, _WorkerGone
 from kfitx.data import boundaries as _boundary
+from kfitx.data.base import require_targets
 from kfitx.errors import DataError, KfitxError, WorkerError, message
 
 __all__ = ["Producer", "stream"]
@@ -55,8 +56,9 @@ class Producer:
 
     def __init__(self, open_pass: Callable[[], Iterator[Any]], *, kind: str, repeat: bool,
                  processes: bool = False, queue_size: int = 10, timeout: float = 60.0,
-                 endless_after: int = 100_000) -> None:
+                 endless_after: int = 100_000, reading: Any = None) -> None:
         self.kind = kind
+        self.reading = reading  # for the targets rule, checked on the first batch
         self.repeat = repeat
         self.processes = processes
         self.timeout = timeout
@@ -161,6 +163,9 @@ class Producer:
                 try:
                     batch = _normalise(payload, lambda: where, self.kind)
                     if self.signature is None:
+                        if self.reading is not None:
+                            require_targets(self.reading, isinstance(batch, tuple) and len(batch) >= 2, self.kind,
+                                            where, "an array" if not isinstance(batch, tuple) else "a 1-tuple")
                         self.signature = _Signature(batch, self.kind)
                     batch = self.signature.conform(batch, number, index)
                 except DataError as err:
@@ -259,7 +264,7 @@ def stream(source: Any, reading: Any) -> Any:
     producer = Producer(
         source.open_pass(reading), kind=source.kind, repeat=reading.repeat,
         processes=worker["use_multiprocessing"], queue_size=worker["max_queue_size"],
-        timeout=float(reading.timeout), endless_after=reading.endless_after)
+        timeout=float(reading.timeout), endless_after=reading.endless_after, reading=reading)
     owner.closing(producer.close)
     first = producer.peek()
     spec = tf.nest.map_structure(lambda a: tf.TensorSpec((None, *a.shape[1:]), a.dtype), first)
