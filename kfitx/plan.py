@@ -222,6 +222,17 @@ def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None
     return choose_steps_per_execution(model, callbacks, wanted, exact_steps=exact)
 
 
+def _needs_targets(model: Any) -> bool:
+    """Whether Keras's own step will need ``y``: a compiled loss, and neither ``train_step`` nor
+    ``compute_loss`` overridden (a custom step may train on x alone)."""
+    import keras
+
+    if getattr(model, "loss", None) is None:
+        return False
+    return all(getattr(type(model), name, None) is getattr(keras.Model, name, None)
+               for name in ("train_step", "compute_loss"))
+
+
 # -- the plan -------------------------------------------------------------------------------------
 
 
@@ -245,7 +256,7 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
     args = dict(fit_args)
     train, validation = _split(source, args.pop("sample_weight", None), args.pop("validation_split", 0.0) or 0.0,
                                args.pop("validation_data", None))
-    targets = getattr(model, "loss", None) is not None  # Keras needs y for a compiled loss
+    targets = _needs_targets(model)
     for role, part in (("x", train), ("validation_data x", validation)):
         if part is not None and part.in_memory:
             check_inputs(model, part.x, role)

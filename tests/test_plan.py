@@ -158,3 +158,33 @@ def test_inputs_plain_fit_accepts_are_not_refused(xy, registry):
         plain.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         plain.fit(data, y, epochs=1, verbose=0)  # plain fit trains on it ...
         assert kfitx.fit(model, data, y, epochs=1, verbose=0).history["loss"]  # ... and so does kfitx
+
+
+def test_targets_are_required_only_where_keras_own_step_needs_them():
+    import keras
+    import numpy as np
+
+    from kfitx.plan import _needs_targets
+
+    def compiled(model, loss):
+        model.compile("sgd", loss)
+        return model
+
+    plain = compiled(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), "mse")
+    assert _needs_targets(plain)
+    assert not _needs_targets(compiled(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), None))
+
+    class OwnStep(keras.Model):  # a custom train_step may train on x alone (a VAE, SimSiam, ...)
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.dense(x)
+
+        def train_step(self, data):
+            return {}
+
+    assert not _needs_targets(compiled(OwnStep(), "mse"))
+    with pytest.raises(kfitx.DataError, match="Targets for validation_data"):
+        kfitx.fit(plain, np.zeros((8, 2)), np.zeros(8), validation_data=np.zeros((4, 2)), verbose=0)
