@@ -73,7 +73,7 @@ class Strategy(ABC):
             defaults = {"steps_per_execution": "auto"}
 
             def supports(self, source):
-                if not isinstance(source, kfitx.data.ArraySource):
+                if not source.in_memory:  # arrays, in RAM or memory-mapped
                     return "plainfit trains on arrays; use strategy='generator' for streams."
                 return None
 
