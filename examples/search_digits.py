@@ -8,12 +8,13 @@ so the training strategy is one more hyperparameter while ``build_model`` stays
 plain Keras: ``memory`` (``model.fit`` on the arrays), ``generator`` with on-the-fly
 augmentation (an ``ImageDataGenerator``: small rotations, shifts and zooms,
 done on whole batches) and ``loop`` (kfitx's own training loop). At the end the script prints a leaderboard (trial, strategy and
-hyperparameters, best val_accuracy, training throughput, peak memory), then
-reloads the best model and evaluates it on the validation set.
+hyperparameters, best val_accuracy, training throughput, peak memory: the table of
+``kfitx report``), then reloads the best model and evaluates it on the validation set.
 
 Run::
 
-    python examples/search_digits.py                 # 8 trials x 20 epochs
+    kfitx tune examples/search_digits.py             # 8 trials x 20 epochs, trials in parallel processes
+    python examples/search_digits.py                 # the same in this one process
     python examples/search_digits.py --quick         # 2 trials x 3 epochs (smoke test)
     python examples/search_digits.py --min-accuracy 0.95   # exit 1 below that
 
@@ -36,7 +37,8 @@ import keras
 import keras_tuner
 import numpy as np
 
-from kfitx.tuner import PEAK_RSS_MIB, SAMPLES_PER_S, StrategyHyperModel
+from kfitx import report
+from kfitx.tuner import StrategyHyperModel
 
 NUM_CLASSES = 10
 #: The strategies the search tries, and each one's fixed settings.
@@ -82,40 +84,6 @@ def build_model(hp: keras_tuner.HyperParameters) -> keras.Model:
         metrics=["accuracy"],
     )
     return model
-
-
-def _format_hp(name: str, value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if name == "learning_rate" else f"{value:.2f}"
-    return str(value)
-
-
-def leaderboard(tuner: keras_tuner.RandomSearch) -> str:
-    """The trials as a table, best val_accuracy first (failed trials last)."""
-    trials = list(tuner.oracle.trials.values())
-    trials.sort(key=lambda t: (t.score is None, -(t.score or 0.0), t.trial_id))
-    names = sorted({name for t in trials for name in t.hyperparameters.values})
-    header = ["rank", "trial_id", *names, "settings", "val_accuracy", "samples/s", "peak MiB", "status"]
-    rows = []
-    for rank, trial in enumerate(trials, 1):
-        values = trial.hyperparameters.values
-        metric = lambda name, fmt: (fmt.format(trial.metrics.get_best_value(name))
-                                    if trial.metrics.exists(name) else "-")
-        rows.append([
-            str(rank),
-            trial.trial_id,
-            *(_format_hp(n, values[n]) if n in values else "-" for n in names),
-            "augmented" if values.get("strategy") == "generator" else "-",
-            "-" if trial.score is None else f"{trial.score:.4f}",
-            metric(SAMPLES_PER_S, "{:,.0f}"),
-            metric(PEAK_RSS_MIB, "{:,.0f}"),
-            str(trial.status).split(".")[-1],
-        ])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
-    out = [line(header), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -194,12 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
 
     print(f"\nLeaderboard ({len(tuner.oracle.trials)} trial(s), search took {elapsed:.1f}s)")
-    print(leaderboard(tuner))
-    print("trial_id: the trial's folder (trial_<id>) under the search directory; in a fresh search, "
-          "keras-tuner's 'Trial #n' is trial_id n-1.\nval_accuracy: the trial's best epoch. samples/s: "
+    print(report.leaderboard(report.load(tuner.project_dir)))  # the table `kfitx report` prints
+    print("trial: the trial's folder (trial_<id>) under the search directory; in a fresh search, "
+          "keras-tuner's 'Trial #n' is trial n-1.\nval_accuracy: the trial's best epoch. samples/s: "
           "training samples x epochs / wall time of kfitx.fit (tracing and validation included).\n"
-          "peak MiB: the process's peak resident memory during the trial. settings: augmented = the "
-          "generator's " + SETTINGS["generator"] + " on training batches.")
+          "peak MiB: the process's peak resident memory during the trial. strategy generator: the "
+          + SETTINGS["generator"] + " on training batches.")
 
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials or best_trials[0].score is None:
@@ -212,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         best_model = tuner.get_best_models(1)[0]  # the best epoch's weights of the best trial
     _, accuracy = best_model.evaluate(x_val, y_val, verbose=0)
-    values = ", ".join(f"{k}={_format_hp(k, v)}" for k, v in sorted(best_trial.hyperparameters.values.items()))
+    values = ", ".join(f"{k}={report.format_value(k, v)}" for k, v in sorted(best_trial.hyperparameters.values.items()))
     print(f"\nBest trial {best_trial.trial_id}: {values}")
     print(f"Best model validation accuracy: {accuracy:.4f}")
     if args.min_accuracy is not None and accuracy < args.min_accuracy:

@@ -135,6 +135,13 @@ def test_bad_options_are_tune_errors_saying_what_to_do(tmp_path):
         Supervisor(TuneOptions(script=str(script), workers=0))
     with pytest.raises(TuneError, match="0 \\(never replace\\)"):
         Supervisor(TuneOptions(script=str(script), trials_per_worker=-1))
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(TuneError, match="is in use"):
+            Supervisor(TuneOptions(script=str(script), port=taken.getsockname()[1]))
     with pytest.raises(TuneError, match="script path or a function"):
         launch(42)
     inner = lambda: None  # noqa: E731
@@ -374,3 +381,14 @@ def test_a_second_kfitx_tune_joins_an_existing_search_via_chief(tmp_path):
     assert sorted(recs) == [str(i) for i in range(6)]
     workers = {r["worker"] for r in recs.values()}
     assert workers == {"worker-0", "other-0"}, recs
+
+
+@pytest.mark.slow
+def test_the_main_job_runs_through_kfitx_tune(tmp_path):
+    example = Path(__file__).resolve().parents[1] / "examples" / "search_digits.py"
+    with Tune(tmp_path, "--workers", "2", str(example), "--quick", "--directory", str(tmp_path / "s")) as tune:
+        code = tune.wait(400)
+        output = tune.output()
+    assert code == 0, output
+    assert output.count("Leaderboard (2 trial(s)") == 1 and "Best model validation accuracy:" in output
+    assert sum(line.startswith("trial ") for line in output.splitlines()) == 2

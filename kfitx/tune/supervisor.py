@@ -91,6 +91,11 @@ class _Slot:
 class Supervisor:
     def __init__(self, options: TuneOptions) -> None:
         self.o = options
+        import importlib.util
+
+        if importlib.util.find_spec("grpc") is None:
+            raise TuneError(message("grpcio, through which keras-tuner's chief and workers talk",
+                                    "it is not installed", "pip install grpcio"))
         if not os.path.isfile(options.script):
             raise TuneError(message("the search script to run (a .py file calling tuner.search)",
                                     repr(options.script), "Check the path."))
@@ -116,6 +121,10 @@ class Supervisor:
             self.address = (options.bind, port)
             ids = w.worker_ids(count, options.name)
         self.connect = ("127.0.0.1" if self.address[0] in ("0.0.0.0", "::") else self.address[0], self.address[1])
+        if not self.joining and options.port and w.port_open(self.connect, 0.2):
+            raise TuneError(message("a free port for the chief", f"{options.port} is in use",
+                                    "Pick another --port or leave it out (a free one is chosen); to join the "
+                                    "search listening there, use --chief HOST:PORT."))
         self.control = tempfile.mkdtemp(prefix="kfitx-tune-")
         self.slots = [_Slot(tid, w.worker_env(self.environ, self.connect, tid, self.control, gpus=dev,
                                               cores=self.cores, workers=count,
@@ -219,6 +228,8 @@ class Supervisor:
     def _on_worker_exit(self, slot: _Slot, code: int) -> None:
         report = status.read(self.control, slot.tuner_id)
         slot.state = report.get("state", "")
+        if slot.process is not None and report.get("pid") == slot.process.pid and slot.state in ("running", "recycle"):
+            slot.trial = report.get("trial")  # its last word, even if it came after the last poll
         log = report.get("log") or (slot.process.prelog if slot.process else None)
         slot.process = None
         if code == 0:
