@@ -145,27 +145,41 @@ def check_model(model: Any) -> None:
             "Call model.compile(optimizer=..., loss=...) first (inside your build_model function when tuning)."))
 
 
-def check_inputs(model: Any, x: Any, role: str = "x") -> None:
-    """Raises :class:`DataError` when a single array ``x`` cannot be the built model's single input.
-
-    Only what ``model.fit`` would certainly refuse: the same rank as the model's
-    input with a fixed dimension that differs. Another rank is left to Keras (it
-    expands a missing trailing axis of size 1), and so are unbuilt models,
-    several inputs, ``None`` dimensions and non-array inputs.
-    """
+def _pairs(inputs: list[Any], x: Any) -> list[tuple[Any, Any, str]]:
+    """``(model input, array, name)`` for the inputs ``x`` certainly feeds, as Keras matches them."""
     import numpy as np
 
+    if isinstance(x, np.ndarray):
+        return [(inputs[0], x, "")] if len(inputs) == 1 else []
+    if isinstance(x, dict):  # by the inputs' names, as Keras matches a dict
+        by_name = {getattr(i, "name", None): i for i in inputs}
+        return [(by_name[k], v, f"[{k!r}]") for k, v in x.items() if k in by_name and isinstance(v, np.ndarray)]
+    if isinstance(x, (list, tuple)) and len(x) == len(inputs) > 1:
+        return [(i, v, f"[{n}]") for n, (i, v) in enumerate(zip(inputs, x)) if isinstance(v, np.ndarray)]
+    return []
+
+
+def check_inputs(model: Any, x: Any, role: str = "x") -> None:
+    """Raises :class:`DataError` when arrays ``x`` cannot be the built model's inputs.
+
+    Only what ``model.fit`` would certainly refuse: an array of the same rank as
+    the model input it feeds (the single input; a list's arrays in order; a dict's
+    by input name) with a fixed dimension that differs. Another rank is left to
+    Keras (it expands a missing trailing axis of size 1), and so are unbuilt
+    models, ``None`` dimensions and anything not matched to an input.
+    """
     inputs = getattr(model, "inputs", None) if getattr(model, "built", False) else None
-    if not isinstance(x, np.ndarray) or not inputs or len(inputs) != 1:
+    if not inputs:
         return
-    expected = tuple(inputs[0].shape)[1:]
-    received = tuple(x.shape[1:])
-    if len(expected) != len(received):
-        return
-    if any(e is not None and e != r for e, r in zip(expected, received)):
-        shown = ", ".join("None" if e is None else str(e) for e in expected)
-        raise DataError(message(
-            f"`{role}` samples of the shape the model's input '{inputs[0].name}' takes: (batch, {shown})",
-            f"{role} of shape {tuple(x.shape)}",
-            "Reshape the data, or build the model with keras.Input(shape=" + str(received) + ")."))
+    for tensor, array, where in _pairs(list(inputs), x):
+        expected = tuple(tensor.shape)[1:]
+        received = tuple(array.shape[1:])
+        if len(expected) != len(received):
+            continue
+        if any(e is not None and e != r for e, r in zip(expected, received)):
+            shown = ", ".join("None" if e is None else str(e) for e in expected)
+            raise DataError(message(
+                f"`{role}{where}` samples of the shape the model's input '{tensor.name}' takes: (batch, {shown})",
+                f"{role}{where} of shape {tuple(array.shape)}",
+                "Reshape the data, or build the model with keras.Input(shape=" + str(received) + ")."))
 

@@ -108,6 +108,9 @@ class ArraySource(Source):
                     "Check that the arrays belong together and are not transposed.",
                 )
             )
+        if not any(k == "x" or k.startswith("x[") for k in lengths):
+            raise DataError(message("`x` must hold at least one array", f"an empty {type(x).__name__}",
+                                    "Pass the training inputs: an array, or a list / dict of arrays."))
         n = next(iter(lengths.values()))
         if n == 0:
             raise DataError(

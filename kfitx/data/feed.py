@@ -185,8 +185,16 @@ class PythonFeed:
         self.transform = None if reading.class_weight is None else class_weights(reading.class_weight)
         self.kind = kind
         self.reading = reading
+        self.signature: Any = None  # the first batch's layout, shapes and dtypes; later ones must agree
 
-    def _batch(self, batch: Any) -> Any:
+    def _batch(self, batch: Any, epoch: int, index: int) -> Any:
+        """``batch`` checked as a worker's batches are (numeric arrays, floats as floatx, like the first)."""
+        from kfitx.data._producer.checks import _normalise, _Signature
+
+        batch = _normalise(batch, lambda: f"batch {index} of epoch {epoch} of the {self.kind}", self.kind)
+        if self.signature is None:
+            self.signature = _Signature(batch, self.kind)
+        batch = self.signature.conform(batch, epoch, index)
         if self.transform is None:
             return batch
         return self.transform(*batch) if isinstance(batch, (tuple, list)) else self.transform(batch)
@@ -223,7 +231,8 @@ class PythonFeed:
                     require_targets(self.reading, isinstance(first, (tuple, list)) and len(first) >= 2, self.kind,
                                     f"batch 0 of epoch {epoch}", type(first).__name__)
                 if batches:
-                    yield begin, begin + len(batches) - 1, [self._batch(b) for b in batches]
+                    yield begin, begin + len(batches) - 1, [self._batch(b, epoch, begin + i)
+                                                            for i, b in enumerate(batches)]
                 begin += len(batches)
                 if len(batches) < want:
                     return
