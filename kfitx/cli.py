@@ -109,6 +109,10 @@ def _report(args: argparse.Namespace) -> int:
     print(report.summary(search))
     print()
     print(report.leaderboard(search))
+    failed = report.failures(search)
+    if failed:
+        print()
+        print(failed)
     if args.plot:
         report.plot(search, args.plot)
         print(f"\nPlot written to {args.plot}")

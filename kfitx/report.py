@@ -190,6 +190,19 @@ def leaderboard(search: Search) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def failures(search: Search) -> str:
+    """The failed trials, each with its cause (the last line keras-tuner kept of the error), or ``""``."""
+    lines = []
+    for t in search.trials:
+        if t.status != "FAILED":
+            continue
+        text = [line.strip() for line in (t.message or "").strip().splitlines() if line.strip()]
+        cause = next((line for line in reversed(text) if not line.startswith("kfitx: trial")), "no message kept")
+        named = next((line.removeprefix("kfitx: ") for line in text if line.startswith("kfitx: trial")), None)
+        lines.append(f"  trial {t.trial_id}: {cause}" + (f"  [{named}]" if named else ""))
+    return "" if not lines else "Failed trials:\n" + "\n".join(lines)
+
+
 def summary(search: Search) -> str:
     """One line: trials finished of the total, and the best."""
     done = len(search.finished)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import time
@@ -233,6 +234,11 @@ def fit(
         history = kfitx_fit(model, source, strategy=chosen, **options[chosen], **kwargs)
     except KfitxError as err:
         raise _fatal(err) from err
+    except Exception as err:  # a training failure stays a failed trial, now naming the trial
+        note = _trial_note(kwargs.get("callbacks"), hp)
+        err.add_note(note)  # in the traceback keras-tuner prints and keeps in trial.json
+        logging.getLogger("kfitx").error("%s failed: %s: %s", note.removeprefix("kfitx: "), type(err).__name__, err)
+        raise
     if resumer is not None:
         resumer.merge(history, model)
         for key in (SAMPLES_PER_S, PEAK_RSS_MIB):  # one constant per epoch, the earlier epochs too
@@ -240,6 +246,14 @@ def fit(
                 history.history[key] = [history.history[key][-1]] * len(history.epoch)
     _record(callbacks, chosen, history, started)
     return history
+
+
+def _trial_note(callbacks: Any, hp: Any) -> str:
+    """``kfitx: trial <id> (strategy=memory, units=32, ...)``: which trial failed, with what."""
+    tuner_callback, _ = _tuner_callbacks(list(getattr(callbacks, "callbacks", callbacks) or []))
+    trial = f"trial {tuner_callback.trial.trial_id}" if tuner_callback is not None else "the trial"
+    values = ", ".join(f"{k}={v!r}" for k, v in sorted(getattr(hp, "values", {}).items()))
+    return f"kfitx: {trial} ({values})"
 
 
 def _record(callbacks: list[Any], strategy: str, history: Any, started: float) -> None:

@@ -142,6 +142,27 @@ def test_training_failures_stay_ordinary_failed_trials(xy, registry, tmp_path):
     assert not isinstance(info.value, keras_tuner.errors.FatalError)
 
 
+def test_a_failed_trial_is_named_with_its_hyperparameters_and_reported_with_its_cause(xy, registry, tmp_path, caplog):
+    from kfitx import report
+
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("diverged")
+
+    tuner = keras_tuner.RandomSearch(StrategyHyperModel(build, strategies=["memory", "loop"]),
+                                     objective="val_accuracy", max_trials=2, max_consecutive_failed_trials=2,
+                                     directory=tmp_path, project_name="boom")
+    with caplog.at_level("ERROR", logger="kfitx"), pytest.raises(RuntimeError, match="consecutive failures"):
+        tuner.search(epochs=1, callbacks=[Boom()], **search_args(xy))
+    trial = next(iter(tuner.oracle.trials.values()))
+    named = f"trial {trial.trial_id} ("
+    assert f"kfitx: {named}" in trial.message and "strategy='" in trial.message  # keras-tuner's kept traceback
+    assert named in caplog.text and "RuntimeError: diverged" in caplog.text
+    text = report.failures(report.load(tmp_path, "boom"))
+    assert text.startswith("Failed trials:") and "RuntimeError: diverged" in text
+    assert f"[{named}" in text and "units=" in text
+
+
 def test_peak_memory_sampler_leaves_no_thread():
     import threading
 
