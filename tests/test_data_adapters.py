@@ -167,3 +167,22 @@ def test_every_strategy_accepts_every_kind_of_validation_data_with_the_same_resu
         losses[name] = history.history["val_loss"][0]
     assert np.allclose(list(losses.values()), losses["arrays"], rtol=1e-5), losses
     assert not kfitx_threads()
+
+
+@pytest.mark.parametrize("strategy", ["generator", "loop"])
+def test_a_long_pass_without_steps_is_told_early_and_a_finite_one_still_trains(strategy, monkeypatch):
+    import kfitx.data._producer.producer as producer
+    import kfitx.data.feed as feed
+
+    monkeypatch.setattr(producer, "ENDLESS_WARNING", 50)  # 10,000 batches by default
+    monkeypatch.setattr(feed, "ENDLESS_WARNING", 50)
+    x, y = xy()
+
+    def long_but_finite():
+        for _ in range(80):
+            yield x[:4], y[:4]
+
+    with pytest.warns(RuntimeWarning, match=r"yielded 50 batches in one pass without ending.*steps_per_epoch=N"):
+        history = kfitx.fit(small_model(), long_but_finite, strategy=strategy, epochs=1, verbose=0)
+    assert len(history.epoch) == 1
+    assert not kfitx_threads()

@@ -27,7 +27,12 @@ import numpy as np
 
 from kfitx.errors import DataError, message
 
-__all__ = ["Reading", "Source", "flatten", "map_structure", "require_targets", "train_dtype"]
+__all__ = ["ENDLESS_WARNING", "Reading", "Source", "flatten", "map_structure", "require_targets", "train_dtype",
+           "warn_endless"]
+
+# A pass without steps_per_epoch this long is probably endless: said at once, in a warning, long before
+# endless_after (100,000 by default) ends the fit; a finite generator that long is only told once.
+ENDLESS_WARNING = 10_000
 
 
 def flatten(structure: Any) -> list[Any]:
@@ -64,6 +69,16 @@ def require_targets(reading: Reading, has_y: bool, kind: str, where: str, shown:
             f"x alone ({shown}) at {where}",
             "Yield (x, y) or (x, y, sample_weight) batches; a model that computes its own loss "
             "(add_loss) is compiled with loss=None."))
+
+
+def warn_endless(kind: str, batches: int, endless_after: int) -> None:
+    """The early word on a pass that has not ended after :data:`ENDLESS_WARNING` batches."""
+    import warnings
+
+    warnings.warn(f"kfitx: the {kind} has yielded {batches:,} batches in one pass without ending, and no "
+                  f"steps_per_epoch was given, so each pass is an epoch. If it never ends, pass "
+                  f"steps_per_epoch=N; otherwise the fit stops it at endless_after={endless_after:,} batches.",
+                  RuntimeWarning, stacklevel=2)
 
 
 @dataclass(frozen=True)

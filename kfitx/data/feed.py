@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from kfitx.data.base import Reading, require_targets
+from kfitx.data.base import ENDLESS_WARNING, Reading, require_targets, warn_endless
 from kfitx.errors import DataError, OptionError, message
 
 __all__ = ["DatasetFeed", "PythonFeed", "class_weights"]
@@ -226,6 +226,9 @@ class PythonFeed:
                         "For an infinite generator pass steps_per_epoch=N (to kfitx.fit or "
                         "kfitx.data.generator); for a longer finite one raise the endless_after option.",
                     ))
+                if steps is None and begin < ENDLESS_WARNING <= begin + len(batches) and \
+                        ENDLESS_WARNING < self.endless_after:
+                    warn_endless(self.kind, ENDLESS_WARNING, self.endless_after)
                 if batches and begin == 0:
                     first = batches[0]
                     require_targets(self.reading, isinstance(first, (tuple, list)) and len(first) >= 2, self.kind,

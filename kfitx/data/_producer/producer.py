@@ -33,7 +33,7 @@ from typing import Any
 from kfitx.data._producer.checks import _normalise, _Signature
 from kfitx.data._producer.workers import _POLL, _describe, _PipeQueue, _process_main, _RemoteError, _work, _WorkerGone
 from kfitx.data import boundaries as _boundary
-from kfitx.data.base import require_targets
+from kfitx.data.base import ENDLESS_WARNING, require_targets, warn_endless
 from kfitx.errors import DataError, KfitxError, WorkerError, message
 
 __all__ = ["Producer", "stream"]
@@ -58,6 +58,7 @@ class Producer:
                  processes: bool = False, queue_size: int = 10, timeout: float = 60.0,
                  endless_after: int = 100_000, reading: Any = None) -> None:
         self.kind = kind
+        self.endless_after = endless_after
         self.reading = reading  # for the targets rule, checked on the first batch
         self.repeat = repeat
         self.processes = processes
@@ -168,6 +169,8 @@ class Producer:
                                             where, "an array" if not isinstance(batch, tuple) else "a 1-tuple")
                         self.signature = _Signature(batch, self.kind)
                     batch = self.signature.conform(batch, number, index)
+                    if not self.repeat and index == ENDLESS_WARNING < self.endless_after:
+                        warn_endless(self.kind, index, self.endless_after)
                 except DataError as err:
                     raise self._fail(err) from None
                 yield batch
