@@ -54,9 +54,10 @@ def test_the_plugin_guide_examples_pass_the_conformance_kit(registry, monkeypatc
     blocks = python_blocks(DOCS.read_text())
     assert len(blocks) >= 4, "docs/plugins.md lost its python examples"
     strategies = run_blocks(blocks, monkeypatch)
-    assert [cls.name for cls in strategies] == ["plainfit"]
-    report = check_strategy(strategies[0])
-    assert report.ok and not report.skipped, report
+    assert [cls.name for cls in strategies] == ["plainfit", "clipped"]
+    for strategy in strategies:
+        report = check_strategy(strategy)
+        assert report.ok and not report.skipped, report
 
 
 def test_the_strategy_docstring_example_passes_the_conformance_kit(registry, monkeypatch):
