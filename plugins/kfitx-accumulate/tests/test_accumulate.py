@@ -80,7 +80,7 @@ def test_the_model_sees_micro_batches():
     assert int(model.optimizer.iterations) == 2
 
 
-def test_generators_and_datasets_train_like_memory():
+def test_generators_datasets_and_pydatasets_train_like_memory():
     x, y = tiny_data()
 
     def batches():
@@ -91,8 +91,16 @@ def test_generators_and_datasets_train_like_memory():
         while True:
             yield from batches()
 
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 7
+
+        def __getitem__(self, i):
+            return x[i * 32:(i + 1) * 32], y[i * 32:(i + 1) * 32]
+
     dataset = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y)).batch(32)
-    for data, args in ((batches, {}), (dataset, {}), (kfitx.data.generator(forever, steps_per_epoch=7), {})):
+    for data, args in ((batches, {}), (dataset, {}), (kfitx.data.generator(forever, steps_per_epoch=7), {}),
+                       (Batches(), {})):
         memory, ours, _, history = memory_and_accumulate({}, data=data, epochs=2, **args)
         assert max_weight_difference(memory, ours) <= AccumulateStrategy.weight_tolerance, data
         assert history.epoch == [0, 1]
