@@ -37,6 +37,7 @@ import keras
 import keras_tuner
 import numpy as np
 
+import kfitx.tuner
 from kfitx import report
 from kfitx.tuner import StrategyHyperModel
 
@@ -113,7 +114,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class ProgressSearch(keras_tuner.RandomSearch):
-    """RandomSearch printing one line per finished trial: trial, strategy, score, seconds, best so far."""
+    """RandomSearch printing one line per finished trial: trial, strategy, score, seconds, best so far.
+
+    Under ``kfitx tune`` the trials run in worker processes, whose oracle is a client of the
+    chief's (it has no ``trials``), and kfitx prints the same line for every trial itself.
+    """
 
     def on_trial_begin(self, trial: Any) -> None:
         self._trial_start = time.perf_counter()
@@ -121,6 +126,8 @@ class ProgressSearch(keras_tuner.RandomSearch):
 
     def on_trial_end(self, trial: Any) -> None:
         super().on_trial_end(trial)
+        if not kfitx.tuner.is_chief():  # a kfitx tune worker
+            return
         scores = [t.score for t in self.oracle.trials.values() if t.score is not None]
         score = "failed" if trial.score is None else f"{trial.score:.4f}"
         best = f"{max(scores):.4f}" if scores else "-"

@@ -223,6 +223,14 @@ def _worker_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
         trials = _Trials(tuner)
         tuner.on_trial_begin, tuner.run_trial, tuner.on_trial_end = \
             trials.on_trial_begin, trials.run_trial, trials.on_trial_end
+        report_end = tuner.oracle.end_trial
+
+        def end_trial(trial: Any) -> Any:  # once the chief has the trial, a crash after it costs no retry
+            result = report_end(trial)
+            _status(state="running", trial=None, done=trials.done + 1)
+            return result
+
+        tuner.oracle.end_trial = end_trial
         if isinstance(tuner, keras_tuner.Tuner):  # trains Keras models: count their epochs
             kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _epoch_counter()]
         original(tuner, *args, **kwargs)

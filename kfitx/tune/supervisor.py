@@ -245,6 +245,7 @@ class Supervisor:
         cause = f"{slot.tuner_id} {describe_exit(code)}"
         if slot.trial is None:
             slot.idle_deaths += 1
+            self.o.out(f"kfitx tune: {cause} between trials; starting a fresh worker (its log: {log})")
             if slot.idle_deaths >= self.deaths.limit:
                 raise TuneError(f"Worker {slot.tuner_id} {describe_exit(code)} {slot.idle_deaths} times without "
                                 f"running a trial; the script fails in workers.\n{_tail(log) or '    (no output)'}")
@@ -255,7 +256,7 @@ class Supervisor:
             _trial_record.update(os.path.join(self.project_dir, f"trial_{slot.trial}"),
                                  deaths=[{"worker": slot.tuner_id, "cause": describe_exit(code), "time": time.time()}])
         self.o.out(f"kfitx tune: {cause} running trial {slot.trial}; starting a fresh worker"
-                   + (" to end that trial as FAILED" if failed else " to retry it"))
+                   + (" to end that trial as FAILED" if failed else " to retry it") + f" (its log: {log})")
         self._start_worker(slot, (slot.trial, self.deaths.failure(slot.trial)) if failed else None)
 
     def _watch_workers(self) -> None:
