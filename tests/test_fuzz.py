@@ -74,7 +74,8 @@ def make_x(structure, shape, dtype, n, rng):
 
 def mutate(x, y, mutation, structure, shape, n, rng):
     if mutation == "bad-dtype":
-        bad = np.full((n, *shape), "abc").astype(rng.choice(BAD_DTYPES))
+        kind = rng.choice(BAD_DTYPES)
+        bad = np.ones((n, *shape), "complex64") if kind == "complex64" else np.full((n, *shape), "abc").astype(kind)
         x = bad if structure == "array" else ([bad, bad] if structure == "list" else {"a": bad, "b": bad})
     elif mutation == "short-y":
         y = y[: max(0, n - 1 - int(rng.integers(0, n)))]
