@@ -168,3 +168,29 @@ def test_the_models_own_step_is_grouped_as_the_plan_says(make_model, xy, registr
     assert history.kfitx["steps_per_execution"] == 5
     assert [c[1] for c in spy.calls] == [4, 9] * 2
     assert weights_close(memory, ours) and ours.steps_per_execution == 1
+
+
+def test_a_model_compiled_with_xla_trains_as_model_fit_does(make_model, xy, registry):
+    x, y = xy
+    memory, ours = make_model(jit_compile=True), make_model(jit_compile=True)
+    kfitx.fit(memory, x, y, strategy="memory", epochs=2, shuffle=False, verbose=0, callbacks=[CountBatches()])
+    kfitx.fit(ours, x, y, strategy=Stepped(), epochs=2, shuffle=False, verbose=0, callbacks=[CountBatches()])
+    assert weights_close(memory, ours)
+
+
+def test_under_a_distribution_scope_the_models_own_step_is_keras_train_function(make_model, xy, registry,
+                                                                               monkeypatch):
+    from kfitx import _keras
+
+    x, y = xy
+    calls = []
+    made = _keras.train_function
+    monkeypatch.setattr(_keras, "train_function", lambda model: calls.append(1) or made(model))
+    plain = make_model()
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        ours = make_model()
+        counter = CountBatches()
+        kfitx.fit(ours, x, y, strategy=Stepped(), epochs=2, shuffle=False, verbose=0, callbacks=[counter])
+    plain.fit(x, y, epochs=2, shuffle=False, verbose=0)
+    assert [b for b, _ in counter.ends] == list(range(7)) * 2 and len(calls) == 14
+    assert weights_close(plain, ours)
