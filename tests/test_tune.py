@@ -392,3 +392,15 @@ def test_the_main_job_runs_through_kfitx_tune(tmp_path):
     assert code == 0, output
     assert output.count("Leaderboard (2 trial(s)") == 1 and "Best model validation accuracy:" in output
     assert sum(line.startswith("trial ") for line in output.splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_launch_runs_a_search_in_process_and_passes_on_the_chiefs_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    lines = []
+    result = launch(str(SCRIPT), ["--trials", "2"], workers=1, out=lines.append)
+    assert result.chief_status == 0 and result.project_dir.endswith(os.path.join("search", "p"))
+    assert sum(line.startswith("trial ") for line in lines) == 2
+    assert any(line.startswith("AFTER SEARCH") and "chief=True" in line for line in lines)
+    assert sorted(records(tmp_path / "search")) == ["0", "1"]
