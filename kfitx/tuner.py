@@ -49,7 +49,7 @@ from typing import Any
 import keras_tuner
 import numpy as np
 
-from kfitx import _trial_record
+from kfitx import _keras, _trial_record
 from kfitx._fitting import PEAK_RSS_MIB, SAMPLES_PER_S
 from kfitx.api import fit as kfitx_fit
 from kfitx.data import coerce
@@ -134,7 +134,7 @@ class _Resume:
 
     def merge(self, history: Any, model: Any) -> None:
         """Prepends the epochs run before a kill; removes the log; resets Keras's resume epoch."""
-        model._initial_epoch = None  # Keras leaves it set after a restored fit
+        _keras.reset_initial_epoch(model)  # Keras leaves it set after a restored fit
         first = history.epoch[0] if history.epoch else None
         before = [e for e in self.earlier if first is None or e["epoch"] < first]
         if before:

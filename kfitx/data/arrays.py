@@ -310,7 +310,7 @@ def array_dataset(
         return tf.nest.map_structure(lambda t: tf.gather(t, i, axis=0), tensors)
 
     dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE if parallel_calls is None else parallel_calls,
-                          deterministic=deterministic)
+                          deterministic=None if deterministic else False)  # None: the options' (ordered)
     # flat_map hides the length; state it so Keras knows the epoch's size (progress bar, no
     # "ran out of data" warning).
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(full + (1 if rest else 0)))
