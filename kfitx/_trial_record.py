@@ -19,7 +19,7 @@ import json
 import os
 from typing import Any
 
-__all__ = ["RECORD", "read", "record_path", "update"]
+__all__ = ["RECORD", "read", "read_json", "record_path", "update", "write_json"]
 
 #: The record's file name inside keras-tuner's ``trial_<id>`` folder.
 RECORD = "kfitx-trial.json"
@@ -29,14 +29,31 @@ def record_path(trial_dir: str | os.PathLike[str]) -> str:
     return os.path.join(os.fspath(trial_dir), RECORD)
 
 
-def read(trial_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The record of the trial in ``trial_dir``; ``{}`` when there is none (yet) or it cannot be read."""
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Writes ``data`` to ``path`` atomically: a reader sees the old file or the new one."""
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(record_path(trial_dir)) as f:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """The dict in ``path``; ``{}`` when it is missing, unreadable or not a dict."""
+    try:
+        with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def read(trial_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The record of the trial in ``trial_dir``; ``{}`` when there is none (yet) or it cannot be read."""
+    return read_json(record_path(trial_dir))
 
 
 def update(trial_dir: str | os.PathLike[str], **values: Any) -> dict[str, Any]:
@@ -48,13 +65,5 @@ def update(trial_dir: str | os.PathLike[str], **values: Any) -> dict[str, Any]:
             record.setdefault("deaths", []).extend(value)
         else:
             record[key] = value
-    path = record_path(trial_dir)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+    write_json(record_path(trial_dir), record)
     return record

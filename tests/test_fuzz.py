@@ -5,8 +5,8 @@ purpose (non-numeric dtypes, mismatched lengths, empty sets, scalars, wrong
 feature widths, bad batch sizes, generators that change shape). Every input
 must either train or raise a :class:`KfitxError` -- never another exception,
 never a hang. The default run is derandomised with a bounded number of
-examples; ``-m slow`` runs more. ``OUTCOMES`` counts what happened, and the
-last test prints it.
+examples; ``-m slow`` runs more. ``OUTCOMES`` counts what happened; it is
+printed when the module's tests are done.
 """
 
 from __future__ import annotations
@@ -27,6 +27,17 @@ from hypothesis import strategies as st  # noqa: E402
 import kfitx  # noqa: E402
 
 OUTCOMES: collections.Counter[str] = collections.Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_outcomes(request):
+    """Prints, once this module's tests ran, how many generated inputs trained and how many raised what."""
+    yield
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if OUTCOMES and capture is not None:
+        with capture.global_and_fixture_disabled():
+            print(f"\nfuzz outcomes: {dict(sorted(OUTCOMES.items()))}")
+
 FAST = settings(max_examples=25, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 LONG = settings(max_examples=200, derandomize=False, deadline=None, database=None,
@@ -179,8 +190,15 @@ def test_arrays_train_or_raise_a_kfitx_error_longer(spec, strategy):
     fit_arrays(spec, strategy)
 
 
-def test_zz_report_outcomes(capsys):
-    """Prints how many generated inputs trained and how many raised which error (run after the others)."""
-    with capsys.disabled():
-        print("\nfuzz outcomes:", dict(sorted(OUTCOMES.items())))
-    assert OUTCOMES["trained"] > 0 and any(k.startswith("raised") for k in OUTCOMES)
+def test_the_generators_make_valid_and_invalid_inputs_alike():
+    """What the fit tests draw holds both classes: inputs meant to train and mistakes on purpose."""
+    seen = collections.Counter()
+
+    @FAST
+    @given(spec=array_data(), batches=generated_batches())
+    def draw(spec, batches):
+        seen["valid arrays" if spec[4] == "none" else "invalid arrays"] += 1
+        seen["steady batches" if batches[3] == "none" and batches[2] in ("xy", "xyw", "list") else "bad batches"] += 1
+
+    draw()
+    assert all(seen[k] > 0 for k in ("valid arrays", "invalid arrays", "steady batches", "bad batches")), seen

@@ -14,35 +14,15 @@ Every write replaces its file atomically; readers get ``{}`` for a missing or un
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 from typing import Any
+
+from kfitx._trial_record import read_json, write_json
 
 __all__ = ["LOGS", "MARKER", "log_path", "marker_path", "read", "read_json", "write", "write_json"]
 
 MARKER = "kfitx-tune.json"
 LOGS = "kfitx-logs"
-
-
-def write_json(path: str, data: dict[str, Any]) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-
-
-def read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def write(control: str, name: str, **values: Any) -> dict[str, Any]:
