@@ -112,6 +112,68 @@ def train_function(model: Any) -> Any:
     return model.train_function
 
 
+def array_adapter(x: Any, y: Any, sample_weight: Any, *, batch_size: int, shuffle: Any,
+                  class_weight: Any) -> Any:
+    """Keras's ``ArrayDataAdapter``: what ``model.fit`` cuts arrays with (``num_batches``, ``get_numpy_iterator()``)."""
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    return ArrayDataAdapter(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, class_weight=class_weight)
+
+
+def unbuilt(model: Any) -> bool:
+    """Whether ``model.fit`` would build something before training (layers, compiled loss / metrics, optimizer)."""
+    if not all(layer.built for layer in model._flatten_layers()):
+        return True
+    parts = (getattr(model, "_compile_metrics", None), getattr(model, "_compile_loss", None), model.optimizer)
+    return any(part is not None and not part.built for part in parts)
+
+
+def symbolic_build(model: Any, batch: Any) -> None:
+    """Builds what ``model.fit`` builds before its first step, from one batch's shapes (``Trainer._symbolic_build``)."""
+    model._symbolic_build(data_batch=batch)
+
+
+# JAX: between steps ``model.fit`` keeps the variables' values outside the model
+# (``model._jax_state``) and puts them back when a callback reads ``self.model``
+# (``jax_state_sync``) or the epoch ends; kfitx's loop does the same, through these.
+
+
+def jax_state(model: Any) -> tuple[Any, ...]:
+    """The state the JAX train function takes: taken from the variables if they were synced, else the last kept."""
+    if model._jax_state_synced or not getattr(model, "_jax_state", None):
+        state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                     optimizer_variables=True, metrics_variables=True, purge_model_variables=True)
+        model._jax_state_synced = False
+        return state
+    kept = model._jax_state
+    return (kept["trainable_variables"], kept["non_trainable_variables"], kept["optimizer_variables"],
+            kept["metrics_variables"])
+
+
+def jax_keep_state(model: Any, state: tuple[Any, ...]) -> None:
+    """Keeps the state a JAX step returned where callbacks (and :func:`jax_state_sync`) find it."""
+    names = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
+    model._jax_state = dict(zip(names, state))
+
+
+def jax_state_begin(model: Any) -> None:
+    """An epoch starts as in ``model.fit``: the next step reads the variables."""
+    model._jax_state_synced = True
+
+
+def jax_state_end(model: Any) -> None:
+    """Training ends: the variables hold the last state, nothing is kept outside them."""
+    model.jax_state_sync()
+    model._jax_state = None
+
+
+def jax_distribute(batch: Any) -> Any:
+    """A batch laid out over the devices of the ``keras.distribution`` in effect (as ``model.fit`` lays it out)."""
+    from keras.src.backend.jax.trainer import _distribute_data
+
+    return _distribute_data(batch)
+
+
 # --- keras-tuner internals -------------------------------------------------
 #
 # ``kfitx tune`` runs an unchanged search script in keras-tuner's chief and worker

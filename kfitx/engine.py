@@ -9,8 +9,10 @@ Separation of concerns:
   train step (several per compiled call where the plan allows), a function of
   one batch that the engine compiles, or a Python function, after optional
   batch hooks;
-* the backend adapter (:mod:`kfitx._engine_tf`, TensorFlow) -- turns a step into
-  something called on the feed's data; nothing here is backend-specific;
+* the backend adapter (:mod:`kfitx._engine_tf`, :mod:`kfitx._engine_jax`,
+  :mod:`kfitx._engine_torch`, chosen by the Keras backend) -- turns a step into
+  something called on the feed's data (on JAX and torch, lists of numpy
+  batches); nothing here is backend-specific;
 * :func:`fit_loop` -- ``model.fit``'s loop around them, in its order: one
   ``keras.callbacks.CallbackList`` (History and the progress bar included),
   ``reset_metrics`` each epoch, ``initial_epoch`` (``BackupAndRestore``
@@ -97,15 +99,41 @@ def should_validate(epoch: int, freq: Any) -> bool:
 
 
 def _adapter() -> Any:
+    """The backend adapter of the active Keras backend (:mod:`kfitx._engine_tf`, ``_engine_jax``, ``_engine_torch``)."""
+    import importlib
+
     import keras
 
     backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise OptionError(message("kfitx's own training loop runs on the TensorFlow backend",
-                                  f"the {backend} backend", "Use strategy='memory' on this backend."))
-    from kfitx import _engine_tf
+    names = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}
+    if backend not in names:
+        raise OptionError(message("kfitx's training loop runs on the TensorFlow, JAX or torch backend",
+                                  f"the {backend} backend", "Set KERAS_BACKEND to one of them."))
+    return importlib.import_module(f"kfitx._engine_{names[backend]}")
 
-    return _engine_tf
+
+def _noop(model: Any) -> None:
+    return None
+
+
+def _build(model: Any, feed: Any) -> None:
+    """Builds what ``model.fit`` builds before its first step (layers, loss, metrics, optimizer) from one batch.
+
+    The backends whose state lives outside the model between steps (JAX) need it
+    before the first step, and ``BackupAndRestore`` needs it before it restores.
+    As in ``model.fit``, the batch comes from a pass started for it alone.
+    """
+    if not _keras.unbuilt(model):
+        return
+    groups = feed.epoch(0)
+    try:
+        _, _, data = next(iter(groups))
+    except StopIteration:
+        return
+    finally:
+        getattr(groups, "close", lambda: None)()
+    getattr(feed, "restart", lambda: None)()
+    _keras.symbolic_build(model, data[0])
 
 
 def _num_samples(batch: Any) -> int:
@@ -148,13 +176,14 @@ def _name(fn: Any) -> str:
 class _PythonSteps:
     """Batches read in Python: the hooks, then the step, on each; keeps the epoch means."""
 
-    def __init__(self, model: Any, step: TrainStep, compiled: Callable[[Any], Any] | None) -> None:
-        self.model, self.step, self.compiled = model, step, compiled
+    def __init__(self, model: Any, step: TrainStep, compiled: Callable[[Any], Any] | None,
+                 as_batch: Callable[[Any], Any]) -> None:
+        self.model, self.step, self.compiled, self.as_batch = model, step, compiled, as_batch
         self.means = _EpochMeans()
 
     def __call__(self, data: list[Any], index: int, epoch: int) -> Any:
         logs = None
-        for batch in data:
+        for batch in map(self.as_batch, data):
             for hook in self.step.hooks:
                 changed = hook(batch, index, epoch)
                 if changed is None:
@@ -177,15 +206,14 @@ class _PythonSteps:
         return logs
 
 
-def _runner(model: Any, step: TrainStep, group: int) -> tuple[Callable[[Any, int, int], Any], Any]:
+def _runner(adapter: Any, model: Any, step: TrainStep, group: int) -> tuple[Callable[[Any, int, int], Any], Any]:
     """``(run(data, index, epoch) -> logs or None, epoch means or None)`` for ``step``."""
-    adapter = _adapter()
     if step.fn is None:
         compiled = adapter.model_function(model, group)
     else:
         compiled = adapter.CompiledStep(model, step.fn) if step.compiled else None
     if step.per_batch:
-        python = _PythonSteps(model, step, compiled)
+        python = _PythonSteps(model, step, compiled, getattr(adapter, "as_batch", lambda batch: batch))
         return python, python.means if step.epoch_logs == "means" else None
     if step.epoch_logs == "means":
         raise OptionError(message("epoch_logs='means' averages in Python", "a compiled step without hooks",
@@ -230,22 +258,31 @@ def fit_loop(model: Any, plan: Any, step: TrainStep | None = None, *, batches: A
         raise OptionError(message(
             "A step function or batch hooks train one batch per call", f"steps_per_execution={group}",
             "Return (1, 'why') from your strategy's grouping() so that the plan does not group steps."))
+    adapter = _adapter()
+    numpy = getattr(adapter, "NUMPY", False)
     feed = batches
     if feed is None:
-        feed = plan.train.feed(plan.reading(endless_after=endless_after), group=group, pull=step.per_batch)
+        feed = plan.train.feed(plan.reading(endless_after=endless_after, numpy=numpy), group=group,
+                               pull=step.per_batch)
     callbacks = _callback_list(model, plan, feed.num_batches)
-    validation = plan.validation_dataset()
+    validation = plan.validation_input()
     with plan.grouped(model):
-        run, means = _runner(model, step, group)
-        _epochs(model, feed, run, means, callbacks, plan, validation)
+        if numpy:
+            _build(model, feed)
+        run, means = _runner(adapter, model, step, group)
+        try:
+            _epochs(model, feed, run, means, callbacks, plan, validation, adapter)
+        finally:
+            getattr(adapter, "train_end", _noop)(model)
     return model.history
 
 
 def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: Any, callbacks: Any,
-            plan: Any, validation: Any) -> None:
-    """``model.fit``'s epoch loop (keras/src/backend/tensorflow/trainer.py), step for step."""
+            plan: Any, validation: Any, adapter: Any) -> None:
+    """``model.fit``'s epoch loop (keras/src/backend/tensorflow/trainer.py, and jax/, torch/), step for step."""
     import keras
 
+    epoch_begin, epoch_end = getattr(adapter, "epoch_begin", _noop), getattr(adapter, "epoch_end", _noop)
     model.stop_training = False
     model.make_train_function()
     callbacks.on_train_begin()
@@ -255,6 +292,7 @@ def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: A
     for epoch in range(_keras.initial_epoch(model, plan.initial_epoch), epochs):
         model.reset_metrics()
         callbacks.on_epoch_begin(epoch)
+        epoch_begin(model)
         if means is not None:
             means.reset()
         groups = feed.epoch(epoch)
@@ -271,14 +309,20 @@ def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: A
                     break
         finally:
             getattr(groups, "close", lambda: None)()
+        epoch_end(model)
         if means is not None:
             epoch_logs = means.result()
         else:  # the model's running metrics, not the last batch's logs (as fit does)
             metrics = model.get_metrics_result()
             epoch_logs = dict(metrics if isinstance(logs, dict) and set(logs) == set(metrics) else logs)
         if validation is not None and should_validate(epoch, plan.validation_freq):
-            val_logs = model.evaluate(validation, steps=plan.validation_steps, callbacks=callbacks,
-                                      return_dict=True)
+            if isinstance(validation, tuple):  # arrays, cut by Keras (JAX, torch)
+                x, y, weights = (*validation, None, None)[:3]
+                val_logs = model.evaluate(x, y, sample_weight=weights, batch_size=plan.validation_batch_size,
+                                          steps=plan.validation_steps, callbacks=callbacks, return_dict=True)
+            else:
+                val_logs = model.evaluate(validation, steps=plan.validation_steps, callbacks=callbacks,
+                                          return_dict=True)
             epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
         callbacks.on_epoch_end(epoch, epoch_logs)
         training_logs = epoch_logs

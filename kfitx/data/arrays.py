@@ -173,7 +173,35 @@ class ArraySource(Source):
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
         from kfitx.data.feed import DatasetFeed
 
+        if reading.numpy:
+            import dataclasses
+
+            return DatasetFeed(KerasBatches(self, reading), dataclasses.replace(reading, class_weight=None),
+                               group, pull=True)
         return DatasetFeed(self.as_dataset(reading), reading, group, pull)
+
+
+class KerasBatches:
+    """The arrays cut into numpy batches by Keras's own array adapter, as ``model.fit`` cuts them on JAX and torch.
+
+    A "dataset" for :class:`kfitx.data.feed.DatasetFeed`: ``cardinality()`` batches
+    a pass, and every ``iter()`` a new pass (shuffled with numpy's global generator,
+    which the plan's seed sets, as Keras shuffles). ``class_weight`` becomes sample
+    weights as Keras makes them. Nothing is copied up front: each batch is a slice
+    (a gather when shuffled), memory maps included.
+    """
+
+    def __init__(self, source: ArraySource, reading: Reading) -> None:
+        from kfitx import _keras
+
+        self.adapter = _keras.array_adapter(source.x, source.y, source.sample_weight, batch_size=reading.batch_size,
+                                            shuffle=reading.shuffle, class_weight=reading.class_weight)
+
+    def cardinality(self) -> int:
+        return int(self.adapter.num_batches)
+
+    def __iter__(self) -> Any:
+        return iter(self.adapter.get_numpy_iterator())
 
 
 def npy(

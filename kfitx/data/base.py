@@ -105,6 +105,9 @@ class Reading:
         deterministic: Keep the batch order.
         targets: Batches must hold ``y`` (the model is compiled with a loss); one
             without is a :class:`DataError` at the first batch.
+        numpy: :meth:`Source.feed` gives groups of numpy batches read in Python
+            (the JAX and torch backends' steps take those); arrays are then cut by
+            Keras's own array adapter, as ``model.fit`` cuts them there.
     """
 
     batch_size: int = 32
@@ -121,6 +124,7 @@ class Reading:
     parallel_calls: int | None = None
     deterministic: bool = True
     targets: bool = False
+    numpy: bool = False
 
     @property
     def repeat(self) -> bool:

@@ -13,7 +13,10 @@ Sources make their feed (:meth:`kfitx.data.Source.feed`):
   read in Python. Without ``steps_per_epoch`` every epoch is a fresh pass; with
   it one iterator runs across epochs, a new pass starting when a dataset of known
   length is used up (and one of unknown length that runs out ends the epoch with
-  Keras's warning), exactly as in ``model.fit``.
+  Keras's warning), exactly as in ``model.fit``. With ``reading.numpy`` (the JAX
+  and torch backends), ``data`` is a list of up to ``group`` numpy batches, and
+  the "dataset" may be any object with ``cardinality()`` and ``__iter__`` (arrays
+  come through Keras's own array adapter, :func:`kfitx.data.arrays.keras_batches`).
 * :class:`PythonFeed` -- generators and PyDatasets: a fresh iterator every epoch
   (the generator factory is called again; a PyDataset is read in index order in
   this process, its ``workers`` unused, with ``on_epoch_begin/end`` called), and
@@ -25,6 +28,7 @@ Sources make their feed (:meth:`kfitx.data.Source.feed`):
 from __future__ import annotations
 
 import itertools
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -93,7 +97,7 @@ class DatasetFeed:
         reading: How to read it: ``steps`` (batches per epoch, or ``None`` for one
             pass) and ``class_weight`` (mapped over the batches).
         group: Batches per group (steps per compiled call).
-        pull: Read each batch in Python (``data`` is ``[batch]``; ``group`` must be 1).
+        pull: Read the batches in Python (``data`` is a list of up to ``group`` batches).
     """
 
     def __init__(self, dataset: Any, reading: Reading, group: int, pull: bool) -> None:
@@ -106,7 +110,8 @@ class DatasetFeed:
         self.pass_length = cardinality if cardinality >= 0 else None
         self.steps_per_epoch = reading.steps
         self.group = group
-        self.pull = pull
+        self.numpy = reading.numpy
+        self.pull = pull or reading.numpy
         self._iterator: Iterator[Any] | None = None
         self._seen = 0
 
@@ -115,28 +120,39 @@ class DatasetFeed:
         """Batches per epoch as the callbacks' ``steps`` parameter reports it."""
         return self.steps_per_epoch or self.pass_length
 
+    def _iter(self) -> Iterator[Any]:
+        if self.numpy and hasattr(self.dataset, "as_numpy_iterator"):
+            return self.dataset.as_numpy_iterator()
+        return iter(self.dataset)
+
     def _data(self, iterator: Any) -> Any:
+        """The iterator itself, or (pulled in Python) a list of up to ``group`` batches; ``None`` when empty."""
         if not self.pull:
             return iterator
-        import tensorflow as tf
-
+        ended: tuple[type[BaseException], ...] = (StopIteration,)
+        tf = sys.modules.get("tensorflow")
+        if tf is not None:
+            ended += (tf.errors.OutOfRangeError,)
+        batches = []
         try:
-            return [next(iterator)]
-        except (StopIteration, tf.errors.OutOfRangeError):
-            return None
+            while len(batches) < self.group:
+                batches.append(next(iterator))
+        except ended:
+            pass
+        return batches or None
 
     def epoch(self, epoch: int) -> Iterator[Group]:
         """One epoch's groups ``(first step, last step, iterator or [batch])``."""
         steps = self.num_batches
         if not steps:  # unknown length, no steps_per_epoch: until the pass ends
-            iterator = iter(self.dataset)
+            iterator = self._iter()
             for begin in itertools.count(0, self.group):
                 data = self._data(iterator)
                 if data is None:
                     return
                 yield begin, begin + self.group - 1, data
         if self._iterator is None or self.steps_per_epoch is None:
-            self._iterator, self._seen = iter(self.dataset), 0
+            self._iterator, self._seen = self._iter(), 0
         for begin in range(0, steps, self.group):
             if self.pass_length and self._seen >= self.pass_length:
                 if self.steps_per_epoch:
@@ -153,7 +169,11 @@ class DatasetFeed:
             # As Keras's EpochIterator: the next pass's iterator is made now (and, without
             # steps_per_epoch, made again when the next epoch starts). Counting iterators as it does
             # keeps a seeded shuffle (a new permutation per iterator) in step with model.fit's.
-            self._iterator, self._seen = iter(self.dataset), 0
+            self._iterator, self._seen = self._iter(), 0
+
+    def restart(self) -> None:
+        """The next epoch starts a new pass (after a batch was read to build the model, as Keras resets)."""
+        self._iterator = None
 
     def ran_out(self) -> None:
         """The strategy's step found the iterator empty: the epoch ends, the next one starts a pass."""
@@ -197,7 +217,13 @@ class PythonFeed:
         batch = self.signature.conform(batch, epoch, index)
         if self.transform is None:
             return batch
-        return self.transform(*batch) if isinstance(batch, (tuple, list)) else self.transform(batch)
+        batch = self.transform(*batch) if isinstance(batch, (tuple, list)) else self.transform(batch)
+        if self.reading.numpy:  # the class weights were computed with TensorFlow ops
+            import keras
+            import numpy as np
+
+            batch = keras.tree.map_structure(np.asarray, batch)
+        return batch
 
     def epoch(self, epoch: int) -> Iterator[Group]:
         """One epoch's groups ``(first step, last step, [batches])``."""

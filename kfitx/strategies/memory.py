@@ -99,7 +99,7 @@ class MemoryStrategy(Strategy):
 
     def fit(self, model: Any, plan: FitPlan) -> Any:
         with plan.grouped(model):
-            return model.fit(**plan.fit_kwargs(plan.train_dataset(), plan.validation_dataset()))
+            return model.fit(**plan.fit_kwargs(plan.train_input(), plan.validation_input()))
 
 
 @hookimpl
