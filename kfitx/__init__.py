@@ -25,6 +25,7 @@ from kfitx.errors import (
     PluginError,
     StrategyConflictError,
     StrategyNotFoundError,
+    UnsupportedBackendError,
     UnsupportedDataError,
     WorkerError,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "StrategyInfo",
     "StrategyNotFoundError",
     "TrainStep",
+    "UnsupportedBackendError",
     "UnsupportedDataError",
     "WorkerError",
     "__version__",

@@ -47,12 +47,14 @@ def model_function(model: Any, steps_per_call: int) -> Callable[[Any], Logs | No
     train = _keras.train_function(model)
     distributed = keras.distribution.distribution() is not None
 
+    last: list[Any] = [None]  # the state the previous step returned (donated to the next one)
+
     def run(data: Any) -> Logs | None:
         if not data:
             return None
         batches = [_keras.jax_distribute(batch) for batch in data] if distributed else data
-        logs, state = train(_keras.jax_state(model), iter(batches))
-        _keras.jax_keep_state(model, state)
+        logs, last[0] = train(_keras.jax_state(model, last[0]), iter(batches))
+        _keras.jax_keep_state(model, last[0])
         return logs
 
     return run

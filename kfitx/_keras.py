@@ -133,21 +133,71 @@ def symbolic_build(model: Any, batch: Any) -> None:
     model._symbolic_build(data_batch=batch)
 
 
+@contextlib.contextmanager
+def multi_worker_fit(model: Any) -> Iterator[None]:
+    """While the body runs, ``model.fit`` / ``evaluate`` train under ``MultiWorkerMirroredStrategy``.
+
+    Keras 3.15.1's TensorFlow trainer fails there twice:
+
+    * ``TensorFlowTrainer._maybe_symbolic_build`` reads the first distributed
+      batch and, to get its shapes, calls ``strategy.reduce("MEAN", batch,
+      axis=None)`` on the whole ``(x, y)`` structure; the multi-worker strategy's
+      ``reduce`` takes one value, not a structure (``ValueError: Attempt to
+      convert a value (PerReplica:...)``). Here the model is built from the
+      batch's local values instead (only shapes are read);
+    * ``reduce_per_replica(..., "auto")`` averages every step output across
+      workers with ``strategy.reduce("MEAN", v, axis=0)``, which also reduces
+      the value's own first axis: a scalar metric fails (``Invalid reduction
+      dimension 0 for input with 0 dimensions``). Here the mean is taken across
+      replicas only (``axis=None``), as on one worker.
+
+    The model's compiled functions are made again inside, so that they are
+    traced with the second fix (and kept: they work after the fit too).
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original_reduce = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original_reduce(values, strategy, reduction)
+
+    def maybe_symbolic_build(iterator: Any = None, data_batch: Any = None) -> None:
+        strategy = model.distribute_strategy
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = next(it)
+                break
+        local = lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+        with strategy.scope():
+            model._symbolic_build(data_batch=tf.nest.map_structure(local, data_batch))
+
+    model.train_function = model.test_function = None
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    model._maybe_symbolic_build = maybe_symbolic_build  # an instance attribute hides the method
+    try:
+        yield
+    finally:
+        tf_trainer.reduce_per_replica = original_reduce
+        del model._maybe_symbolic_build
+
+
 # JAX: between steps ``model.fit`` keeps the variables' values outside the model
 # (``model._jax_state``) and puts them back when a callback reads ``self.model``
 # (``jax_state_sync``) or the epoch ends; kfitx's loop does the same, through these.
 
 
-def jax_state(model: Any) -> tuple[Any, ...]:
-    """The state the JAX train function takes: taken from the variables if they were synced, else the last kept."""
-    if model._jax_state_synced or not getattr(model, "_jax_state", None):
+def jax_state(model: Any, last: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    """The state the JAX train function takes: the ``last`` one a step returned, or, when the
+    variables were synced since (a callback read ``self.model``, a new epoch), the variables' values."""
+    if model._jax_state_synced or last is None:
         state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
                                      optimizer_variables=True, metrics_variables=True, purge_model_variables=True)
         model._jax_state_synced = False
         return state
-    kept = model._jax_state
-    return (kept["trainable_variables"], kept["non_trainable_variables"], kept["optimizer_variables"],
-            kept["metrics_variables"])
+    return last
 
 
 def jax_keep_state(model: Any, state: tuple[Any, ...]) -> None:

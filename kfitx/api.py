@@ -62,6 +62,7 @@ def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type
         if fit_args.get("verbose", "auto") != 0:
             print(decision, flush=True)
     registry.strategy_class(type(chosen))
+    chosen.require_backend()
     chosen.require(source)
     plan = build_plan(model, source, chosen, fit_args)
     if decision is not None:

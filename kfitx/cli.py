@@ -29,11 +29,12 @@ def _list(args: argparse.Namespace) -> int:
     from kfitx.registry import available_strategies
 
     infos = available_strategies()
-    rows = [("name", "description", "provided by", "version", "plugin")]
+    rows = [("name", "description", "backends", "provided by", "version", "plugin")]
     names = [info.name for info in infos]
     for info in infos:
         name = info.name + (" (CONFLICT)" if names.count(info.name) > 1 else "")
-        rows.append((name, info.description, info.distribution, info.version, info.plugin))
+        backends = ",".join(getattr(info.cls, "backends", ()) or ("-",))
+        rows.append((name, info.description, backends, info.distribution, info.version, info.plugin))
     print(_table(rows))
     return 0
 

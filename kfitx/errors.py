@@ -101,3 +101,7 @@ class UnsupportedDataError(KfitxError, ValueError):
 
 class MemoryBudgetError(UnsupportedDataError, MemoryError):
     """The data is larger than the strategy's memory budget."""
+
+
+class UnsupportedBackendError(KfitxError, RuntimeError):
+    """The chosen strategy does not declare the active Keras backend (``Strategy.backends``)."""

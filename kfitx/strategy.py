@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kfitx.errors import OptionError, PluginError, UnsupportedDataError, message
+from kfitx.errors import OptionError, PluginError, UnsupportedBackendError, UnsupportedDataError, message
 from kfitx._checks import closest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,7 +28,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from kfitx.data import Source
     from kfitx.plan import FitPlan
 
-__all__ = ["Decision", "Strategy", "check_fit_signature"]
+__all__ = ["BACKENDS", "Decision", "Strategy", "check_fit_signature"]
+
+#: The Keras backends kfitx runs on.
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class Strategy(ABC):
         description: One line shown by ``kfitx list``.
         defaults: Option names and their default values; ``__init__`` accepts
             exactly these as keyword arguments.
+        backends: The Keras backends the strategy trains on (default
+            ``("tensorflow",)``: declare the others once ``kfitx check NAME`` passes
+            with ``KERAS_BACKEND`` set to them). ``kfitx.fit`` on another backend
+            is an :class:`kfitx.UnsupportedBackendError`; ``kfitx list`` shows them.
 
     Example:
         ```python
@@ -89,6 +96,7 @@ class Strategy(ABC):
     defaults: ClassVar[Mapping[str, Any]] = {}
     #: Options that were renamed: old name -> new name (the old one is an ``OptionError`` naming the new).
     renamed_options: ClassVar[Mapping[str, str]] = {}
+    backends: ClassVar[tuple[str, ...]] = ("tensorflow",)
 
     def __init__(self, **options: Any) -> None:
         for old in sorted(set(options) & set(self.renamed_options)):
@@ -126,6 +134,20 @@ class Strategy(ABC):
                 f"Strategy '{self.name}' cannot train on this data. "
                 f"Received: {source.describe()}. {reason}"
             )
+
+    def require_backend(self) -> None:
+        """Raises :class:`UnsupportedBackendError` unless the active Keras backend is in :attr:`backends`."""
+        import keras
+
+        backend = keras.backend.backend()
+        if backend in self.backends:
+            return
+        raise UnsupportedBackendError(message(
+            f"Strategy '{self.name}' trains on the backends it declares: {', '.join(self.backends)}",
+            f"KERAS_BACKEND={backend}",
+            f"Set KERAS_BACKEND to one of those, or pick a strategy for {backend} (`kfitx list` shows each "
+            "strategy's backends). A plugin's author declares a backend with `backends = (...)` once "
+            f"`KERAS_BACKEND={backend} kfitx check {self.name}` passes."))
 
     def grouping(self) -> int | str | tuple[int, str]:
         """How many steps per compiled call this strategy wants; the plan decides from it.

@@ -121,6 +121,7 @@ class AutoStrategy(Strategy):
     """
 
     name = "auto"
+    backends = ("tensorflow", "jax", "torch")
     description = "Chooses memory, generator or loop from the data and options (or a plugin's rule), and says why"
     defaults = _merged_defaults()
     renamed_options = {old: new for cls in _CHOICES.values() for old, new in cls.renamed_options.items()}

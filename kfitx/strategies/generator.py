@@ -14,6 +14,10 @@ For data too large for RAM and for augmentation on the fly. Separation of concer
 * training is ``model.fit`` over that stream, as in the ``memory`` strategy, so
   callbacks, History, ``initial_epoch`` and ``BackupAndRestore`` are Keras's own
   (steps grouped per compiled call only where the plan, :mod:`kfitx.plan`, allows);
+* tuning (:meth:`GeneratorStrategy.hyperparameters`): ``augment="tune"`` (or the
+  ``"tune-no-flip"`` preset) leaves the augmentation to the search: flips, shift,
+  rotation and zoom, each on or off, as AutoKeras's ``ImageAugmentation`` block
+  searches them, as an ``ImageDataGenerator``;
 * faults -- a generator or augmentation that raises or yields a wrong batch, a
   worker that dies or stalls -- end the fit with a :class:`KfitxError` naming
   the batch, and every worker is stopped before ``fit`` returns or raises (both
@@ -26,6 +30,8 @@ import logging
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from kfitx._checks import closest
+from kfitx._tunable import Tunable
 from kfitx.data import Source
 from kfitx.errors import OptionError, message
 from kfitx.hookspecs import hookimpl
@@ -36,6 +42,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from kfitx.augment import Augmentation
 
 logger = logging.getLogger("kfitx")
+
+
+#: ``augment`` presets searched by the tuner: which transforms each one tunes.
+AUGMENT_PRESETS: dict[str, tuple[str, ...]] = {
+    "tune": ("flip", "shift", "rotation", "zoom"),
+    "tune-no-flip": ("shift", "rotation", "zoom"),  # digits, text, anything with a left and a right
+}
 
 
 def _positive(options: dict[str, Any], name: str, kind: type = int) -> None:
@@ -52,6 +65,8 @@ class GeneratorStrategy(Strategy):
             Keras preprocessing layers (one, a list, or a ``Sequential``), or an
             ``ImageDataGenerator`` (vectorised over whole batches). Training batches
             only; validation data is never augmented. See :mod:`kfitx.augment`.
+            In a keras-tuner search, ``"tune"`` or ``"tune-no-flip"``: the
+            augmentation is tuned (see :meth:`hyperparameters`).
         workers: Threads reading a PyDataset's batches at once. ``None``: the
             PyDataset's own ``workers`` (Keras's meaning), else 1.
         use_multiprocessing: Run the generator / PyDataset in a forked worker
@@ -69,6 +84,7 @@ class GeneratorStrategy(Strategy):
     """
 
     name = "generator"
+    backends = ("tensorflow", "jax", "torch")
     description = ("Streams batches made while training: on-the-fly augmentation, generators, "
                    "out-of-core .npy")
     defaults = {"augment": None, "workers": None, "use_multiprocessing": None, "max_queue_size": None,
@@ -83,13 +99,53 @@ class GeneratorStrategy(Strategy):
             raise OptionError(message("`use_multiprocessing` must be True, False or None",
                                       repr(self.options["use_multiprocessing"])))
         self.augmentation: Augmentation | None = None
-        if self.options["augment"] is not None:
+        augment = self.options["augment"]
+        if isinstance(augment, Tunable):
+            raise OptionError(message("`augment` to be an augmentation; a kfitx.tuner.Tunable is resolved per trial "
+                                      "by kfitx.tuner (StrategyHyperModel, kfitx.tuner.fit)", repr(augment),
+                                      "Pass the value itself to kfitx.fit, or put the Tunable in strategy_options."))
+        if isinstance(augment, str):
+            if augment not in AUGMENT_PRESETS:
+                raise OptionError(message(f"`augment` as a name to be a preset tuned in a search: "
+                                          f"{', '.join(map(repr, AUGMENT_PRESETS))}", repr(augment),
+                                          closest(augment, list(AUGMENT_PRESETS)).strip() or None))
+        elif augment is not None:
             from kfitx.augment import adapt
 
             self.augmentation = adapt(self.options["augment"])
 
     def supports(self, source: Source) -> str | None:
         return None  # every kind of source can be streamed
+
+    def hyperparameters(self, hp: Any) -> dict[str, Any]:
+        """With ``augment="tune"`` (or a preset), declares the augmentation's strength; returns it.
+
+        As AutoKeras's ``ImageAugmentation`` block: ``horizontal_flip`` and ``vertical_flip``
+        (``hp.Boolean``), ``shift`` (``hp.Choice`` of 0 or 0.1 of the width and height),
+        ``rotation`` (0 or 36 degrees, a tenth of a turn) and ``zoom`` (0 or 0.1), each
+        under this strategy's name (``generator/shift``). ``"tune-no-flip"`` leaves the
+        flips out. The value is an ``ImageDataGenerator`` (images ``(batch, height,
+        width, channels)``), or ``None`` when every transform is off. Any other
+        ``augment`` declares nothing.
+        """
+        searched = AUGMENT_PRESETS.get(self.options["augment"]) if isinstance(self.options["augment"], str) else None
+        if searched is None:
+            return {}
+        settings: dict[str, Any] = {}
+        if "flip" in searched:
+            settings["horizontal_flip"] = bool(hp.Boolean("horizontal_flip", default=False))
+            settings["vertical_flip"] = bool(hp.Boolean("vertical_flip", default=False))
+        if "shift" in searched:
+            settings["width_shift_range"] = settings["height_shift_range"] = hp.Choice("shift", [0.0, 0.1]) or 0.0
+        if "rotation" in searched:
+            settings["rotation_range"] = hp.Choice("rotation", [0, 36]) or 0
+        if "zoom" in searched:
+            settings["zoom_range"] = hp.Choice("zoom", [0.0, 0.1]) or 0.0
+        if not any(settings.values()):
+            return {"augment": None}
+        from kfitx.augment import image_data_generator_class
+
+        return {"augment": image_data_generator_class()(**settings)}
 
     def _reading(self) -> dict[str, Any]:
         """The worker options, as the plan's reading takes them."""
@@ -99,6 +155,10 @@ class GeneratorStrategy(Strategy):
     def fit(self, model: Any, plan: FitPlan) -> Any:
         import tensorflow as tf
 
+        if isinstance(self.options["augment"], str):
+            raise OptionError(message("`augment` to be an augmentation in a fit outside a search",
+                                      repr(self.options["augment"]), "A preset is tuned by kfitx.tuner "
+                                      "(StrategyHyperModel); pass an augmentation to kfitx.fit."))
         options = self._reading()
         train = plan.train_dataset(**options)
         if self.augmentation is not None:

@@ -89,6 +89,7 @@ class LoopStrategy(Strategy):
     """
 
     name = "loop"
+    backends = ("tensorflow", "jax", "torch")
     description = "kfitx's own training loop: a custom step and per-batch hooks, with every Keras callback"
     defaults = {"step": None, "batch_hooks": None, "steps_per_execution": "auto", "endless_after": 100_000}
     renamed_options = {"infinite_after": "endless_after"}  # the generator strategy's name for the same rule

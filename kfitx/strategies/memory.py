@@ -56,6 +56,7 @@ class MemoryStrategy(Strategy):
     """
 
     name = "memory"
+    backends = ("tensorflow", "jax", "torch")
     description = "Arrays in RAM through model.fit: zero-copy input, grouped steps when no callback acts per batch"
     defaults = {"memory_budget": 0.5, "steps_per_execution": "auto"}
 

@@ -65,6 +65,8 @@ class TFDataStrategy(kfitx.Strategy):
     """
 
     name = "tfdata"
+    #: model.fit reads a tf.data pipeline on every backend (Keras turns its batches into the backend's arrays).
+    backends = ("tensorflow", "jax", "torch")
     description = "model.fit over a tuned tf.data pipeline: parallel gather and augmentation, prefetch, cache"
     defaults = {"augment": None, "map_fn": None, "cache": False, "shuffle_buffer": None,
                 "parallel_calls": "auto", "prefetch": "auto", "deterministic": True,
@@ -91,10 +93,6 @@ class TFDataStrategy(kfitx.Strategy):
             self.augmentation = augment.adapt(self.options["augment"])
 
     def supports(self, source: Source) -> str | None:
-        import keras
-
-        if keras.backend.backend() != "tensorflow":
-            return f"The 'tfdata' strategy needs Keras's TensorFlow backend, not {keras.backend.backend()}."
         if source.streams_in_graph:
             return None
         return ("The 'tfdata' strategy reads arrays and tf.data datasets. Wrap a generator in "
