@@ -13,6 +13,12 @@
   matching per call: most of ``train_on_batch``'s per-call cost); given a list
   of batches read in Python (generators, batch hooks) it calls a compiled
   function on each.
+
+Under a ``tf.distribute`` strategy (:mod:`kfitx._distribute`) the feed's iterator
+is a distributed one (each replica its share of every global batch), batches
+read in Python are split over the replicas the same way, a step runs through
+``strategy.run`` and its outputs are reduced to one value, and the model's
+optimizer and metrics are built before the first step, as ``model.fit`` builds them.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kfitx import _keras
+from kfitx import _distribute, _keras
 
 Logs = Mapping[str, Any]
 
@@ -37,6 +43,20 @@ def _distributed(model: Any) -> bool:
     import tensorflow as tf
 
     return tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy()
+
+
+def _build_from(model: Any, strategy: Any, data: Any) -> None:
+    """Builds the model before its first distributed step, from the data it is about to get."""
+    import tensorflow as tf
+
+    if isinstance(data, list):
+        batch = data[0] if data else None
+    elif isinstance(data, tf.distribute.DistributedIterator):
+        batch = _distribute.local_spec(data.element_spec)
+    else:
+        batch = data.element_spec
+    if batch is not None:
+        _distribute.build(model, batch, strategy)
 
 
 class CompiledStep:
@@ -57,6 +77,15 @@ class CompiledStep:
 
         if not autograph:
             one_batch = tf.autograph.experimental.do_not_convert(one_batch)
+        self.model = model
+        self.strategy = _distribute.strategy_of(model)
+        self._built = self.strategy is None
+        if self.strategy is not None:  # each replica runs the step on its share; one value comes out
+            strategy, local_step = self.strategy, one_batch
+
+            def one_batch(batch: Any) -> Any:
+                return _distribute.reduce(strategy.run(local_step, args=(batch,)), strategy)
+
         self.eager = bool(model.run_eagerly)
         self._fn = one_batch
         jit = bool(model.jit_compile)
@@ -95,14 +124,21 @@ class CompiledStep:
         """Trains on ``data``: the next batch of a tf.data iterator, or each batch of a list."""
         import tensorflow as tf
 
+        if not self._built:
+            _build_from(self.model, self.strategy, data)
+            self._built = True
         if isinstance(data, list):
             logs = None
             for batch in data:
+                if self.strategy is not None:
+                    batch = _distribute.split(batch, self.strategy)
                 logs = self._fn(batch) if self.eager else self._on_batch(batch)
             return logs
         try:
             if self.eager:
                 return self._fn(next(data))
+            if self.strategy is not None:  # a distributed iterator: bound as it is
+                return self._on_batch(data.get_next())
             return self._for(data)(*self._components)
         except (StopIteration, tf.errors.OutOfRangeError):
             return None  # the iterator was empty: the epoch is over
@@ -116,10 +152,17 @@ def model_function(model: Any, steps_per_call: int) -> Callable[[Any], Logs | No
     """The model's own train step as ``run(data)``, ``steps_per_call`` batches per call."""
     if steps_per_call == 1 and not model.run_eagerly and not _distributed(model):
         return CompiledStep(model, _model_train_step, autograph=False)
+    strategy = _distribute.strategy_of(model)
+    built = [strategy is None]
 
     def run(data: Any) -> Logs | None:
         import tensorflow as tf
 
+        if not built[0]:
+            _build_from(model, strategy, data)
+            built[0] = True
+        if isinstance(data, list) and strategy is not None:
+            data = [_distribute.split(batch, strategy) for batch in data]
         try:
             return _keras.train_function(model)(iter(data) if isinstance(data, list) else data)
         except (StopIteration, tf.errors.OutOfRangeError):

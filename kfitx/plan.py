@@ -23,10 +23,11 @@ A strategy that delegates to ``model.fit`` needs three things of the plan::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kfitx import _distribute
 from kfitx._checks import FIT_ARGS, callbacks_list, check_fit_args, check_inputs, check_model
 from kfitx.data import Reading, Source, coerce
 from kfitx.errors import DataError, OptionError, message
@@ -189,9 +190,17 @@ class FitPlan:
                 kwargs["validation_batch_size"] = self.validation_batch_size
         return kwargs
 
-    def grouped(self, model: Any) -> contextlib.AbstractContextManager[None]:
-        """Runs the body with the model at :attr:`steps_per_execution`, then puts it back."""
-        return steps_per_execution(model, self.steps_per_execution)
+    @contextlib.contextmanager
+    def grouped(self, model: Any) -> Iterator[None]:
+        """Runs the body with the model at :attr:`steps_per_execution`, then puts it back.
+
+        Under a ``tf.distribute`` strategy the body also runs in the model's
+        strategy scope, and under ``MultiWorkerMirroredStrategy`` with Keras's
+        multi-worker faults worked around (:mod:`kfitx._distribute`), so that
+        ``model.fit`` trains there.
+        """
+        with _distribute.training(model), steps_per_execution(model, self.steps_per_execution):
+            yield
 
 
 # -- the training and validation sources -----------------------------------------------------------
@@ -216,15 +225,19 @@ def _split(source: Source, sample_weight: Any, validation_split: float,
 # -- grouping -------------------------------------------------------------------------------------
 
 
-def _distributed() -> str | None:
-    """The ``tf.distribute`` strategy in scope with more than one replica, by class name."""
-    import sys
+def _distributed(model: Any) -> str | None:
+    """The ``tf.distribute`` strategy training ``model`` (or in scope), by class name, if it has several replicas."""
+    strategy = _distribute.strategy_of(model)
+    return type(strategy).__name__ if _distribute.replicas(strategy) > 1 else None
 
-    tf = sys.modules.get("tensorflow")
-    if tf is None or not tf.distribute.has_strategy():
-        return None
-    strategy = tf.distribute.get_strategy()
-    return type(strategy).__name__ if strategy.num_replicas_in_sync > 1 else None
+
+#: Why Keras 3.15.1 cannot group steps under a tf.distribute strategy (found by reducing its grouped
+#: train function): it calls the compiled one-step function inside a ``tf.cond`` of its
+#: ``tf.while_loop``, and the optimizer's cross-replica update (``merge_call``) inside a nested
+#: ``tf.function`` inside a ``tf.cond`` branch leaves a capture unfed.
+_DISTRIBUTED_GROUPING = ("steps_per_execution > 1 fails under tf.distribute.{scope} in Keras {version}: its grouped "
+                         "train function runs each step inside a tf.cond, where the optimizer's cross-replica "
+                         "update leaves a placeholder unfed")
 
 
 def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None, ...]) -> tuple[int, str]:
@@ -235,8 +248,8 @@ def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None
     if isinstance(wanted, tuple):  # the strategy fixes it
         return wanted
     backend = keras.backend.backend()
-    scope = _distributed() if backend == "tensorflow" else None
-    broken = (f"steps_per_execution > 1 fails under tf.distribute.{scope} in Keras {keras.__version__}"
+    scope = _distributed(model) if backend == "tensorflow" else None
+    broken = (_DISTRIBUTED_GROUPING.format(scope=scope, version=keras.__version__)
               if scope else "the torch backend runs one step per call" if backend == "torch" else None)
     if broken and wanted != "auto" and wanted != 1:
         raise OptionError(message(f"`steps_per_execution` 1 here: {broken}", f"steps_per_execution={wanted!r}",
@@ -301,7 +314,7 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
 
         warnings.warn(f"Limiting epochs to {max_epochs}", stacklevel=3)  # as model.fit does
         epochs = max_epochs
-    callbacks = callbacks_list(args.pop("callbacks", None))
+    callbacks = _distribute.chief_only(callbacks_list(args.pop("callbacks", None)), model)
     group, reason = _grouping(model, strategy, callbacks, (steps, validation_steps))
     seed = args.pop("seed", None)
     if seed is not None:

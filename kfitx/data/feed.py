@@ -114,6 +114,7 @@ class DatasetFeed:
         self.pull = pull or reading.numpy
         self._iterator: Iterator[Any] | None = None
         self._seen = 0
+        self._distributed: tuple[Any, Any] | None = None  # (strategy, the dataset distributed over it)
 
     @property
     def num_batches(self) -> int | None:
@@ -123,6 +124,14 @@ class DatasetFeed:
     def _iter(self) -> Iterator[Any]:
         if self.numpy and hasattr(self.dataset, "as_numpy_iterator"):
             return self.dataset.as_numpy_iterator()
+        if not self.pull:  # read by a compiled step: under tf.distribute, each replica its share
+            from kfitx import _distribute
+
+            strategy = _distribute.strategy_of()
+            if strategy is not None:
+                if self._distributed is None or self._distributed[0] is not strategy:
+                    self._distributed = (strategy, _distribute.distribute(self.dataset, strategy))
+                return iter(self._distributed[1])
         return iter(self.dataset)
 
     def _data(self, iterator: Any) -> Any:

@@ -93,7 +93,10 @@ class _Accumulate:
                 y_pred = model(xi, training=True)
                 loss = model.compute_loss(x=xi, y=yi, y_pred=y_pred, sample_weight=wi, training=True)
                 scaled = model.optimizer.scale_loss(loss)
-            next(m for m in model.metrics if m.name == "loss").update_state(loss, sample_weight=end - begin)
+            # Under tf.distribute, compute_loss divides by the replicas (their gradients are summed);
+            # the logged loss is the unscaled one, as in Keras's own step.
+            replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+            next(m for m in model.metrics if m.name == "loss").update_state(loss * replicas, sample_weight=end - begin)
             model.compute_metrics(xi, yi, y_pred, sample_weight=wi)
             share = tf.cast(end - begin, loss.dtype) / tf.cast(n, loss.dtype)
             return [None if g is None else tf.convert_to_tensor(g) * tf.cast(share, g.dtype)
