@@ -5,10 +5,11 @@ Separation of concerns:
 * :func:`find_project` / :func:`load` read the files only -- keras-tuner's
   ``trial_<id>/trial.json`` (hyperparameters, metrics, score, status), kfitx's
   ``trial_<id>/kfitx-trial.json`` (:mod:`kfitx._trial_record`: start, end, epochs,
-  strategy, worker, peak memory) and ``kfitx-tune.json`` (the objective) -- into
+  strategy, worker, peak memory, the epoch a pruned trial stopped after) and ``kfitx-tune.json`` (the objective) -- into
   a :class:`Search`; nothing heavy is imported, so it works beside a running search.
 * :func:`leaderboard` is the table ``kfitx report`` prints, and the one
-  ``examples/search_digits.py`` prints after its search.
+  ``examples/search_digits.py`` prints after its search; a search that prunes
+  (``pruning="median"``) gets a ``pruned`` column: the epoch each pruned trial stopped after.
 * :func:`plot` draws score against wall time (coloured by strategy) and samples/s
   per strategy (needs matplotlib: ``kfitx[plot]``).
 * :func:`best_hyperparameters` gives the best trial's ``keras_tuner.HyperParameters``
@@ -61,6 +62,12 @@ class TrialRow:
         return self.metrics.get(SAMPLES_PER_S, self.record.get("samples_per_s"))
 
     @property
+    def pruned_epoch(self) -> int | None:
+        """The epoch (counted from 1) this trial was stopped after by pruning; ``None`` if it was not."""
+        value = self.record.get("pruned_epoch")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
     def peak_mib(self) -> float | None:
         values = [v for v in (self.metrics.get(PEAK_RSS_MIB), self.record.get("peak_rss_mib")) if v]
         return max(values) if values else None
@@ -84,6 +91,11 @@ class Search:
     @property
     def finished(self) -> list[TrialRow]:
         return [t for t in self.trials if t.status in FINISHED]
+
+    @property
+    def prunes(self) -> bool:
+        """Whether the search prunes trials (its trials' records say whether each one was pruned)."""
+        return any("pruned_epoch" in t.record for t in self.trials)
 
 
 def _best(observations: list[dict[str, Any]], direction: str) -> float | None:
@@ -174,17 +186,22 @@ def format_value(name: str, value: Any) -> str:
 
 
 def leaderboard(search: Search) -> str:
-    """The trials as a table, best first: every hyperparameter, strategy, score, samples/s, peak MiB, ..."""
+    """The trials as a table, best first: every hyperparameter, strategy, score, samples/s, peak MiB, ...
+
+    A search that prunes also shows, per trial, the epoch it was pruned at (``pruned``: ``at 3``, or ``-``).
+    """
     names = sorted({n for t in search.trials for n in t.values if n != "strategy"})
     score = search.objective or "score"
-    header = ["rank", "trial", *names, "strategy", score, "samples/s", "peak MiB", "epochs", "seconds", "status"]
+    pruned = ["pruned"] if search.prunes else []  # the column only where the search prunes
+    header = ["rank", "trial", *names, "strategy", score, "samples/s", "peak MiB", "epochs", *pruned, "seconds",
+              "status"]
     rows = []
     for rank, t in enumerate(search.trials, 1):
         number = lambda v, fmt: "-" if v is None else fmt.format(v)
         rows.append([str(rank), t.trial_id, *(format_value(n, t.values[n]) if n in t.values else "-" for n in names),
                      t.strategy or "-", number(t.score, "{:.4f}"), number(t.samples_per_s, "{:,.0f}"),
                      number(t.peak_mib, "{:,.0f}"), number(t.record.get("epochs"), "{}"),
-                     number(t.seconds, "{:.1f}"), t.status])
+                     *([number(t.pruned_epoch, "at {}")] if pruned else []), number(t.seconds, "{:.1f}"), t.status])
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths)).rstrip()
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
@@ -209,6 +226,9 @@ def summary(search: Search) -> str:
     total = search.max_trials or len(search.trials)
     best = search.best
     text = f"{search.project_dir}: {done}/{total} trial(s) finished"
+    pruned = sum(t.pruned_epoch is not None for t in search.trials)
+    if pruned:
+        text += f" ({pruned} pruned)"
     if best is not None:
         text += f"; best trial {best.trial_id}: {search.objective or 'score'} {best.score:.4f}"
         if best.strategy:

@@ -9,7 +9,15 @@ Separation of concerns:
   and runs :func:`kfitx.fit`. kfitx's ``kfitx_fit`` wrapper for trials
   (:mod:`kfitx._fitting`) adds what the trial cost (samples/s, peak resident
   memory) to the History, so keras-tuner records it next to the score.
-* :class:`StrategyHyperModel` wraps a ``build_model(hp)`` function and calls :func:`fit`.
+* :class:`StrategyHyperModel` wraps a ``build_model(hp)`` function; its ``build``
+  declares the strategy side of the space too (so a tuner knows it before the
+  first trial, in parallel searches as well), and its ``fit`` calls :func:`fit`.
+* Options as hyperparameters (:mod:`kfitx._tunable`): a :class:`Tunable` option
+  value is computed from the trial's ``hp`` under the strategy's name scope.
+* Pruning (:mod:`kfitx._pruning`): with ``pruning="median"`` (or a
+  :class:`MedianPruning`), a trial whose objective is worse than the median of
+  the finished trials at the same epoch stops; each trial's per-epoch objective
+  is kept in ``<trial dir>/kfitx-epochs.json``, which every worker reads.
 * Resume (:class:`_Resume`): inside a tuner (found through keras-tuner's own
   ``TunerCallback``), each execution of a trial trains with a
   ``keras.callbacks.BackupAndRestore`` in ``<trial dir>/kfitx-backup/execution-<i>``
@@ -51,14 +59,26 @@ import numpy as np
 
 from kfitx import _keras, _trial_record
 from kfitx._fitting import PEAK_RSS_MIB, SAMPLES_PER_S
+from kfitx._pruning import MedianPruning, as_pruning
+from kfitx._pruning import callback as _pruner
+from kfitx._tunable import Tunable, declare
 from kfitx.api import fit as kfitx_fit
 from kfitx.data import coerce
 from kfitx.errors import KfitxError, OptionError, message
 from kfitx.registry import get_registry
 from kfitx.tune import is_chief, launch
 
-__all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "StrategyHyperModel", "fit", "is_chief", "launch"]
+__all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "MedianPruning", "StrategyHyperModel", "Tunable", "fit", "is_chief",
+           "launch"]
 
+#: Executions of each trial started in this process (keras-tuner runs them in order).
+_executions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _next_execution(trial: Any) -> int:
+    execution = _executions.get(trial, 0)
+    _executions[trial] = execution + 1
+    return execution
 
 
 def _fatal(err: KfitxError) -> keras_tuner.errors.FatalError:
@@ -88,13 +108,8 @@ class _Resume:
     puts the epochs run before the kill back in front of the History.
     """
 
-    #: Executions of each trial started in this process (keras-tuner runs them in order).
-    _executions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-
-    def __init__(self, tuner_callback: Any, best_epoch: list[Any]) -> None:
+    def __init__(self, tuner_callback: Any, best_epoch: list[Any], execution: int) -> None:
         trial = tuner_callback.trial
-        execution = self._executions.get(trial, 0)
-        self._executions[trial] = execution + 1
         root = os.path.join(tuner_callback.tuner.get_trial_dir(trial.trial_id), "kfitx-backup")
         self.backup_dir = os.path.join(root, f"execution-{execution}")
         self.log_path = os.path.join(root, f"execution-{execution}.history.json")
@@ -149,16 +164,36 @@ class _Resume:
             os.rmdir(os.path.dirname(self.log_path))
 
 
-def _resumer(callbacks: list[Any]) -> _Resume | None:
+def _in_tuner(callbacks: list[Any]) -> tuple[Any, list[Any]]:
+    """keras-tuner's ``TunerCallback`` (``None`` outside a tuner with trial folders) and its ``SaveBestEpoch``s."""
+    tuner_callback, best_epoch = _tuner_callbacks(callbacks)
+    if tuner_callback is None or not hasattr(tuner_callback.tuner, "get_trial_dir"):
+        return None, []
+    return tuner_callback, best_epoch
+
+
+def _resumer(callbacks: list[Any], execution: int) -> _Resume | None:
     """A :class:`_Resume` when running inside a tuner with no ``BackupAndRestore`` of the user's."""
     import keras
 
     if any(isinstance(cb, keras.callbacks.BackupAndRestore) for cb in callbacks):
         return None
-    tuner_callback, best_epoch = _tuner_callbacks(callbacks)
-    if tuner_callback is None or not hasattr(tuner_callback.tuner, "get_trial_dir"):
+    tuner_callback, best_epoch = _in_tuner(callbacks)
+    return None if tuner_callback is None else _Resume(tuner_callback, best_epoch, execution)
+
+
+def _pruning_callback(rule: MedianPruning | None, hp: Any, callbacks: list[Any], execution: int) -> Any:
+    """The pruning callback of this execution, inside a tuner with ``rule`` set; refuses Hyperband."""
+    tuner_callback, best_epoch = _in_tuner(callbacks)
+    if rule is None or tuner_callback is None or not best_epoch:
         return None
-    return _Resume(tuner_callback, best_epoch)
+    if isinstance(tuner_callback.tuner, keras_tuner.Hyperband) or "tuner/bracket" in hp.values:
+        raise OptionError(message("`pruning` with a tuner that trains every trial to its end (RandomSearch, "
+                                  "BayesianOptimization, GridSearch)", f"pruning={rule!r} with Hyperband",
+                                  "Drop `pruning`: Hyperband already stops the weaker half of its trials."))
+    trial = tuner_callback.trial
+    return _pruner(rule, best_epoch[0].objective, tuner_callback.tuner.get_trial_dir(trial.trial_id),
+                   str(trial.trial_id), execution)
 
 
 def _candidates(strategies: str | Sequence[str]) -> list[str]:
@@ -181,6 +216,7 @@ def fit(
     strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
     tune_batch_size: Sequence[int] | None = None,
     resume: bool = True,
+    pruning: str | MedianPruning | None = None,
     **kwargs: Any,
 ) -> Any:
     """Trains one keras-tuner trial through kfitx; call it from ``HyperModel.fit``.
@@ -192,12 +228,16 @@ def fit(
             positionally or as ``x=``).
         y: Targets when ``x`` holds only the inputs.
         strategies: One strategy name, or several to choose from (``hp.Choice("strategy", ...)``).
-        strategy_options: Fixed options per strategy name, e.g. ``{"memory": {"memory_budget": 0.3}}``.
+        strategy_options: Options per strategy name, e.g. ``{"memory": {"memory_budget": 0.3}}``;
+            a value may be a :class:`Tunable`, computed from the trial's hyperparameters.
         tune_batch_size: Batch sizes to choose from (``hp.Choice("batch_size", ...)``);
             ``None`` keeps the ``batch_size`` passed to ``search`` (or the default).
         resume: Inside a tuner, back up each epoch so that a trial killed mid-way goes on
             from its last finished epoch when the search is reloaded (``overwrite=False``).
             Skipped when ``callbacks`` already hold a ``BackupAndRestore``.
+        pruning: ``None``, ``"median"`` or a :class:`MedianPruning`: stop a trial whose
+            objective is worse than the median of the finished trials at the same epoch
+            (not with Hyperband: an ``OptionError``).
         **kwargs: What ``tuner.search`` passed on: ``epochs``, ``callbacks`` (keras-tuner's
             own among them), ``validation_data``, ...
 
@@ -207,31 +247,27 @@ def fit(
     Raises:
         keras_tuner.errors.FatalError: for a kfitx configuration mistake; it ends the search.
     """
+    pruner = None
     try:
         names = _candidates(strategies)
-        options = {name: dict((strategy_options or {}).get(name, {})) for name in names}
-        unknown = sorted(set(strategy_options or {}) - set(names))
-        if unknown:
-            raise OptionError(message("`strategy_options` keys must be among the strategies tried",
-                                      ", ".join(unknown), f"Tried: {', '.join(names)}."))
-        chosen = hp.Choice("strategy", names) if len(names) > 1 else hp.Fixed("strategy", names[0])
-        for name in names:
-            strategy = get_registry().get(name, **options[name])
-            with hp.conditional_scope("strategy", [name]), hp.name_scope(name):
-                tuned = strategy.hyperparameters(hp)
-            if name == chosen:
-                options[name].update(tuned)
+        _check_option_keys(strategy_options, names)
+        rule = as_pruning(pruning)
+        chosen, options = declare(hp, names, strategy_options or {}, get_registry().get)
         if tune_batch_size:
             kwargs["batch_size"] = hp.Choice("batch_size", list(tune_batch_size))
         source = coerce(x, y)
         callbacks = kwargs.get("callbacks")
         callbacks = list(getattr(callbacks, "callbacks", callbacks) or [])  # a list or a CallbackList
         started = time.time()
-        resumer = _resumer(callbacks) if resume else None
-        if resumer is not None:
-            kwargs["callbacks"] = [*callbacks, *resumer.callbacks()]
+        tuner_callback, _ = _in_tuner(callbacks)
+        execution = _next_execution(tuner_callback.trial) if tuner_callback is not None else 0
+        pruner = _pruning_callback(rule, hp, callbacks, execution)
+        resumer = _resumer(callbacks, execution) if resume else None
+        extra = [*([pruner] if pruner is not None else []), *(resumer.callbacks() if resumer is not None else [])]
+        if extra:
+            kwargs["callbacks"] = [*callbacks, *extra]
         # kfitx's kfitx_fit wrapper measures the trial (samples/s, peak RSS) into the History
-        history = kfitx_fit(model, source, strategy=chosen, **options[chosen], **kwargs)
+        history = kfitx_fit(model, source, strategy=chosen, **options, **kwargs)
     except KfitxError as err:
         raise _fatal(err) from err
     except Exception as err:  # a training failure stays a failed trial, now naming the trial
@@ -244,8 +280,17 @@ def fit(
         for key in (SAMPLES_PER_S, PEAK_RSS_MIB):  # one constant per epoch, the earlier epochs too
             if history.history.get(key):
                 history.history[key] = [history.history[key][-1]] * len(history.epoch)
-    _record(callbacks, chosen, history, started)
+    if pruner is not None:
+        history.kfitx["pruned_epoch"] = pruner.pruned_epoch
+    _record(callbacks, chosen, history, started, pruner)
     return history
+
+
+def _check_option_keys(strategy_options: Mapping[str, Any] | None, names: list[str]) -> None:
+    unknown = sorted(set(strategy_options or {}) - set(names))
+    if unknown:
+        raise OptionError(message("`strategy_options` keys must be among the strategies tried",
+                                  ", ".join(unknown), f"Tried: {', '.join(names)}."))
 
 
 def _trial_note(callbacks: Any, hp: Any) -> str:
@@ -256,8 +301,8 @@ def _trial_note(callbacks: Any, hp: Any) -> str:
     return f"kfitx: {trial} ({values})"
 
 
-def _record(callbacks: list[Any], strategy: str, history: Any, started: float) -> None:
-    """Writes the trial's kfitx record (strategy, epochs, samples/s, peak memory) when inside a tuner."""
+def _record(callbacks: list[Any], strategy: str, history: Any, started: float, pruner: Any = None) -> None:
+    """Writes the trial's kfitx record (strategy, epochs, samples/s, peak memory, pruning) when inside a tuner."""
     tuner_callback, _ = _tuner_callbacks(callbacks)
     if tuner_callback is None or not hasattr(tuner_callback.tuner, "get_trial_dir"):
         return
@@ -269,6 +314,9 @@ def _record(callbacks: list[Any], strategy: str, history: Any, started: float) -
     peak = last(PEAK_RSS_MIB)
     if peak is not None:
         values["peak_rss_mib"] = max(peak, earlier.get("peak_rss_mib") or 0.0)
+    if pruner is not None:  # with several executions, the first one pruned is the trial's
+        pruned = earlier.get("pruned_epoch") or pruner.pruned_epoch
+        values.update(pruned_epoch=pruned, pruned_by=earlier.get("pruned_by") or pruner.decision or None)
     if "start" not in earlier:  # outside ``kfitx tune`` (whose runner writes these at the trial's start)
         values.update(start=started, worker=getattr(tuner_callback.tuner, "tuner_id", None),
                       host=socket.gethostname(), pid=os.getpid())
@@ -281,9 +329,11 @@ class StrategyHyperModel(keras_tuner.HyperModel):
     Args:
         build_model: ``build_model(hp) -> compiled keras.Model``; it never changes.
         strategies: A name, or names to choose from as ``hp.Choice("strategy", ...)``.
-        strategy_options: Fixed options per strategy name.
+        strategy_options: Options per strategy name; a value may be a :class:`Tunable`.
         tune_batch_size: Batch sizes to choose from, or ``None``.
         resume: Whether a trial killed mid-way goes on from its last finished epoch (see :func:`fit`).
+        pruning: ``None``, ``"median"`` or a :class:`MedianPruning`: stop trials that are losing
+            (see :func:`fit`; RandomSearch, BayesianOptimization, GridSearch, not Hyperband).
         **kwargs: ``name`` and ``tunable``, as for ``keras_tuner.HyperModel``.
 
     Example:
@@ -301,6 +351,7 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
         tune_batch_size: Sequence[int] | None = None,
         resume: bool = True,
+        pruning: str | MedianPruning | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -308,10 +359,8 @@ class StrategyHyperModel(keras_tuner.HyperModel):
             raise OptionError(message("`build_model` must be a function hp -> compiled keras.Model",
                                       type(build_model).__name__))
         names = _candidates(strategies)  # a bad list or an unknown name fails here, not in trial 1
-        unknown = sorted(set(strategy_options or {}) - set(names))
-        if unknown:
-            raise OptionError(message("`strategy_options` keys must be among the strategies tried",
-                                      ", ".join(unknown), f"Tried: {', '.join(names)}."))
+        _check_option_keys(strategy_options, names)
+        self.pruning = as_pruning(pruning)
         self.build_model = build_model
         self.strategies = strategies
         self.strategy_options = strategy_options
@@ -319,8 +368,20 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         self.resume = resume
 
     def build(self, hp: keras_tuner.HyperParameters) -> Any:
-        return self.build_model(hp)
+        """``build_model(hp)``, then the strategy side of the space (``strategy``, each one's tunables).
+
+        Declared here, the whole space is known when the tuner starts (it builds once
+        per conditional scope), so every trial -- the first ones of a parallel search
+        too -- draws its strategy; :func:`fit` finds the values already set.
+        """
+        model = self.build_model(hp)
+        # a configuration mistake is raised by fit, which declares the same again (fatal, naming the trial)
+        with contextlib.suppress(KfitxError):
+            declare(hp, _candidates(self.strategies), self.strategy_options or {}, get_registry().get)
+        if self.tune_batch_size:
+            hp.Choice("batch_size", list(self.tune_batch_size))
+        return model
 
     def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
         return fit(hp, model, *args, strategies=self.strategies, strategy_options=self.strategy_options,
-                   tune_batch_size=self.tune_batch_size, resume=self.resume, **kwargs)
+                   tune_batch_size=self.tune_batch_size, resume=self.resume, pruning=self.pruning, **kwargs)
