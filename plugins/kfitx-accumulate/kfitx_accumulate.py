@@ -47,6 +47,7 @@ class AccumulateStrategy(kfitx.Strategy):
     """
 
     name = "accumulate"
+    backends = ("tensorflow", "jax", "torch")
     description = "Gradient accumulation: one optimizer step per batch, computed in micro-batches"
     defaults = {"accumulate_steps": 4, "endless_after": 100_000}
     renamed_options = {"infinite_after": "endless_after"}  # kfitx's one name for the rule, since 0.2
@@ -77,6 +78,16 @@ class _Accumulate:
         self.__name__ = "accumulate"
 
     def __call__(self, model: Any, batch: Any) -> Any:
+        import keras
+
+        backend = keras.backend.backend()
+        if backend == "jax":
+            return _jax_step(model, batch, self.parts)
+        if backend == "torch":
+            return _torch_step(model, batch, self.parts)
+        return self._tf_step(model, batch)
+
+    def _tf_step(self, model: Any, batch: Any) -> Any:
         import keras
         import tensorflow as tf
 
@@ -115,6 +126,77 @@ class _Accumulate:
                     total.assign_add(grad)
         model.optimizer.apply_gradients(zip([tf.convert_to_tensor(s) for s in self.sums], weights))
         return model.get_metrics_result()
+
+
+def _pieces(batch: Any, parts: int) -> tuple[int, list[tuple[int, int, Any, Any, Any]]]:
+    """The batch's size and its micro-batches ``(begin, end, x, y, sample_weight)``, in Python (JAX, torch)."""
+    import keras
+
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(tuple(batch) if isinstance(batch, list) else batch)
+    n = int(keras.tree.flatten(x)[0].shape[0])
+    pieces = min(n, parts)
+    cuts = []
+    for i in range(pieces):
+        begin, end = (i * n) // pieces, ((i + 1) * n) // pieces
+        cut = lambda t: None if t is None else t[begin:end]
+        cuts.append((begin, end, *(keras.tree.map_structure(cut, part) for part in (x, y, sample_weight))))
+    return n, cuts
+
+
+def _loss_metric(model: Any) -> Any:
+    return next(m for m in model.metrics if m.name == "loss")
+
+
+def _torch_step(model: Any, batch: Any, parts: int) -> Any:
+    """Micro-batches with autograd, one ``optimizer.apply`` (as Keras's torch ``train_step``)."""
+    import torch
+
+    n, cuts = _pieces(batch, parts)
+    weights = model.trainable_variables
+    sums: list[Any] | None = None
+    for begin, end, x, y, sample_weight in cuts:
+        model.zero_grad()
+        y_pred = model(x, training=True)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+        _loss_metric(model).update_state(loss.detach(), sample_weight=end - begin)
+        model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        model.optimizer.scale_loss(loss).backward()
+        share = (end - begin) / n
+        grads = [None if w.value.grad is None else w.value.grad * share for w in weights]
+        sums = grads if sums is None else [g if s is None else s + g for s, g in zip(sums, grads)]
+    with torch.no_grad():
+        model.optimizer.apply(sums, weights)
+    return model.get_metrics_result()
+
+
+def _jax_step(model: Any, batch: Any, parts: int) -> Any:
+    """Micro-batches with ``jax.value_and_grad`` of the model's stateless loss, one ``stateless_apply``."""
+    import jax
+
+    n, cuts = _pieces(batch, parts)
+    grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    optimizer_variables = [v.value for v in model.optimizer.variables]
+    sums: list[Any] | None = None
+    for begin, end, x, y, sample_weight in cuts:
+        metrics_variables = [v.value for v in model.metrics_variables]
+        (_, (loss, y_pred, non_trainable, metrics_variables)), grads = grad_fn(
+            trainable, non_trainable, metrics_variables, x, y, sample_weight, training=True,
+            optimizer_variables=optimizer_variables)
+        for variable, value in zip(model.metrics_variables, metrics_variables):
+            variable.assign(value)
+        _loss_metric(model).update_state(loss, sample_weight=end - begin)
+        model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        share = (end - begin) / n
+        grads = [g * share for g in grads]
+        sums = grads if sums is None else [s + g for s, g in zip(sums, grads)]
+    trainable, optimizer_variables = model.optimizer.stateless_apply(optimizer_variables, sums, trainable)
+    for variables, values in ((model.trainable_variables, trainable), (model.non_trainable_variables, non_trainable),
+                              (model.optimizer.variables, optimizer_variables)):
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+    return model.get_metrics_result()
 
 
 @kfitx.hookimpl
