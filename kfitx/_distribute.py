@@ -168,48 +168,52 @@ def build(model: Any, batch: Any, strategy: Any) -> None:
 
 
 def chief_only(callbacks: list[Any], model: Any) -> list[Any]:
-    """``callbacks`` as this process runs them: on a worker that is not the chief, no checkpoint is written.
+    """``callbacks`` as this process runs them: only the chief writes checkpoints and backups.
 
-    ``ModelCheckpoint`` is left out there; ``BackupAndRestore`` still restores
-    (every worker resumes from the chief's backup, which they share on one file
-    system) but neither saves nor deletes it.
+    Saving takes part in the workers' collective operations, so every worker
+    saves; on a worker that is not the chief, each ``ModelCheckpoint`` and
+    ``BackupAndRestore`` is replaced by one writing into a scratch directory of
+    its own, removed when training ends (as tf.keras did). Such a worker still
+    *restores* from the chief's backup (the workers share one file system there).
     """
     strategy = strategy_of(model)
     if is_chief(strategy) or not isinstance(callbacks, list):
         return callbacks
     import keras
 
-    kept: list[Any] = []
-    for callback in callbacks:
-        if isinstance(callback, keras.callbacks.ModelCheckpoint):
-            continue
-        kept.append(_RestoreOnly(callback) if isinstance(callback, keras.callbacks.BackupAndRestore) else callback)
-    return kept
+    writers = (keras.callbacks.ModelCheckpoint, keras.callbacks.BackupAndRestore)
+    return [_scratch_copy(c) if isinstance(c, writers) else c for c in callbacks]
 
 
-def _restore_only_class() -> type:
+def _scratch_copy(callback: Any) -> Any:
+    """``callback`` writing into a scratch directory, removed at the end of training."""
+    import copy
+    import os
+    import shutil
+    import tempfile
+
     import keras
 
-    class RestoreOnly(keras.callbacks.Callback):
-        """A ``BackupAndRestore`` that only restores (a worker that is not the chief)."""
+    scratch = tempfile.mkdtemp(prefix="kfitx-worker-")
+    if isinstance(callback, keras.callbacks.ModelCheckpoint):
+        clone = copy.copy(callback)
+        clone.filepath = os.path.join(scratch, os.path.basename(str(callback.filepath)))
+    else:
+        clone = keras.callbacks.BackupAndRestore(os.path.join(scratch, "backup"), save_freq=callback.save_freq,
+                                                 double_checkpoint=callback.double_checkpoint)
 
-        def __init__(self, backup: Any) -> None:
-            super().__init__()
-            self.backup = backup
+        def restore(logs: Any = None) -> None:  # from the chief's backup
+            callback.set_model(clone.model)
+            callback.on_train_begin(logs)
 
-        def set_model(self, model: Any) -> None:
-            super().set_model(model)
-            self.backup.set_model(model)
+        clone.on_train_begin = restore
+    end = clone.on_train_end
 
-        def set_params(self, params: Any) -> None:
-            super().set_params(params)
-            self.backup.set_params(params)
+    def on_train_end(logs: Any = None) -> None:
+        try:
+            end(logs)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
-        def on_train_begin(self, logs: Any = None) -> None:
-            self.backup.on_train_begin(logs)
-
-    return RestoreOnly
-
-
-def _RestoreOnly(backup: Any) -> Any:
-    return _restore_only_class()(backup)
+    clone.on_train_end = on_train_end
+    return clone

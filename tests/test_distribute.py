@@ -1,0 +1,131 @@
+"""Every strategy under tf.distribute: MirroredStrategy on two logical CPU devices, MultiWorkerMirroredStrategy
+with two worker processes on 127.0.0.1, keras-tuner's ``distribution_strategy=``.
+
+Devices and ``TF_CONFIG`` must be set before TensorFlow starts, so each run is a
+fresh process (``tests/distribute_worker.py``), with a deadline, killed in ``finally``.
+"Same weights" means within ``ATOL`` (1e-5): replicas sum their gradients in another
+order than one device does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+WORKER = Path(__file__).with_name("distribute_worker.py")
+ATOL = 1e-5
+STRATEGIES = ["memory", "generator", "loop", "auto", "loop, batch hooks", "loop, user step",
+              "generator, Python generator", "loop, Python generator", "tfdata", "accumulate"]
+
+
+def _run(args, deadline_s):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(procs, deadline_s):
+    """Each process's output, all within one deadline; every process killed if still running."""
+    deadline = time.monotonic() + deadline_s
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    for proc, output in zip(procs, outputs):
+        assert proc.returncode == 0, output[-4000:]
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mirrored")
+    out = root / "results.json"
+    _finish([_run(["mirrored", out, root / "tuner"], 500)], 500)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_under_mirrored_strategy_ends_with_plain_fits_weights(mirrored, name):
+    result = mirrored[name]
+    assert "error" not in result, result.get("trace")
+    assert result["difference"] <= ATOL  # tolerance: all-reduce sums replicas' gradients in another order
+    for key, values in mirrored["plain"]["history"].items():
+        np.testing.assert_allclose(result["history"][key], values, atol=1e-5, err_msg=key)
+
+
+def test_under_mirrored_strategy_one_step_per_call_and_why(mirrored):
+    report = mirrored["memory"]["report"]
+    assert report["steps_per_execution"] == 1
+    assert report["grouping"].startswith("steps_per_execution > 1 fails under tf.distribute.MirroredStrategy")
+    assert "tf.cond" in report["grouping"]
+
+
+def test_a_search_with_distribution_strategy_completes_its_trials_with_each_builtin(mirrored):
+    assert mirrored["tuner"] == {name: ["COMPLETED"] for name in ("memory", "generator", "loop", "auto")}
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _two_workers(tmp_path, strategy):
+    ports = ",".join(map(str, _free_ports(2)))
+    _finish([_run(["worker", i, ports, strategy, tmp_path], 300) for i in range(2)], 300)
+    _finish([_run(["one-device", tmp_path, 2], 120)], 120)
+    weights = [np.load(tmp_path / f"worker-{i}.npz") for i in range(2)]
+    runs = [json.loads((tmp_path / f"worker-{i}.json").read_text()) for i in range(2)]
+    return weights, runs, np.load(tmp_path / "one-device.npz")
+
+
+def _assert_trained_together(tmp_path, weights, runs, reference):
+    # Each worker drew different data: only an all-reduce makes them end alike (exactly: same updates).
+    for key in weights[0]:
+        np.testing.assert_array_equal(weights[0][key], weights[1][key])
+        # ... and equal to one device trained on each worker's share of every batch (worker i: the i-th half
+        # of each batch of its own data), which holds only if each worker read its shard and no more.
+        np.testing.assert_allclose(weights[0][key], reference[key], atol=ATOL)  # tolerance: summation order
+    assert runs[0]["history"] == runs[1]["history"]  # metrics reduced over both workers
+    assert [r["resumed_epochs"] for r in runs] == [1, 1]  # both resumed from the chief's backup
+    # Only the chief (worker 0) writes checkpoints and backups where the user asked; the other worker saves
+    # too (saving takes part in the collectives) but into a scratch directory of its own, removed after.
+    workdir = str(tmp_path)
+    assert runs[0]["saves"] and all(path.startswith(workdir) for path in runs[0]["saves"])
+    assert runs[1]["saves"] and not any(path.startswith(workdir) for path in runs[1]["saves"])
+    assert not any(os.path.exists(os.path.dirname(path)) for path in runs[1]["saves"])
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*.weights.h5")) == [
+        "checkpoint-1.weights.h5", "checkpoint-2.weights.h5", "checkpoint-3.weights.h5"]
+
+
+@pytest.mark.slow
+def test_two_workers_train_through_loop_to_identical_weights(tmp_path):
+    weights, runs, reference = _two_workers(tmp_path, "loop")
+    _assert_trained_together(tmp_path, weights, runs, reference)
+    assert runs[0]["report"]["strategy"] == "loop"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["memory", "generator"])
+def test_two_workers_train_through_model_fit_strategies_too(tmp_path, strategy):
+    weights, runs, reference = _two_workers(tmp_path, strategy)
+    _assert_trained_together(tmp_path, weights, runs, reference)
