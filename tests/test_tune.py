@@ -404,3 +404,57 @@ def test_launch_runs_a_search_in_process_and_passes_on_the_chiefs_output(tmp_pat
     assert sum(line.startswith("trial ") for line in lines) == 2
     assert any(line.startswith("AFTER SEARCH") and "chief=True" in line for line in lines)
     assert sorted(records(tmp_path / "search")) == ["0", "1"]
+
+
+PRUNING_SCRIPT = '''
+import time
+import keras, keras_tuner, numpy as np
+from kfitx.tuner import MedianPruning, StrategyHyperModel
+
+RATES = [0.05, 0.03, 0.02, 1e-7, 2e-7, 3e-7]  # three that learn, then three that cannot
+
+def build(hp):
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.Adam(hp.Choice("lr", RATES)),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+class Slow(keras.callbacks.Callback):  # both workers' trials overlap in time
+    def on_epoch_end(self, epoch, logs=None):
+        time.sleep(0.3)
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(200, 8)); y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 1).astype("int64")
+hypermodel = StrategyHyperModel(build, pruning=MedianPruning(warmup_epochs=1, min_trials=2))
+tuner = keras_tuner.GridSearch(hypermodel, objective="val_accuracy", max_trials=6, directory="search", project_name="p")
+tuner.search(x[:150], y[:150], validation_data=(x[150:], y[150:]), epochs=4, verbose=0, seed=0, callbacks=[Slow()])
+'''
+
+
+@pytest.mark.slow
+def test_pruning_across_two_workers_reads_the_other_workers_trials_and_report_shows_it(tmp_path):
+    script = tmp_path / "prune.py"
+    script.write_text(PRUNING_SCRIPT)
+    with Tune(tmp_path, "--workers", "2", str(script)) as tune:
+        code = tune.wait(300)
+        output = tune.output()
+    assert code == 0, output
+    recs = records(tmp_path / "search")
+    lr = {}
+    for trial_id in recs:
+        with open(tmp_path / "search" / "p" / f"trial_{trial_id}" / "trial.json") as f:
+            lr[trial_id] = json.load(f)["hyperparameters"]["values"]["lr"]
+    assert len(recs) == 6 and all(r["kt_status"] == "COMPLETED" for r in recs.values())
+    assert {r["worker"] for r in recs.values()} == {"worker-0", "worker-1"}
+    losing = [t for t in recs if lr[t] < 1e-3]
+    assert len(losing) == 3 and all(recs[t]["pruned_epoch"] is not None and recs[t]["epochs"] < 4 for t in losing)
+    # each stop was judged against trials that finished on the other worker too
+    across = [t for t in losing if any(recs[o]["worker"] != recs[t]["worker"] for o in recs[t]["pruned_by"]["trials"])]
+    assert across, {t: (recs[t]["worker"], recs[t]["pruned_by"]) for t in losing}
+    proc = subprocess.run([sys.executable, "-m", "kfitx.cli", "report", "search"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("rank"))
+    assert "pruned" in header.split() and "(3 pruned)" in proc.stdout
+    assert sum(" at " in line for line in lines if line.rstrip().endswith("COMPLETED")) == 3
