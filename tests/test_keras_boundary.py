@@ -128,6 +128,25 @@ def test_the_train_function_takes_an_iterator_and_reads_steps_per_execution_when
         _keras.train_function(model)(iter(_batches(8).take(0)))
 
 
+def test_multi_worker_fit_replaces_the_reduction_and_the_build_it_fixes_and_puts_them_back():
+    """The two Keras functions :func:`kfitx._keras.multi_worker_fit` works around (the 2-worker run itself is
+    tests/test_distribute.py, slow)."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    source = inspect.getsource(tf_trainer.TensorFlowTrainer._maybe_symbolic_build)
+    assert "reduce(" in source and "iterator" in source, moved("_maybe_symbolic_build", "multi_worker_fit")
+    assert "axis=0" in inspect.getsource(tf_trainer.reduce_per_replica), (
+        "Keras no longer reduces multi-worker outputs with axis=0: kfitx._keras.multi_worker_fit's fix may go")
+    assert callable(tf_trainer._collective_all_reduce_multi_worker), moved("the multi-worker check", "multi_worker_fit")
+    model, original = _model(), tf_trainer.reduce_per_replica
+    model.fit(np.ones((8, 4), "float32"), np.ones((8, 2), "float32"), verbose=0)
+    assert model.train_function is not None
+    with _keras.multi_worker_fit(model):
+        assert tf_trainer.reduce_per_replica is not original and model.train_function is None
+        model.fit(np.ones((8, 4), "float32"), np.ones((8, 2), "float32"), verbose=0)  # one worker: as before
+    assert tf_trainer.reduce_per_replica is original and "_maybe_symbolic_build" not in vars(model)
+
+
 # --- keras-tuner internals -------------------------------------------------
 
 
