@@ -5,7 +5,6 @@ import types
 
 import keras
 import keras_tuner
-import numpy as np
 import pytest
 
 import kfitx
