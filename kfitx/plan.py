@@ -149,18 +149,20 @@ class FitPlan:
     def train_input(self, **options: Any) -> Any:
         """:attr:`train` in the form ``model.fit`` reads fastest on this backend.
 
-        On JAX and torch, arrays are given to Keras as they are
+        On JAX and torch, arrays in RAM are given to Keras as they are
         (``plan.train.arrays()``): its own array adapter cuts numpy batches
         without TensorFlow, and :meth:`fit_kwargs` passes the batch size and the
-        shuffling. Otherwise, and for every stream, :meth:`train_dataset`.
+        shuffling. Otherwise -- TensorFlow, memory maps (Keras would load a map
+        whose floats are not ``floatx`` whole, to cast it), every stream --
+        :meth:`train_dataset`.
         """
-        if self.train.in_memory and not _tensorflow_backend():
+        if _keras_cuts(self.train):
             return self.train.arrays()
         return self.train_dataset(**options)
 
     def validation_input(self, **options: Any) -> Any:
         """:attr:`validation` as :meth:`train_input` gives the training data, or ``None``."""
-        if self.validation is not None and self.validation.in_memory and not _tensorflow_backend():
+        if self.validation is not None and _keras_cuts(self.validation):
             return self.validation.arrays()
         return self.validation_dataset(**options)
 
@@ -206,10 +208,11 @@ class FitPlan:
 # -- the training and validation sources -----------------------------------------------------------
 
 
-def _tensorflow_backend() -> bool:
+def _keras_cuts(source: Source) -> bool:
+    """Whether ``source`` goes to Keras as arrays (:meth:`FitPlan.train_input`)."""
     import keras
 
-    return keras.backend.backend() == "tensorflow"
+    return source.in_memory and keras.backend.backend() != "tensorflow" and not source.memory_mapped
 
 
 def _split(source: Source, sample_weight: Any, validation_split: float,

@@ -127,6 +127,16 @@ class ArraySource(Source):
     def nbytes(self) -> int:
         return sum(a.nbytes for part in self.arrays() for a in flatten(part))
 
+    @property
+    def resident_nbytes(self) -> int:
+        """Bytes held in anonymous memory (memory-mapped arrays, and views of them, are not)."""
+        return sum(a.nbytes for part in self.arrays() for a in flatten(part) if not _mapped(a))
+
+    @property
+    def memory_mapped(self) -> bool:
+        """Some array is a memory map (or a view of one): its pages are read as batches need them."""
+        return any(_mapped(a) for part in self.arrays() for a in flatten(part))
+
     def arrays(self) -> tuple[Any, ...]:
         """``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``, as ``model.fit`` packs them."""
         if self.sample_weight is not None:
@@ -173,12 +183,20 @@ class ArraySource(Source):
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
         from kfitx.data.feed import DatasetFeed
 
-        if reading.numpy:
+        if reading.numpy and not self.memory_mapped:  # memory maps: the tf.data gather, as numpy
             import dataclasses
 
             return DatasetFeed(KerasBatches(self, reading), dataclasses.replace(reading, class_weight=None),
                                group, pull=True)
         return DatasetFeed(self.as_dataset(reading), reading, group, pull)
+
+
+def _mapped(a: Any) -> bool:
+    while isinstance(a, np.ndarray):
+        if isinstance(a, np.memmap):
+            return True
+        a = a.base
+    return False
 
 
 class KerasBatches:

@@ -153,21 +153,23 @@ class GeneratorStrategy(Strategy):
         return {name: self.options[name] for name in names}
 
     def fit(self, model: Any, plan: FitPlan) -> Any:
-        import tensorflow as tf
-
         if isinstance(self.options["augment"], str):
             raise OptionError(message("`augment` to be an augmentation in a fit outside a search",
                                       repr(self.options["augment"]), "A preset is tuned by kfitx.tuner "
                                       "(StrategyHyperModel); pass an augmentation to kfitx.fit."))
         options = self._reading()
-        train = plan.train_dataset(**options)
-        if self.augmentation is not None:
+        if self.augmentation is None:  # arrays on JAX / torch: Keras's own array adapter, no tf.data
+            train = plan.train_input(**options)
+        else:
             from kfitx.augment import map_dataset
 
-            train = map_dataset(train, self.augmentation, seed=plan.seed, steps_per_epoch=plan.steps_per_epoch,
-                                initial_epoch=plan.initial_epoch)
-        train = train.prefetch(tf.data.AUTOTUNE)
-        validation = plan.validation_dataset(**options)
+            train = map_dataset(plan.train_dataset(**options), self.augmentation, seed=plan.seed,
+                                steps_per_epoch=plan.steps_per_epoch, initial_epoch=plan.initial_epoch)
+        if not isinstance(train, tuple):
+            import tensorflow as tf
+
+            train = train.prefetch(tf.data.AUTOTUNE)
+        validation = plan.validation_input(**options)
         augment = None if self.augmentation is None else self.augmentation.describe()
         reading = plan.reading(**options)
         processes = any((reading.worker(s) or {}).get("use_multiprocessing")

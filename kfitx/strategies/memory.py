@@ -22,25 +22,10 @@ from typing import Any
 import psutil
 
 from kfitx.data import ArraySource, Source
-from kfitx.data.base import flatten as _flatten
 from kfitx.errors import MemoryBudgetError, OptionError, UnsupportedDataError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.plan import FitPlan
 from kfitx.strategy import Strategy
-
-
-def _resident_bytes(source: ArraySource) -> int:
-    """Bytes of the source already in anonymous memory (memory maps are not)."""
-    import numpy as np
-
-    def resident(a: Any) -> bool:
-        while isinstance(a, np.ndarray):
-            if isinstance(a, np.memmap):
-                return False
-            a = a.base
-        return True
-
-    return sum(a.nbytes for part in source.arrays() for a in _flatten(part) if resident(a))
 
 
 class MemoryStrategy(Strategy):
@@ -72,7 +57,7 @@ class MemoryStrategy(Strategy):
                         repr(budget))
             )
         if isinstance(budget, float):
-            return budget * (psutil.virtual_memory().available + _resident_bytes(source))
+            return budget * (psutil.virtual_memory().available + source.resident_nbytes)
         return float(budget)
 
     def supports(self, source: Source) -> str | None:
