@@ -242,12 +242,12 @@ def fit(
             own among them), ``validation_data``, ...
 
     Returns:
-        The History, with ``kfitx_samples_per_s`` and ``kfitx_peak_rss_mib`` added.
+        The History, with ``kfitx_samples_per_s`` and ``kfitx_peak_rss_mib`` added; with
+        ``pruning``, ``history.kfitx["pruned_epoch"]`` is the epoch it stopped after, or ``None``.
 
     Raises:
         keras_tuner.errors.FatalError: for a kfitx configuration mistake; it ends the search.
     """
-    pruner = None
     try:
         names = _candidates(strategies)
         _check_option_keys(strategy_options, names)
