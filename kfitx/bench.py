@@ -16,7 +16,10 @@ Separation of concerns:
   with its error while the others still run;
 * :func:`format_table` and :func:`plot` (matplotlib, ``pip install kfitx[plot]``)
   present the results; with a ``plain`` row (the same model through plain
-  ``model.fit``, :data:`PLAIN`), every row's samples/s is also a ratio to it.
+  ``model.fit``, :data:`PLAIN`), every row's samples/s is also a ratio to it;
+* ``backends``: the same rows on each Keras backend (``KERAS_BACKEND`` set per
+  process, since Keras fixes its backend at import), each ratio against plain
+  ``model.fit`` on its own backend.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kfitx.errors import KfitxError, OptionError, message
+from kfitx._bench_plot import plot, require_matplotlib
+from kfitx.errors import OptionError, message
 from kfitx.hookspecs import hookimpl
 
-__all__ = ["BenchResult", "BenchSpec", "bench", "build_model", "format_table", "load_data", "plot", "run_one"]
+__all__ = ["BenchResult", "BenchSpec", "bench", "build_model", "check_backends", "format_table", "label", "load_data", "plain_speed",
+           "plot", "require_matplotlib", "run_one"]
 
 RESULT_TAG = "KFITX_BENCH_RESULT "
 #: The baseline row: the same model trained by plain ``model.fit(x, y)``, no kfitx in between.
@@ -93,6 +98,7 @@ class BenchResult:
     metrics: dict[str, float] = field(default_factory=dict)
     own_process: bool = True
     error: str | None = None
+    backend: str = ""
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -213,7 +219,8 @@ def run_one(spec: BenchSpec, strategy: str, progress: Callable[[str], None] = pr
     steady = times[1:] or times
     samples_per_s = len(x) / statistics.median(steady) if steady else len(x) * len(times) / measure.seconds
     metrics = {k: float(v[-1]) for k, v in history.history.items() if v and isinstance(v[-1], (int, float))}
-    return BenchResult(strategy, samples_per_s, times, _peak_rss_mib(), measure.rss_before_mib, metrics)
+    return BenchResult(strategy, samples_per_s, times, _peak_rss_mib(), measure.rss_before_mib, metrics,
+                       backend=keras.backend.backend())
 
 
 def _child(argv: Sequence[str]) -> int:
@@ -227,8 +234,11 @@ def _child(argv: Sequence[str]) -> int:
     return 0
 
 
-def _in_child(spec: BenchSpec, strategy: str, progress: Callable[[str], None], timeout: float) -> BenchResult:
+def _in_child(spec: BenchSpec, strategy: str, progress: Callable[[str], None], timeout: float,
+              backend: str | None = None) -> BenchResult:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+    if backend:
+        env["KERAS_BACKEND"] = backend
     command = [sys.executable, "-m", "kfitx.bench", "--child", json.dumps(asdict(spec)), strategy]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     stderr: list[str] = []
@@ -253,11 +263,27 @@ def _in_child(spec: BenchSpec, strategy: str, progress: Callable[[str], None], t
         tail = "".join(stderr).strip().splitlines()[-3:]
         result = BenchResult(strategy, error=f"the benchmark process ended without a result ({why}): "
                                              + " | ".join(tail))
+    result.backend = result.backend or backend or ""
     return result
 
 
+def check_backends(backends: Sequence[str]) -> None:
+    """Raises an :class:`OptionError` for a name that is not a Keras backend, or one not installed."""
+    import importlib.util
+
+    from kfitx.strategy import BACKENDS
+
+    for name in backends:
+        if name not in BACKENDS:
+            raise OptionError(message("Keras backends among: " + ", ".join(BACKENDS), repr(name)))
+        if importlib.util.find_spec(name) is None:
+            raise OptionError(message(f"the {name} backend installed", f"no module named {name!r}",
+                                      f"pip install 'kfitx[{name if name != 'tensorflow' else 'cpu'}]'."))
+
+
 def bench(spec: BenchSpec, strategies: Sequence[str], *, progress: Callable[[str], None] = print,
-          subprocesses: bool = True, timeout: float = 600.0) -> list[BenchResult]:
+          subprocesses: bool = True, timeout: float = 600.0,
+          backends: Sequence[str] | None = None) -> list[BenchResult]:
     """Runs every strategy on ``spec``; returns one result per strategy, in order.
 
     Args:
@@ -268,6 +294,8 @@ def bench(spec: BenchSpec, strategies: Sequence[str], *, progress: Callable[[str
             memory is that strategy's own. ``False`` runs them all here (faster
             to start; peaks are then the process's high-water mark so far).
         timeout: Seconds a strategy's process may take before it is killed.
+        backends: Run every strategy on each of these Keras backends, one process
+            each (default: the active backend only).
     """
     from kfitx.registry import get_registry
 
@@ -276,11 +304,17 @@ def bench(spec: BenchSpec, strategies: Sequence[str], *, progress: Callable[[str
     for name in strategies:
         if name != PLAIN:
             get_registry().lookup(name)  # unknown names fail before anything trains
+    if backends:
+        check_backends(backends)
+        if not subprocesses:
+            raise OptionError(message("one process per strategy to compare backends (Keras fixes its backend "
+                                      "at import)", "in-process runs", "Drop --in-process."))
+    runs = [(backend, name) for backend in (backends or [None]) for name in strategies]
     results = []
-    for i, name in enumerate(strategies, 1):
-        progress(f"[{i}/{len(strategies)}] {name}: {spec.describe()}")
+    for i, (backend, name) in enumerate(runs, 1):
+        progress(f"[{i}/{len(runs)}] {name}{f' on {backend}' if backend else ''}: {spec.describe()}")
         if subprocesses:
-            result = _in_child(spec, name, progress, timeout)
+            result = _in_child(spec, name, progress, timeout, backend)
         else:
             try:
                 result = run_one(spec, name, progress)
@@ -296,16 +330,18 @@ def bench(spec: BenchSpec, strategies: Sequence[str], *, progress: Callable[[str
 def format_table(results: Sequence[BenchResult]) -> str:
     """The results as a text table; failed strategies show their error."""
     keys = sorted({k for r in results for k in r.metrics}, key=lambda k: (k.startswith("val_"), k))
-    plain = _plain_speed(results)
-    header = ["strategy", "samples/s", *(["vs plain"] if plain else []), "s/epoch", "1st epoch s",
+    ratios = any(plain_speed(results, r.backend) for r in results)
+    header = ["strategy", "samples/s", *(["vs plain"] if ratios else []), "s/epoch", "1st epoch s",
               "peak RSS MiB", *keys]
     rows = [header]
     for r in results:
         if r.error:
-            rows.append([r.strategy, "FAILED: " + r.error])
+            rows.append([label(r, results), "FAILED: " + r.error])
             continue
         peak = f"{r.peak_rss_mib:.0f}" + ("" if r.own_process else "*")
-        rows.append([r.strategy, f"{r.samples_per_s:,.0f}", *([f"{r.samples_per_s / plain:.2f}x"] if plain else []),
+        plain = plain_speed(results, r.backend)
+        ratio = [f"{r.samples_per_s / plain:.2f}x" if plain else "-"] if ratios else []
+        rows.append([label(r, results), f"{r.samples_per_s:,.0f}", *ratio,
                      f"{r.seconds_per_epoch:.3f}", f"{r.epoch_seconds[0]:.2f}" if r.epoch_seconds else "-", peak,
                      *(f"{r.metrics[k]:.4f}" if k in r.metrics else "-" for k in keys)])
     widths = [max(len(row[i]) for row in rows if len(row) > i and not row[1].startswith("FAILED"))
@@ -323,56 +359,16 @@ def format_table(results: Sequence[BenchResult]) -> str:
     return "\n".join(lines)
 
 
-def _plain_speed(results: Sequence[BenchResult]) -> float | None:
-    """samples/s of the plain ``model.fit`` row, if there is one that ran."""
-    return next((r.samples_per_s for r in results if r.strategy == PLAIN and not r.error and r.samples_per_s), None)
+def plain_speed(results: Sequence[BenchResult], backend: str = "") -> float | None:
+    """samples/s of the plain ``model.fit`` row on ``backend``, if there is one that ran."""
+    return next((r.samples_per_s for r in results if r.strategy == PLAIN and not r.error and r.samples_per_s
+                 and r.backend == backend), None)
 
 
-def require_matplotlib() -> None:
-    """Raises a :class:`KfitxError` saying how to install matplotlib, if it is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec("matplotlib") is None:
-        raise KfitxError(message("matplotlib for --plot", "it is not installed",
-                                 "pip install 'kfitx[plot]' (or matplotlib)."))
-
-
-def plot(results: Sequence[BenchResult], path: str | os.PathLike[str], spec: BenchSpec | None = None) -> None:
-    """Draws the results as four bar charts (throughput, time per epoch, peak memory, final
-    accuracy) into ``path`` (PNG)."""
-    require_matplotlib()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = [r for r in results if not r.error]
-    names = [r.strategy for r in done]
-    accuracy = "val_accuracy" if all("val_accuracy" in r.metrics for r in done) else "accuracy"
-    plain = _plain_speed(results)
-    speed = [r.samples_per_s for r in done]
-    panels = [
-        ("samples/s (higher is better)" + (", x plain model.fit" if plain else ""), speed,
-         "{:,.0f}" if not plain else lambda v: f"{v:,.0f}\n{v / plain:.2f}x"),
-        ("seconds per epoch (lower is better)", [r.seconds_per_epoch for r in done], "{:.3f}"),
-        ("peak RSS, MiB (lower is better)", [r.peak_rss_mib for r in done], "{:.0f}"),
-        (f"final {accuracy}", [r.metrics.get(accuracy, 0.0) for r in done], "{:.3f}"),
-    ]
-    fig, axes = plt.subplots(1, 4, figsize=(4 * 3.6, 4.2))
-    colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(names))]
-    for ax, (title, values, fmt) in zip(axes, panels):
-        bars = ax.bar(names, values, color=colors)
-        ax.set_title(title, fontsize=10)
-        ax.bar_label(bars, labels=[fmt(v) if callable(fmt) else fmt.format(v) for v in values], fontsize=8,
-                     padding=2)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=9)
-        ax.margins(y=0.15)
-    failed = [r.strategy for r in results if r.error]
-    title = "kfitx bench" + (f": {spec.describe()}" if spec else "")
-    fig.suptitle(title + (f"  (failed: {', '.join(failed)})" if failed else ""), fontsize=11)
-    fig.tight_layout()
-    fig.savefig(os.fspath(path), dpi=110)
-    plt.close(fig)
+def label(result: BenchResult, results: Sequence[BenchResult]) -> str:
+    """The row's name: the strategy, and its backend when the results span several."""
+    several = len({r.backend for r in results}) > 1
+    return f"{result.strategy} ({result.backend})" if several and result.backend else result.strategy
 
 
 if __name__ == "__main__":  # the per-strategy process that bench() starts; users run `kfitx bench`

@@ -75,7 +75,7 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"kfitx bench: {spec.describe()}; strategies: {', '.join(strategies)}"
           + ("" if args.in_process else " (one fresh process each)"), flush=True)
     results = bench.bench(spec, strategies, progress=lambda line: print(line, flush=True),
-                          subprocesses=not args.in_process, timeout=args.timeout)
+                          subprocesses=not args.in_process, timeout=args.timeout, backends=_names(args.backend))
     print()
     print(bench.format_table(results))
     if args.plot:
@@ -154,6 +154,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--in-process", action="store_true",
                        help="run every strategy in this process (quicker; peak memory is then shared)")
     bench.add_argument("--timeout", type=float, default=600.0, help="seconds per strategy (default 600)")
+    bench.add_argument("--backend", metavar="NAMES",
+                       help="compare Keras backends: every strategy on each, e.g. tensorflow,jax,torch "
+                            "(one process each; ratios against plain model.fit on the same backend)")
 
     from kfitx.tune.supervisor import DEFAULT_RECYCLE_AFTER
 

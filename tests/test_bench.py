@@ -104,3 +104,36 @@ def test_the_plain_row_is_model_fit_and_every_row_gets_its_ratio(registry, capsy
         plot(results + [BenchResult("fast", results[0].samples_per_s * 2, [1.0], 1.0, 1.0, {})],
              tmp_path / "b.png")
         assert (tmp_path / "b.png").stat().st_size > 10_000
+
+
+def _result(strategy: str, backend: str, speed: float) -> BenchResult:
+    return BenchResult(strategy, samples_per_s=speed, epoch_seconds=[1.0, 0.5], peak_rss_mib=100.0,
+                       metrics={"loss": 0.5}, backend=backend)
+
+
+def test_each_backends_rows_are_compared_with_plain_fit_on_that_backend(tmp_path) -> None:
+    results = [_result("plain", "tensorflow", 100.0), _result("memory", "tensorflow", 250.0),
+               _result("plain", "jax", 400.0), _result("memory", "jax", 600.0)]
+    table = format_table(results)
+    assert "memory (tensorflow)" in table and "2.50x" in table
+    assert "memory (jax)" in table and "1.50x" in table
+    if importlib.util.find_spec("matplotlib"):
+        plot(results, tmp_path / "backends.png")
+        assert (tmp_path / "backends.png").stat().st_size > 0
+
+
+def test_an_unknown_or_missing_backend_is_refused_before_anything_trains() -> None:
+    with pytest.raises(kfitx.OptionError, match="Keras backends among: tensorflow, jax, torch"):
+        bench(BenchSpec(), ["plain"], backends=["theano"])
+    with pytest.raises(kfitx.OptionError, match="one process per strategy"):
+        bench(BenchSpec(), ["plain"], backends=["tensorflow"], subprocesses=False)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install 'kfitx[jax]')")
+def test_bench_runs_a_strategy_on_another_backend_in_its_own_process(capsys) -> None:
+    code = main(["bench", "--backend", "jax", "--strategies", "plain,memory", *TINY])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "[1/2] plain on jax" in out and "[2/2] memory on jax" in out
+    row = next(line for line in out.splitlines() if line.startswith("memory"))
+    assert "x" in row.split()[2]  # the ratio against plain on JAX

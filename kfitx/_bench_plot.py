@@ -1,0 +1,59 @@
+"""``kfitx bench --plot``: the results as bar charts (matplotlib, ``pip install kfitx[plot]``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from kfitx.errors import KfitxError, message
+
+
+def require_matplotlib() -> None:
+    """Raises a :class:`KfitxError` saying how to install matplotlib, if it is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise KfitxError(message("matplotlib for --plot", "it is not installed",
+                                 "pip install 'kfitx[plot]' (or matplotlib)."))
+
+
+def plot(results: Sequence[Any], path: str | os.PathLike[str], spec: Any = None) -> None:
+    """Draws the results as four bar charts (throughput, time per epoch, peak memory, final
+    accuracy) into ``path`` (PNG)."""
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kfitx.bench import label, plain_speed
+
+    done = [r for r in results if not r.error]
+    names = [label(r, results).replace(" (", "\n(") for r in done]
+    accuracy = "val_accuracy" if all("val_accuracy" in r.metrics for r in done) else "accuracy"
+    ratios = [r.samples_per_s / plain if (plain := plain_speed(results, r.backend)) else None for r in done]
+    speed = [r.samples_per_s for r in done]
+    speed_labels = [f"{v:,.0f}" + ("" if q is None else f"\n{q:.2f}x") for v, q in zip(speed, ratios)]
+    panels = [
+        ("samples/s (higher is better)" + (", x plain model.fit" if any(ratios) else ""), speed, speed_labels),
+        ("seconds per epoch (lower is better)", [r.seconds_per_epoch for r in done], "{:.3f}"),
+        ("peak RSS, MiB (lower is better)", [r.peak_rss_mib for r in done], "{:.0f}"),
+        (f"final {accuracy}", [r.metrics.get(accuracy, 0.0) for r in done], "{:.3f}"),
+    ]
+    width = max(3.6, 0.5 * len(names) + 1.0)  # room for every bar's label
+    fig, axes = plt.subplots(1, 4, figsize=(4 * width, 4.6))
+    colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(names))]
+    for ax, (title, values, fmt) in zip(axes, panels):
+        bars = ax.bar(names, values, color=colors)
+        ax.set_title(title, fontsize=10)
+        labels = fmt if isinstance(fmt, list) else [fmt.format(v) for v in values]
+        ax.bar_label(bars, labels=labels, fontsize=8 if len(names) <= 6 else 7, padding=2)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=9)
+        ax.margins(y=0.15)
+    failed = [r.strategy for r in results if r.error]
+    title = "kfitx bench" + (f": {spec.describe()}" if spec else "")
+    fig.suptitle(title + (f"  (failed: {', '.join(failed)})" if failed else ""), fontsize=11)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), dpi=110)
+    plt.close(fig)
