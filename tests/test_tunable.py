@@ -141,7 +141,7 @@ def test_tunable_and_presets_are_refused_outside_a_search(make_model, xy):
         kfitx.fit(make_model(), x, y, strategy="generator", augment=FACTOR, epochs=1, verbose=0)
     with pytest.raises(kfitx.OptionError, match="outside a search.*Received: 'tune'"):
         kfitx.fit(make_model(), x, y, strategy="generator", augment="tune", epochs=1, verbose=0)
-    with pytest.raises(kfitx.OptionError, match="Received: 'tune-noflip'.*Did you mean 'tune-no-flip'"):
+    with pytest.raises(kfitx.AugmentationError, match="Received: 'tune-noflip'.*Did you mean 'tune-no-flip'"):
         GeneratorStrategy(augment="tune-noflip")
     with pytest.raises(kfitx.OptionError, match="Received: int 3"):
         Tunable(3)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from kfitx._checks import closest
 from kfitx._tunable import Tunable
 from kfitx.data import Source
-from kfitx.errors import OptionError, message
+from kfitx.errors import AugmentationError, OptionError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.plan import FitPlan
 from kfitx.strategy import Strategy
@@ -106,9 +106,10 @@ class GeneratorStrategy(Strategy):
                                       "Pass the value itself to kfitx.fit, or put the Tunable in strategy_options."))
         if isinstance(augment, str):
             if augment not in AUGMENT_PRESETS:
-                raise OptionError(message(f"`augment` as a name to be a preset tuned in a search: "
-                                          f"{', '.join(map(repr, AUGMENT_PRESETS))}", repr(augment),
-                                          closest(augment, list(AUGMENT_PRESETS)).strip() or None))
+                raise AugmentationError(message(
+                    "`augment` must be an augmentation (a function, Keras layers, an ImageDataGenerator) or, in "
+                    f"a keras-tuner search, a preset tuned per trial: {', '.join(map(repr, AUGMENT_PRESETS))}",
+                    repr(augment), closest(augment, list(AUGMENT_PRESETS)).strip() or None))
         elif augment is not None:
             from kfitx.augment import adapt
 
