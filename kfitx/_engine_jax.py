@@ -7,7 +7,8 @@ batches; callbacks that read ``self.model`` put them back (Keras's
 model's own step that way, through :mod:`kfitx._keras`, so a fit through
 kfitx's loop trains, and syncs, exactly as ``model.fit`` does. Under a
 ``keras.distribution`` (``DataParallel``, ...) each batch is laid out over the
-devices as ``model.fit`` lays it out.
+devices as ``model.fit`` lays it out (a batch that does not divide over them is
+a :class:`kfitx.DataError`, where ``model.fit`` raises JAX's sharding error).
 
 A step function of the user's is called in Python on each batch with the
 model's variables live (as ``train_on_batch`` leaves them): on JAX such a step
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kfitx import _keras
+from kfitx.errors import DataError, message
 
 Logs = Mapping[str, Any]
 
@@ -45,19 +47,35 @@ def model_function(model: Any, steps_per_call: int) -> Callable[[Any], Logs | No
     import keras
 
     train = _keras.train_function(model)
-    distributed = keras.distribution.distribution() is not None
+    distribution = keras.distribution.distribution()
 
     last: list[Any] = [None]  # the state the previous step returned (donated to the next one)
 
     def run(data: Any) -> Logs | None:
         if not data:
             return None
-        batches = [_keras.jax_distribute(batch) for batch in data] if distributed else data
+        batches = [_laid_out(batch, distribution) for batch in data] if distribution is not None else data
         logs, last[0] = train(_keras.jax_state(model, last[0]), iter(batches))
         _keras.jax_keep_state(model, last[0])
         return logs
 
     return run
+
+
+def _laid_out(batch: Any, distribution: Any) -> Any:
+    """``batch`` laid out over the devices of ``distribution``, its first axis split as ``model.fit`` splits it."""
+    import keras
+
+    mesh, axis = distribution.device_mesh, distribution.batch_dim_name
+    shards = mesh.shape[mesh.axis_names.index(axis)] if axis in mesh.axis_names else 1
+    sizes = sorted({int(leaf.shape[0]) for leaf in keras.tree.flatten(batch) if getattr(leaf, "ndim", 0)})
+    if any(size % shards for size in sizes):
+        raise DataError(message(
+            f"Batches that divide over the {shards} devices of keras.distribution.{type(distribution).__name__} "
+            f"(each device takes an equal share of every batch)", f"a batch of {', '.join(map(str, sizes))} samples",
+            f"Choose a batch_size and a number of samples that are multiples of {shards} (the last batch holds "
+            "what is left over)."))
+    return _keras.jax_distribute(batch)
 
 
 class CompiledStep:

@@ -1,14 +1,17 @@
 """Every strategy under tf.distribute: MirroredStrategy on two logical CPU devices, MultiWorkerMirroredStrategy
-with two worker processes on 127.0.0.1, keras-tuner's ``distribution_strategy=``.
+with two worker processes on 127.0.0.1, keras-tuner's ``distribution_strategy=``; and on JAX under
+``keras.distribution.DataParallel`` over two host devices.
 
-Devices and ``TF_CONFIG`` must be set before TensorFlow starts, so each run is a
-fresh process (``tests/distribute_worker.py``), with a deadline, killed in ``finally``.
+Devices, ``TF_CONFIG`` and ``XLA_FLAGS`` must be set before TensorFlow or JAX starts, so each run is a
+fresh process (``tests/distribute_worker.py``, ``tests/distribute_jax_worker.py``), with a deadline,
+killed in ``finally``.
 "Same weights" means within ``ATOL`` (1e-5): replicas sum their gradients in another
 order than one device does.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -129,3 +132,57 @@ def test_two_workers_train_through_loop_to_identical_weights(tmp_path):
 def test_two_workers_train_through_model_fit_strategies_too(tmp_path, strategy):
     weights, runs, reference = _two_workers(tmp_path, strategy)
     _assert_trained_together(tmp_path, weights, runs, reference)
+
+
+# -- JAX: keras.distribution.DataParallel over two host devices ------------------------------------
+
+JAX_WORKER = Path(__file__).with_name("distribute_jax_worker.py")
+
+
+@pytest.fixture(scope="module")
+def data_parallel(tmp_path_factory):
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("JAX is not installed (pip install 'kfitx[jax]')")
+    out = tmp_path_factory.mktemp("data-parallel") / "results.json"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}  # the worker sets XLA_FLAGS
+    proc = subprocess.Popen([sys.executable, str(JAX_WORKER), str(out)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    _finish([proc], 240)
+    return json.loads(out.read_text())
+
+
+def _split_over_both_devices(seen):
+    return bool(seen) and all(share * 2 == size for size, share in seen)
+
+
+def test_plain_fit_under_data_parallel_splits_every_batch_over_two_devices(data_parallel):
+    assert data_parallel["devices"] == 2
+    assert _split_over_both_devices(data_parallel["plain"]["seen"]), data_parallel["plain"]["seen"]
+    assert data_parallel["plain"]["devices"] == 2  # the weights are laid out over the mesh
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_under_jax_data_parallel_ends_with_plain_fits_weights(data_parallel, name):
+    result = data_parallel[name]
+    assert "error" not in result, result.get("trace")
+    assert result["difference"] <= ATOL  # tolerance 1e-5: kfitx-accumulate sums micro-batch gradients
+    for key, values in data_parallel["plain"]["history"].items():
+        np.testing.assert_allclose(result["history"][key], values, atol=1e-5, err_msg=key)
+    # Every batch the model saw (training and validation) was split in two, one half per device.
+    assert _split_over_both_devices(result["seen"]), result["seen"]
+    assert result["devices"] == 2
+
+
+def test_under_data_parallel_steps_are_grouped(data_parallel):
+    assert data_parallel["memory"]["report"]["steps_per_execution"] == 16  # Keras's JAX trainer groups there
+    assert data_parallel["loop"]["report"]["steps_per_execution"] == 16
+    assert [16, 8] in data_parallel["accumulate"]["seen"]  # each micro-batch split over the devices too
+
+
+def test_a_batch_that_does_not_divide_over_the_devices_is_a_data_error(data_parallel):
+    failed = data_parallel["indivisible"]
+    assert failed["plain"] is not None and not failed["plain"]["kfitx"]  # model.fit fails there too (JAX's error)
+    assert failed["loop"]["type"] == "DataError", failed["loop"]
+    text = failed["loop"]["text"]
+    assert "2 devices of keras.distribution.DataParallel" in text
+    assert "Received: a batch of 5 samples" in text and "multiples of 2" in text

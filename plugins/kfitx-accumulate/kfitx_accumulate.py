@@ -94,7 +94,6 @@ class _Accumulate:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
         n = tf.shape(keras.tree.flatten(x)[0])[0]
         pieces = tf.minimum(n, self.parts)
-        weights = model.trainable_variables
 
         def micro_batch(i: Any) -> list[Any]:
             begin, end = (i * n) // pieces, ((i + 1) * n) // pieces
@@ -110,11 +109,13 @@ class _Accumulate:
             next(m for m in model.metrics if m.name == "loss").update_state(loss * replicas, sample_weight=end - begin)
             model.compute_metrics(xi, yi, y_pred, sample_weight=wi)
             share = tf.cast(end - begin, loss.dtype) / tf.cast(n, loss.dtype)
+            # Read after the forward pass, as Keras's own step reads them: it builds a model without an Input.
             return [None if g is None else tf.convert_to_tensor(g) * tf.cast(share, g.dtype)
-                    for g in tape.gradient(scaled, weights)]
+                    for g in tape.gradient(scaled, model.trainable_variables)]
 
-        # The first piece outside the loop: metrics and optimizer build their variables there.
+        # The first piece outside the loop: layers, metrics and optimizer build their variables there.
         first = micro_batch(tf.constant(0))
+        weights = model.trainable_variables
         if not self.sums:
             with tf.init_scope():
                 self.sums = [tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False) for w in weights]
@@ -169,11 +170,31 @@ def _torch_step(model: Any, batch: Any, parts: int) -> Any:
     return model.get_metrics_result()
 
 
+def _laid_out(cuts: list[tuple[int, int, Any, Any, Any]]) -> list[tuple[int, int, Any, Any, Any]]:
+    """Under a ``keras.distribution`` (``DataParallel``, ...), each micro-batch split over the devices as
+    ``model.fit`` splits a batch, so that every device computes its share; one whose size does not divide
+    over them stays whole (every device then computes all of it: the same numbers)."""
+    import keras
+
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return cuts
+    mesh = distribution.device_mesh
+    shards = mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+
+    def one(t: Any) -> Any:
+        return keras.distribution.distribute_tensor(t, distribution.get_data_layout(t.shape))
+
+    return [(begin, end, *(keras.tree.map_structure(one, part) if part is not None else None for part in parts))
+            if (end - begin) % shards == 0 else (begin, end, *parts) for begin, end, *parts in cuts]
+
+
 def _jax_step(model: Any, batch: Any, parts: int) -> Any:
     """Micro-batches with ``jax.value_and_grad`` of the model's stateless loss, one ``stateless_apply``."""
     import jax
 
     n, cuts = _pieces(batch, parts)
+    cuts = _laid_out(cuts)
     grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]

@@ -55,6 +55,22 @@ def test_a_batch_in_pieces_trains_like_the_whole_batch(accumulate_steps, fit_arg
     assert h_ours.kfitx["micro_batch_size"] == -(-batch // accumulate_steps)
 
 
+def test_a_model_without_an_input_trains_like_memory():
+    # It builds on its first batch, inside the step: the weights are read after the forward pass.
+    x, y = tiny_data()
+
+    def unbuilt():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    memory, ours = unbuilt(), unbuilt()
+    kfitx.fit(memory, x, y, strategy="memory", epochs=2, shuffle=False, verbose=0)
+    kfitx.fit(ours, x, y, strategy=AccumulateStrategy(accumulate_steps=2), epochs=2, shuffle=False, verbose=0)
+    assert max_weight_difference(memory, ours) <= AccumulateStrategy.weight_tolerance
+
+
 def test_the_model_sees_micro_batches():
     class Recorder(keras.layers.Layer):
         """Counts training calls and the largest batch it was called on."""
