@@ -1,4 +1,4 @@
-"""``kfitx bench --plot``: the results as bar charts (matplotlib, ``pip install kfitx[plot]``)."""
+"""``kfitx bench``'s presentation helpers: row labels, the plain baseline, the bar charts (``--plot``, matplotlib)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from kfitx.errors import KfitxError, message
+
+#: The baseline row: the same model trained by plain ``model.fit(x, y)``, no kfitx in between.
+PLAIN = "plain"
+
+def plain_speed(results: Sequence[Any], backend: str = "") -> float | None:
+    """samples/s of the plain ``model.fit`` row on ``backend``, if there is one that ran."""
+    return next((r.samples_per_s for r in results if r.strategy == PLAIN and not r.error and r.samples_per_s
+                 and r.backend == backend), None)
+
+
+def label(result: Any, results: Sequence[Any]) -> str:
+    """The row's name: the strategy, and its backend when the results span several."""
+    several = len({r.backend for r in results}) > 1
+    return f"{result.strategy} ({result.backend})" if several and result.backend else result.strategy
 
 
 def require_matplotlib() -> None:
@@ -26,8 +40,6 @@ def plot(results: Sequence[Any], path: str | os.PathLike[str], spec: Any = None)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from kfitx.bench import label, plain_speed
 
     done = [r for r in results if not r.error]
     names = [label(r, results).replace(" (", "\n(") for r in done]

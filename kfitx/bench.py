@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kfitx._bench_plot import plot, require_matplotlib
+from kfitx._bench_plot import PLAIN, label, plain_speed, plot, require_matplotlib
 from kfitx.errors import OptionError, message
 from kfitx.hookspecs import hookimpl
 
@@ -43,8 +43,6 @@ __all__ = ["BenchResult", "BenchSpec", "bench", "build_model", "check_backends",
            "plot", "require_matplotlib", "run_one"]
 
 RESULT_TAG = "KFITX_BENCH_RESULT "
-#: The baseline row: the same model trained by plain ``model.fit(x, y)``, no kfitx in between.
-PLAIN = "plain"
 MODELS = ("mlp", "cnn")
 DATASETS = ("digits", "synthetic")
 
@@ -357,18 +355,6 @@ def format_table(results: Sequence[BenchResult]) -> str:
     if any(not r.own_process and not r.error for r in results):
         lines.append("* peak RSS of the one process all strategies ran in (the high-water mark so far)")
     return "\n".join(lines)
-
-
-def plain_speed(results: Sequence[BenchResult], backend: str = "") -> float | None:
-    """samples/s of the plain ``model.fit`` row on ``backend``, if there is one that ran."""
-    return next((r.samples_per_s for r in results if r.strategy == PLAIN and not r.error and r.samples_per_s
-                 and r.backend == backend), None)
-
-
-def label(result: BenchResult, results: Sequence[BenchResult]) -> str:
-    """The row's name: the strategy, and its backend when the results span several."""
-    several = len({r.backend for r in results}) > 1
-    return f"{result.strategy} ({result.backend})" if several and result.backend else result.strategy
 
 
 if __name__ == "__main__":  # the per-strategy process that bench() starts; users run `kfitx bench`

@@ -18,7 +18,7 @@ Separation of concerns:
   :class:`MedianPruning`), a trial whose objective is worse than the median of
   the finished trials at the same epoch stops; each trial's per-epoch objective
   is kept in ``<trial dir>/kfitx-epochs.json``, which every worker reads.
-* Resume (:class:`_Resume`): inside a tuner (found through keras-tuner's own
+* Resume (:class:`kfitx._resume.Resume`): inside a tuner (found through keras-tuner's own
   ``TunerCallback``), each execution of a trial trains with a
   ``keras.callbacks.BackupAndRestore`` in ``<trial dir>/kfitx-backup/execution-<i>``
   and keeps its epochs' logs beside it. keras-tuner, reloading a killed search
@@ -45,7 +45,6 @@ keras-tuner is imported only here.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -55,11 +54,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras_tuner
-import numpy as np
 
-from kfitx import _keras, _trial_record
+from kfitx import _trial_record
 from kfitx._fitting import PEAK_RSS_MIB, SAMPLES_PER_S
 from kfitx._pruning import MedianPruning, as_pruning
+from kfitx._resume import Resume as _Resume
 from kfitx._pruning import callback as _pruner
 from kfitx._tunable import Tunable, declare
 from kfitx.api import fit as kfitx_fit
@@ -98,70 +97,6 @@ def _tuner_callbacks(callbacks: Any) -> tuple[Any, list[Any]]:
         elif hasattr(cb, "best_value") and hasattr(cb, "objective"):
             best.append(cb)
     return found, best
-
-
-class _Resume:
-    """Lets an execution of a trial killed mid-way go on from its last finished epoch.
-
-    ``callbacks()`` are a log of each finished epoch's metrics (written before the
-    backup, so it never lags it) and a ``BackupAndRestore``; ``merge(history)``
-    puts the epochs run before the kill back in front of the History.
-    """
-
-    def __init__(self, tuner_callback: Any, best_epoch: list[Any], execution: int) -> None:
-        trial = tuner_callback.trial
-        root = os.path.join(tuner_callback.tuner.get_trial_dir(trial.trial_id), "kfitx-backup")
-        self.backup_dir = os.path.join(root, f"execution-{execution}")
-        self.log_path = os.path.join(root, f"execution-{execution}.history.json")
-        self.best_epoch = best_epoch
-        self.earlier: list[dict[str, Any]] = []
-
-    def callbacks(self) -> list[Any]:
-        import keras
-
-        resume = self
-
-        class EpochLog(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-                if resume.earlier or epoch == 0 or not os.path.exists(resume.log_path):
-                    return
-                with open(resume.log_path) as f:
-                    resume.earlier = [e for e in json.load(f) if e["epoch"] < epoch]
-                for cb in resume.best_epoch:  # its checkpoint on disk is the best of the earlier epochs
-                    for entry in resume.earlier:
-                        if cb.objective.has_value(entry["logs"]):
-                            value = cb.objective.get_value(entry["logs"])
-                            if cb.objective.better_than(value, cb.best_value):
-                                cb.best_value = value
-
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                numbers = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
-                resume.earlier.append({"epoch": epoch, "logs": numbers})
-                os.makedirs(os.path.dirname(resume.log_path), exist_ok=True)
-                tmp = resume.log_path + ".tmp"
-                with open(tmp, "w") as f:
-                    json.dump(resume.earlier, f)
-                os.replace(tmp, resume.log_path)  # atomic: a kill leaves the old log or the new one
-
-        # double_checkpoint: a kill while the weights are written leaves the previous epoch's to go on from
-        backup = keras.callbacks.BackupAndRestore(self.backup_dir, save_freq="epoch", double_checkpoint=True)
-        return [EpochLog(), backup]
-
-    def merge(self, history: Any, model: Any) -> None:
-        """Prepends the epochs run before a kill; removes the log; resets Keras's resume epoch."""
-        _keras.reset_initial_epoch(model)  # Keras leaves it set after a restored fit
-        first = history.epoch[0] if history.epoch else None
-        before = [e for e in self.earlier if first is None or e["epoch"] < first]
-        if before:
-            history.epoch[:0] = [e["epoch"] for e in before]
-            ran = len(history.epoch) - len(before)
-            for key in set(history.history) | {k for e in before for k in e["logs"]}:
-                earlier = [e["logs"].get(key) for e in before]
-                history.history[key] = earlier + list(history.history.get(key, [None] * ran))
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.log_path)
-        with contextlib.suppress(OSError):  # kept while another execution's backup is in it
-            os.rmdir(os.path.dirname(self.log_path))
 
 
 def _in_tuner(callbacks: list[Any]) -> tuple[Any, list[Any]]:

@@ -1,11 +1,14 @@
 """The keras-tuner bridge: strategies swapped and tuned, errors surfaced, costs recorded."""
 
+import os
+
 import keras
 import keras_tuner
 import numpy as np
 import pytest
 
 import kfitx
+import kfitx._resume
 from kfitx.tuner import PEAK_RSS_MIB, SAMPLES_PER_S, StrategyHyperModel
 
 
@@ -265,8 +268,9 @@ def test_killed_search_resumes_with_the_interrupted_trial_at_its_last_epoch(stra
 
     script = tmp_path / "search.py"
     script.write_text(RESUMABLE_SEARCH)
+    env = {**os.environ, "KFITX_BACKUP_INTERVAL_S": "0"}  # a backup after every epoch: resumes where it was killed
     run = lambda mode: subprocess.run([sys.executable, str(script), str(tmp_path), mode, strategy], timeout=300,
-                                      capture_output=True, text=True)
+                                      capture_output=True, text=True, env=env)
     killed = run("kill")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     first_trial = (tmp_path / "resume" / "trial_0" / "trial.json").read_text()
@@ -337,3 +341,23 @@ def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
     trials = [json.loads(p.read_text()) for p in (tmp_path / "dist").glob("trial_*/trial.json")]
     assert len(trials) == 4 and all(t["status"] == "COMPLETED" for t in trials)
     assert {t["hyperparameters"]["values"]["strategy"] for t in trials} <= {"memory", "loop"}
+
+
+def test_the_trial_backup_is_written_at_most_every_interval(xy, registry, tmp_path, monkeypatch):
+    """KFITX_BACKUP_INTERVAL_S: 0 backs up after every epoch; a long interval writes none in a short trial."""
+    import keras
+
+    saves = []
+    original = keras.callbacks.BackupAndRestore._save_model
+    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "_save_model",
+                        lambda self: (saves.append(1), original(self))[1])
+    for interval, expected in (("0", 3), ("3600", 0)):
+        monkeypatch.setenv("KFITX_BACKUP_INTERVAL_S", interval)
+        saves.clear()
+        tuner = keras_tuner.RandomSearch(StrategyHyperModel(build), objective="val_accuracy", max_trials=1,
+                                         directory=str(tmp_path), project_name=f"interval-{interval}")
+        tuner.search(epochs=3, **search_args(xy))
+        assert len(saves) == expected, (interval, saves)
+    monkeypatch.setenv("KFITX_BACKUP_INTERVAL_S", "soon")
+    with pytest.raises(kfitx.OptionError, match="KFITX_BACKUP_INTERVAL_S"):
+        kfitx._resume.backup_interval_s()
