@@ -233,3 +233,45 @@ def test_wrap_tuner_methods_routes_init_and_search_once(monkeypatch):
     base.__init__(tuner)
     base.search(tuner)
     assert seen == ["init", "search"]
+
+
+# --- the JAX and torch backends (their end-to-end pin: tests/test_backends.py) ----------------------
+
+
+def test_the_array_adapter_cuts_batches_as_model_fit_and_shuffles_with_numpys_generator():
+    x, y = np.arange(10, dtype="float32").reshape(10, 1), np.arange(10)
+    adapter = _keras.array_adapter(x, y, None, batch_size=4, shuffle=False, class_weight={0: 2.0})
+    assert adapter.num_batches == 3, moved("ArrayDataAdapter.num_batches", "array_adapter")
+    batches = list(adapter.get_numpy_iterator())
+    assert [len(b[0]) for b in batches] == [4, 4, 2], moved("ArrayDataAdapter's batches", "array_adapter")
+    assert batches[0][2].tolist() == [2.0, 1.0, 1.0, 1.0], moved("class_weight to sample weights", "array_adapter")
+    orders = []
+    for _ in range(2):
+        np.random.seed(7)
+        shuffled = _keras.array_adapter(x, y, None, batch_size=10, shuffle=True, class_weight=None)
+        orders.append(next(iter(shuffled.get_numpy_iterator()))[1].tolist())
+    assert orders[0] == orders[1] != list(range(10)), moved("how ArrayDataAdapter shuffles", "array_adapter")
+
+
+def test_unbuilt_says_what_symbolic_build_builds():
+    model = keras.Sequential([keras.layers.Dense(2)])
+    model.compile("adam", "mse", metrics=["mae"])
+    assert _keras.unbuilt(model), moved("Trainer's build flags", "unbuilt")
+    _keras.symbolic_build(model, (np.zeros((3, 5), "float32"), np.zeros((3, 2), "float32")))
+    assert not _keras.unbuilt(model) and model.optimizer.built, moved("Trainer._symbolic_build", "symbolic_build")
+
+
+def test_the_jax_trainer_keeps_its_state_where_kfitx_reads_it():
+    pytest.importorskip("jax")
+    from keras.src.backend.jax import trainer
+
+    source = inspect.getsource(trainer.JAXTrainer)
+    for name in ("_jax_state_synced", "_jax_state", "_get_jax_state", "def jax_state_sync"):
+        assert name in source, moved(f"JAXTrainer.{name}", "jax_state")
+    params = list(inspect.signature(trainer.JAXTrainer._get_jax_state).parameters)
+    assert params == ["self", "trainable_variables", "non_trainable_variables", "optimizer_variables",
+                      "metrics_variables", "purge_model_variables"], moved("JAXTrainer._get_jax_state", "jax_state")
+    assert "state, iterator" in inspect.getsource(trainer.JAXTrainer._make_function), (
+        moved("the JAX train function's (state, iterator) arguments", "train_function"))
+    assert callable(trainer._distribute_data), moved("keras.src.backend.jax.trainer._distribute_data",
+                                                     "jax_distribute")
