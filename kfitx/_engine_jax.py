@@ -10,10 +10,11 @@ kfitx's loop trains, and syncs, exactly as ``model.fit`` does. Under a
 devices as ``model.fit`` lays it out (a batch that does not divide over them is
 a :class:`kfitx.DataError`, where ``model.fit`` raises JAX's sharding error).
 
-A step function of the user's is called in Python on each batch with the
-model's variables live (as ``train_on_batch`` leaves them): on JAX such a step
-is written with ``model.stateless_call`` and ``jax.grad`` and jitted by its
-author (``examples/loop_step_jax.py``).
+A step function of the user's is called in Python on each batch by the engine
+(this adapter has no ``CompiledStep``), with the model's variables live (as
+``train_on_batch`` leaves them): on JAX such a step is written with
+``model.stateless_call`` and ``jax.grad`` and jitted by its author
+(``examples/custom_loop_jax.py``).
 """
 
 from __future__ import annotations
@@ -77,15 +78,3 @@ def _laid_out(batch: Any, distribution: Any) -> Any:
             "what is left over)."))
     return _keras.jax_distribute(batch)
 
-
-class CompiledStep:
-    """``fn(model, batch) -> logs`` called on each batch of the list it is given, the variables live."""
-
-    def __init__(self, model: Any, fn: Callable[[Any, Any], Logs], *, autograph: bool = True) -> None:
-        self.model, self.fn = model, fn
-
-    def __call__(self, data: Any) -> Logs | None:
-        logs = None
-        for batch in data or ():
-            logs = self.fn(self.model, batch)
-        return logs

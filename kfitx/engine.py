@@ -206,14 +206,32 @@ class _PythonSteps:
         return logs
 
 
+class _EachBatch:
+    """``fn(model, batch) -> logs`` on each batch of a list, as the adapter's ``as_batch`` makes it."""
+
+    def __init__(self, model: Any, fn: StepFunction, as_batch: Callable[[Any], Any]) -> None:
+        self.model, self.fn, self.as_batch = model, fn, as_batch
+
+    def __call__(self, data: Any) -> Any:
+        logs = None
+        for batch in data or ():
+            logs = self.fn(self.model, self.as_batch(batch))
+        return logs
+
+
 def _runner(adapter: Any, model: Any, step: TrainStep, group: int) -> tuple[Callable[[Any, int, int], Any], Any]:
     """``(run(data, index, epoch) -> logs or None, epoch means or None)`` for ``step``."""
+    as_batch = getattr(adapter, "as_batch", lambda batch: batch)
     if step.fn is None:
         compiled = adapter.model_function(model, group)
-    else:
-        compiled = adapter.CompiledStep(model, step.fn) if step.compiled else None
+    elif not step.compiled:
+        compiled = None
+    elif hasattr(adapter, "CompiledStep"):
+        compiled = adapter.CompiledStep(model, step.fn)
+    else:  # JAX, torch: a step of backend ops is called in Python on each batch (its author may jit it)
+        compiled = _EachBatch(model, step.fn, as_batch)
     if step.per_batch:
-        python = _PythonSteps(model, step, compiled, getattr(adapter, "as_batch", lambda batch: batch))
+        python = _PythonSteps(model, step, compiled, as_batch)
         return python, python.means if step.epoch_logs == "means" else None
     if step.epoch_logs == "means":
         raise OptionError(message("epoch_logs='means' averages in Python", "a compiled step without hooks",

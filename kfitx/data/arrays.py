@@ -205,8 +205,9 @@ class KerasBatches:
     A "dataset" for :class:`kfitx.data.feed.DatasetFeed`: ``cardinality()`` batches
     a pass, and every ``iter()`` a new pass (shuffled with numpy's global generator,
     which the plan's seed sets, as Keras shuffles). ``class_weight`` becomes sample
-    weights as Keras makes them. Nothing is copied up front: each batch is a slice
-    (a gather when shuffled), memory maps included.
+    weights as Keras makes them. Nothing is copied up front for arrays of
+    Keras's float type: each batch is a slice (a gather when shuffled). Memory maps
+    do not come here (:meth:`ArraySource.feed`): Keras casts a non-``floatx`` one whole.
     """
 
     def __init__(self, source: ArraySource, reading: Reading) -> None:

@@ -22,7 +22,7 @@ from kfitx.hookspecs import hookimpl
 from kfitx.strategies.generator import GeneratorStrategy
 from kfitx.strategies.loop import LoopStrategy
 from kfitx.strategies.memory import MemoryStrategy
-from kfitx.strategy import Decision, Strategy
+from kfitx.strategy import BACKENDS, Decision, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
     from kfitx.plan import FitPlan
@@ -121,7 +121,7 @@ class AutoStrategy(Strategy):
     """
 
     name = "auto"
-    backends = ("tensorflow", "jax", "torch")
+    backends = BACKENDS
     description = "Chooses memory, generator or loop from the data and options (or a plugin's rule), and says why"
     defaults = _merged_defaults()
     renamed_options = {old: new for cls in _CHOICES.values() for old, new in cls.renamed_options.items()}

@@ -36,7 +36,7 @@ from kfitx.data import Source
 from kfitx.errors import AugmentationError, OptionError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.plan import FitPlan
-from kfitx.strategy import Strategy
+from kfitx.strategy import BACKENDS, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
     from kfitx.augment import Augmentation
@@ -84,7 +84,7 @@ class GeneratorStrategy(Strategy):
     """
 
     name = "generator"
-    backends = ("tensorflow", "jax", "torch")
+    backends = BACKENDS
     description = ("Streams batches made while training: on-the-fly augmentation, generators, "
                    "out-of-core .npy")
     defaults = {"augment": None, "workers": None, "use_multiprocessing": None, "max_queue_size": None,

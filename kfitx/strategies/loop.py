@@ -15,7 +15,7 @@ from kfitx.engine import BatchHook, StepFunction, TrainStep, fit_loop
 from kfitx.errors import OptionError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.plan import FitPlan
-from kfitx.strategy import Strategy
+from kfitx.strategy import BACKENDS, Strategy
 
 
 def _check_step(step: Any) -> StepFunction | None:
@@ -89,7 +89,7 @@ class LoopStrategy(Strategy):
     """
 
     name = "loop"
-    backends = ("tensorflow", "jax", "torch")
+    backends = BACKENDS
     description = "kfitx's own training loop: a custom step and per-batch hooks, with every Keras callback"
     defaults = {"step": None, "batch_hooks": None, "steps_per_execution": "auto", "endless_after": 100_000}
     renamed_options = {"infinite_after": "endless_after"}  # the generator strategy's name for the same rule

@@ -25,7 +25,7 @@ from kfitx.data import ArraySource, Source
 from kfitx.errors import MemoryBudgetError, OptionError, UnsupportedDataError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.plan import FitPlan
-from kfitx.strategy import Strategy
+from kfitx.strategy import BACKENDS, Strategy
 
 
 class MemoryStrategy(Strategy):
@@ -41,7 +41,7 @@ class MemoryStrategy(Strategy):
     """
 
     name = "memory"
-    backends = ("tensorflow", "jax", "torch")
+    backends = BACKENDS
     description = "Arrays in RAM through model.fit: zero-copy input, grouped steps when no callback acts per batch"
     defaults = {"memory_budget": 0.5, "steps_per_execution": "auto"}
 
