@@ -29,7 +29,7 @@ from typing import Any
 
 from kfitx import _distribute
 from kfitx._checks import FIT_ARGS, callbacks_list, check_fit_args, check_inputs, check_model
-from kfitx.data import Reading, Source, coerce
+from kfitx.data import KerasSource, Reading, Source, coerce
 from kfitx.errors import DataError, OptionError, message
 from kfitx._grouping import choose_steps_per_execution, steps_per_execution
 
@@ -146,25 +146,37 @@ class FitPlan:
             return None
         return self.validation.as_dataset(self.reading(validation=True, **options))
 
-    def train_input(self, **options: Any) -> Any:
+    def train_input(self, *, passthrough: bool = False, **options: Any) -> Any:
         """:attr:`train` in the form ``model.fit`` reads fastest on this backend.
 
-        On JAX and torch, arrays in RAM are given to Keras as they are
-        (``plan.train.arrays()``): its own array adapter cuts numpy batches
-        without TensorFlow, and :meth:`fit_kwargs` passes the batch size and the
-        shuffling. Otherwise -- TensorFlow, memory maps (Keras would load a map
-        whose floats are not ``floatx`` whole, to cast it), every stream --
-        :meth:`train_dataset`.
-        """
-        if _keras_cuts(self.train):
-            return self.train.arrays()
-        return self.train_dataset(**options)
+        * input only Keras's adapters read (a :class:`kfitx.data.KerasSource`: generator
+          objects, torch ``DataLoader``, Grain, ragged and sparse tensors, ...): as it is;
+        * with ``passthrough`` (a strategy that adds nothing to streams), a tf.data
+          dataset or a PyDataset as it is, too (:meth:`kfitx.data.Source.passthrough`);
+        * on JAX and torch, arrays in RAM as they are (``plan.train.arrays()``): Keras's
+          own array adapter cuts numpy batches without TensorFlow;
+        * otherwise -- arrays on TensorFlow, memory maps (Keras would load a map whose
+          floats are not ``floatx`` whole, to cast it), generator factories, and streams
+          without ``passthrough`` -- :meth:`train_dataset`.
 
-    def validation_input(self, **options: Any) -> Any:
+        :meth:`fit_kwargs` passes the batch size and the shuffling with what Keras cuts or reads itself.
+        """
+        return self._input(self.train, passthrough, self.reading(**options))
+
+    def validation_input(self, *, passthrough: bool = False, **options: Any) -> Any:
         """:attr:`validation` as :meth:`train_input` gives the training data, or ``None``."""
-        if self.validation is not None and _keras_cuts(self.validation):
-            return self.validation.arrays()
-        return self.validation_dataset(**options)
+        if self.validation is None:
+            return None
+        return self._input(self.validation, passthrough, self.reading(validation=True, **options))
+
+    @staticmethod
+    def _input(source: Source, passthrough: bool, reading: Reading) -> Any:
+        given = source.passthrough()
+        if given is not None and (passthrough or isinstance(source, KerasSource)):
+            return given
+        if _keras_cuts(source):
+            return source.arrays()
+        return source.as_dataset(reading)
 
     def fit_kwargs(self, train: Any, validation: Any = None) -> dict[str, Any]:
         """The keyword arguments of ``model.fit(**plan.fit_kwargs(train, validation))``.
@@ -183,6 +195,8 @@ class FitPlan:
         if isinstance(train, tuple):
             kwargs.update(zip(("x", "y", "sample_weight"), train))
             kwargs.update(batch_size=self.batch_size, shuffle=self.shuffle)
+        elif train is self.train.passthrough():  # the user's own stream: Keras reads it as model.fit does
+            kwargs.update(x=train, shuffle=self.shuffle)
         else:
             kwargs.update(x=train, shuffle=False)  # a dataset is shuffled by whoever built it
         if validation is not None:
@@ -307,6 +321,12 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
                     "model that computes its own loss (add_loss) is compiled with loss=None."))
     batch_size = args.pop("batch_size", None) or 32
     steps = train.default_steps(args.pop("steps_per_epoch", None), "steps_per_epoch")
+    max_steps = keras.config.max_steps_per_epoch()
+    if max_steps and (not steps or max_steps < steps):
+        import warnings
+
+        warnings.warn(f"Limiting steps_per_epoch to {max_steps}", stacklevel=3)  # as Keras's EpochIterator does
+        steps = max_steps
     validation_steps = args.pop("validation_steps", None)
     if validation is not None:
         validation_steps = validation.default_steps(validation_steps, "validation_steps")

@@ -32,6 +32,7 @@ from kfitx.data.base import Reading, Source
 from kfitx.data.boundaries import Boundary, boundary
 from kfitx.data.dispatch import arrays, coerce, dataset, generator
 from kfitx.data.generators import GeneratorSource
+from kfitx.data.keras_input import KerasSource
 from kfitx.data.pydataset import PyDatasetSource
 from kfitx.data.tfdata import DatasetSource
 
@@ -40,6 +41,7 @@ __all__ = [
     "Boundary",
     "DatasetSource",
     "GeneratorSource",
+    "KerasSource",
     "PyDatasetSource",
     "Reading",
     "Source",

@@ -176,8 +176,10 @@ class ArraySource(Source):
         return ArraySource(self.x, self.y, sample_weight)
 
     def as_dataset(self, reading: Reading) -> Any:
+        # One pass per iteration (a new permutation each), never repeated: with steps_per_epoch, model.fit's
+        # epoch rules carry a pass into the next epoch, as for the arrays themselves.
         return array_dataset(self, reading.batch_size, shuffle=reading.shuffle, seed=reading.seed,
-                             repeat=reading.repeat, shuffle_buffer=reading.shuffle_buffer,
+                             repeat=False, shuffle_buffer=reading.shuffle_buffer,
                              parallel_calls=reading.parallel_calls, deterministic=reading.deterministic)
 
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:

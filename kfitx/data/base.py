@@ -128,7 +128,11 @@ class Reading:
 
     @property
     def repeat(self) -> bool:
-        """One stream across epochs (``steps`` given) rather than one pass per epoch."""
+        """``steps`` given: a generator factory's stream runs across epochs, a new pass when one ends.
+
+        Every other source is read one pass per iteration, and ``model.fit``'s epoch
+        rules (those of Keras's ``EpochIterator``) carry a pass into the next epoch.
+        """
         return self.steps is not None
 
     def worker(self, source: Source) -> dict[str, Any] | None:
@@ -207,6 +211,14 @@ class Source:
                                 "Pass validation_data=... instead."))
 
     # -- batches for a fit ------------------------------------------------------
+
+    def passthrough(self) -> Any:
+        """What ``model.fit`` can be given as it is, when kfitx's pipeline gains nothing on it; else ``None``.
+
+        A tf.data dataset or a PyDataset itself; the input of a :class:`kfitx.data.KerasSource`
+        (``(x, y, sample_weight)`` for tensors, else ``x``); ``None`` for arrays and generator factories.
+        """
+        return None
 
     def as_dataset(self, reading: Reading) -> Any:
         """A ``tf.data.Dataset`` of batches: ``x``, ``(x, y)`` or ``(x, y, sample_weight)``.

@@ -172,8 +172,8 @@ class DatasetFeed:
             if data is None:
                 self.ran_out()
                 return
-            # Keras reports begin + group - 1 even past the epoch's end ("16/7" in the progress bar).
-            yield begin, min(begin + self.group, steps) - 1, data
+            # Keras reports begin + group - 1 even past the epoch's end (its EpochIterator does).
+            yield begin, begin + self.group - 1, data
         if self.pass_length and self._seen >= self.pass_length:
             # As Keras's EpochIterator: the next pass's iterator is made now (and, without
             # steps_per_epoch, made again when the next epoch starts). Counting iterators as it does
@@ -269,7 +269,7 @@ class PythonFeed:
                     require_targets(self.reading, isinstance(first, (tuple, list)) and len(first) >= 2, self.kind,
                                     f"batch 0 of epoch {epoch}", type(first).__name__)
                 if batches:
-                    yield begin, begin + len(batches) - 1, [self._batch(b, epoch, begin + i)
+                    yield begin, begin + self.group - 1, [self._batch(b, epoch, begin + i)
                                                             for i, b in enumerate(batches)]
                 begin += len(batches)
                 if len(batches) < want:

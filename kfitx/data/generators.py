@@ -87,7 +87,7 @@ class GeneratorSource(Source):
     def as_dataset(self, reading: Reading) -> Any:
         from kfitx.data._producer import stream
 
-        return stream(self, reading)
+        return stream(self, reading, repeat=reading.repeat)
 
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
         from kfitx.data.feed import PythonFeed

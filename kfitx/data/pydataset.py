@@ -44,6 +44,9 @@ class PyDatasetSource(Source):
                                     f"{role}=None", f"Pass {role}=N."))
         return steps
 
+    def passthrough(self) -> Any:
+        return self.dataset
+
     def worker_settings(self) -> dict[str, Any]:
         return {name: getattr(self.dataset, name, None)
                 for name in ("workers", "use_multiprocessing", "max_queue_size")}

@@ -33,9 +33,14 @@ class DatasetSource(Source):
         require_targets(reading, isinstance(spec, tuple) and len(spec) >= 2, self.kind, "its element_spec",
                         str(spec))
 
+    def passthrough(self) -> Any:
+        return self.dataset
+
     def as_dataset(self, reading: Reading) -> Any:
+        # One pass per iteration, never repeated: model.fit's epoch rules (a pass carried into the next
+        # epoch when steps_per_epoch is shorter, "ran out of data" when longer) apply to it as they are.
         self._check(reading)
-        return self.dataset.repeat() if reading.repeat else self.dataset
+        return self.dataset
 
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
         from kfitx.data.feed import DatasetFeed

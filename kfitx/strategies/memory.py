@@ -11,8 +11,10 @@ Keras makes them behave. Two things differ, both invisible to callbacks:
 * when no callback acts per batch, several steps run per compiled call
   (decided by the plan, :mod:`kfitx.plan`); the choice is in ``history.kfitx``.
 
-Data larger than ``memory_budget`` is refused with an error that names the
-``generator`` strategy.
+Arrays larger than ``memory_budget`` are refused with an error that names the
+``generator`` strategy. Everything else ``model.fit`` takes (tf.data, PyDatasets,
+generators, torch ``DataLoader``, Grain, ragged and sparse tensors) is handed to
+``model.fit`` as it is.
 """
 
 from __future__ import annotations
@@ -61,11 +63,8 @@ class MemoryStrategy(Strategy):
         return float(budget)
 
     def supports(self, source: Source) -> str | None:
-        if not source.in_memory:
-            return (
-                "The 'memory' strategy trains on arrays held in memory, not on a "
-                f"{source.kind} stream. Use strategy='generator' for streamed data."
-            )
+        if not source.in_memory:  # model.fit reads it as it is
+            return None
         budget = self.budget_bytes(source)
         if source.nbytes > budget:
             return (
@@ -85,7 +84,8 @@ class MemoryStrategy(Strategy):
 
     def fit(self, model: Any, plan: FitPlan) -> Any:
         with plan.grouped(model):
-            return model.fit(**plan.fit_kwargs(plan.train_input(), plan.validation_input()))
+            return model.fit(**plan.fit_kwargs(plan.train_input(passthrough=True),
+                                               plan.validation_input(passthrough=True)))
 
 
 @hookimpl

@@ -93,10 +93,7 @@ class TFDataStrategy(kfitx.Strategy):
             self.augmentation = augment.adapt(self.options["augment"])
 
     def supports(self, source: Source) -> str | None:
-        if source.streams_in_graph:
-            return None
-        return ("The 'tfdata' strategy reads arrays and tf.data datasets. Wrap a generator in "
-                "tf.data.Dataset.from_generator(...), or use a strategy that streams Python generators.")
+        return None  # every source has a tf.data stream: generators and PyDatasets through kfitx's worker
 
     # -- the pipeline ---------------------------------------------------------
 
@@ -121,7 +118,7 @@ class TFDataStrategy(kfitx.Strategy):
         if cache and not plan.train.in_memory:  # cache one pass, then repeat the cached pass
             dataset = plan.train.as_dataset(dataclasses.replace(reading, steps=None))
             dataset = dataset.cache("" if cache is True else cache)
-            if reading.repeat:
+            if reading.repeat and not isinstance(plan.train, kfitx.data.DatasetSource):  # a generator factory
                 dataset = dataset.repeat()
         else:
             dataset = plan.train.as_dataset(reading)

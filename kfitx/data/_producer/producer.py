@@ -245,8 +245,11 @@ class Producer:
         self._queue.close()
 
 
-def stream(source: Any, reading: Any) -> Any:
+def stream(source: Any, reading: Any, *, repeat: bool = False) -> Any:
     """A ``tf.data.Dataset`` of a generator's or PyDataset's batches, read by a :class:`Producer`.
+
+    One pass per iteration; with ``repeat`` one stream of passes back to back (a generator
+    factory with ``steps_per_epoch``: it is called again when a pass ends, and never runs out).
 
     The worker's settings are ``reading.worker(source)``. The worker is stopped when the boundary open
     around the fit exits.
@@ -265,7 +268,7 @@ def stream(source: Any, reading: Any) -> Any:
             "Wrap the code that reads the stream in `with kfitx.data.boundary():`."))
     worker = reading.worker(source)
     producer = Producer(
-        source.open_pass(reading), kind=source.kind, repeat=reading.repeat,
+        source.open_pass(reading), kind=source.kind, repeat=repeat,
         processes=worker["use_multiprocessing"], queue_size=worker["max_queue_size"],
         timeout=float(reading.timeout), endless_after=reading.endless_after, reading=reading)
     owner.closing(producer.close)

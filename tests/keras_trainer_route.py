@@ -1,0 +1,91 @@
+"""A pytest plugin that trains every ``fit`` of Keras's own tests through ``kfitx.fit``.
+
+``KFITX_ROUTE_STRATEGY=memory python -m pytest -p keras_trainer_route --pyargs keras.src.trainers.trainer_test``
+(with ``tests/`` on ``PYTHONPATH``; ``tests/test_keras_trainers.py`` runs it so, one process per
+backend and strategy).
+
+Most of Keras's trainer-test models are ``class M(Trainer, layers.Dense)``: the backend's trainer
+mixed into a layer, not a ``keras.Model``. So the backend trainer's ``fit`` is routed (``keras.Model``
+inherits it): a call from the test becomes ``kfitx.fit(self, x, y, strategy=S, **the arguments the
+test passed)``, and a ``model.fit`` the strategy itself makes (``memory`` delegates to it) goes to
+Keras's own. ``kfitx.fit`` takes any compiled Keras trainer, as ``model.fit`` does.
+
+``KFITX_ROUTE_STRATEGY`` is a strategy name, or ``tfdata`` / ``accumulate`` for the plugins in
+``plugins/`` (imported from there, not installed). ``KFITX_ROUTE_REPORT`` names a JSON file that
+receives, per test, the strategies of the fits routed through kfitx.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_state: dict[str, Any] = {"inside": False, "test": None, "fits": {}}
+
+
+def _strategy(name: str) -> Any:
+    if name in ("tfdata", "accumulate"):
+        sys.path[:0] = [os.path.join(ROOT, "plugins", "kfitx-tfdata"), os.path.join(ROOT, "plugins", "kfitx-accumulate")]
+        import kfitx_accumulate
+        import kfitx_tfdata
+
+        return {"tfdata": kfitx_tfdata.TFDataStrategy, "accumulate": kfitx_accumulate.AccumulateStrategy}[name]
+    return name
+
+
+def _trainer_class() -> Any:
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        from keras.src.backend.jax.trainer import JAXTrainer as Trainer
+    elif backend == "torch":
+        from keras.src.backend.torch.trainer import TorchTrainer as Trainer
+    else:
+        from keras.src.backend.tensorflow.trainer import TensorFlowTrainer as Trainer
+    return Trainer
+
+
+def pytest_configure(config: Any) -> None:
+    name = os.environ.get("KFITX_ROUTE_STRATEGY")
+    if not name:
+        return
+    os.environ.setdefault("KFITX_DISABLE_PLUGIN_AUTOLOAD", "1")
+    import kfitx
+
+    strategy = _strategy(name)
+    trainer = _trainer_class()
+    original = trainer.fit
+    signature = inspect.signature(original)
+
+    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _state["inside"]:  # the strategy's own model.fit
+            return original(self, *args, **kwargs)
+        given = signature.bind(self, *args, **kwargs).arguments  # what the test passed, as it passed it
+        given.pop("self")
+        x, y = given.pop("x", None), given.pop("y", None)
+        _state["inside"] = True
+        try:
+            history = kfitx.fit(self, x, y, strategy=strategy, **given)
+        finally:
+            _state["inside"] = False
+        _state["fits"].setdefault(_state["test"], []).append(history.kfitx["strategy"])
+        return history
+
+    fit.__wrapped__ = original  # type: ignore[attr-defined]
+    trainer.fit = fit
+
+
+def pytest_runtest_setup(item: Any) -> None:
+    _state["test"] = item.nodeid
+
+
+def pytest_unconfigure(config: Any) -> None:
+    out = os.environ.get("KFITX_ROUTE_REPORT")
+    if out and os.environ.get("KFITX_ROUTE_STRATEGY"):
+        with open(out, "w") as f:
+            json.dump(_state["fits"], f)
