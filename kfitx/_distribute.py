@@ -93,6 +93,8 @@ def distribute(dataset: Any, strategy: Any) -> Any:
     ``1/n`` of each batch of *its own* dataset.
     """
     tf = _tf()
+    if isinstance(dataset, tf.distribute.DistributedDataset):  # distributed by the user already
+        return dataset
     if multi_worker(strategy):
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

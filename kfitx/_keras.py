@@ -198,6 +198,36 @@ def adapter_dataset(adapter: Any) -> Any:
     return dataset
 
 
+def cached_evaluate(model: Any, x: Any, y: Any, sample_weight: Any, *, batch_size: int | None, steps: int | None,
+                    callbacks: Any) -> dict[str, Any]:
+    """``model.fit``'s validation: ``evaluate`` through one epoch iterator, made at the first validation of the
+    fit and reused by the next ones (``_eval_epoch_iterator``), so a generator object is read on across
+    epochs as ``model.fit`` reads it. :func:`forget_validation` ends it."""
+    import keras
+
+    if getattr(model, "_eval_epoch_iterator", None) is None:
+        backend = keras.backend.backend()
+        extra: dict[str, Any] = {}
+        if backend == "tensorflow":
+            from keras.src.backend.tensorflow.trainer import TFEpochIterator as Iterator
+
+            extra["distribute_strategy"] = model.distribute_strategy
+        elif backend == "jax":
+            from keras.src.backend.jax.trainer import JAXEpochIterator as Iterator
+        else:
+            from keras.src.backend.torch.trainer import TorchEpochIterator as Iterator
+        model._eval_epoch_iterator = Iterator(x=x, y=y, sample_weight=sample_weight, batch_size=batch_size,
+                                              steps_per_execution=model.steps_per_execution, steps_per_epoch=steps,
+                                              shuffle=False, **extra)
+    return model.evaluate(x=x, y=y, sample_weight=sample_weight, batch_size=batch_size, steps=steps,
+                          callbacks=callbacks, return_dict=True, _use_cached_eval_dataset=True)
+
+
+def forget_validation(model: Any) -> None:
+    """Drops the validation iterator :func:`cached_evaluate` keeps (``model.fit`` does so at its start and end)."""
+    model._eval_epoch_iterator = None
+
+
 def unbuilt(model: Any) -> bool:
     """Whether ``model.fit`` would build something before training (layers, compiled loss / metrics, optimizer)."""
     if not all(layer.built for layer in model._flatten_layers()):

@@ -302,6 +302,7 @@ def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: A
 
     epoch_begin, epoch_end = getattr(adapter, "epoch_begin", _noop), getattr(adapter, "epoch_end", _noop)
     model.stop_training = False
+    _keras.forget_validation(model)
     model.make_train_function()
     callbacks.on_train_begin()
     training_logs = None
@@ -334,13 +335,10 @@ def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: A
             metrics = model.get_metrics_result()
             epoch_logs = dict(metrics if isinstance(logs, dict) and set(logs) == set(metrics) else logs)
         if validation is not None and should_validate(epoch, plan.validation_freq):
-            if isinstance(validation, tuple):  # arrays, cut by Keras (JAX, torch)
-                x, y, weights = (*validation, None, None)[:3]
-                val_logs = model.evaluate(x, y, sample_weight=weights, batch_size=plan.validation_batch_size,
-                                          steps=plan.validation_steps, callbacks=callbacks, return_dict=True)
-            else:
-                val_logs = model.evaluate(validation, steps=plan.validation_steps, callbacks=callbacks,
-                                          return_dict=True)
+            # Tensors Keras cuts (a tuple), or a stream; one validation iterator for the whole fit, as in model.fit.
+            x, y, weights = (*validation, None, None)[:3] if isinstance(validation, tuple) else (validation, None, None)
+            val_logs = _keras.cached_evaluate(model, x, y, weights, batch_size=plan.validation_batch_size,
+                                              steps=plan.validation_steps, callbacks=callbacks)
             epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
         callbacks.on_epoch_end(epoch, epoch_logs)
         training_logs = epoch_logs
@@ -348,4 +346,5 @@ def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: A
             break
     if isinstance(model.optimizer, keras.optimizers.Optimizer) and epochs > 0:
         model.optimizer.finalize_variable_values(model.trainable_weights)
+    _keras.forget_validation(model)
     callbacks.on_train_end(logs=training_logs)

@@ -11,8 +11,9 @@ test passed)``, and a ``model.fit`` the strategy itself makes (``memory`` delega
 Keras's own. ``kfitx.fit`` takes any compiled Keras trainer, as ``model.fit`` does.
 
 ``KFITX_ROUTE_STRATEGY`` is a strategy name, or ``tfdata`` / ``accumulate`` for the plugins in
-``plugins/`` (imported from there, not installed). ``KFITX_ROUTE_REPORT`` names a JSON file that
-receives, per test, the strategies of the fits routed through kfitx.
+``plugins/`` (imported from there, not installed); unset, nothing is routed (plain fit's count).
+``KFITX_ROUTE_REPORT`` names a JSON file that receives, per test, its outcome and the strategies of
+the fits routed through kfitx, and the cases deselected because a package they need is missing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ import sys
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_state: dict[str, Any] = {"inside": False, "test": None, "fits": {}}
+_state: dict[str, Any] = {"inside": False, "test": None, "fits": {}, "outcomes": {}, "deselected": {}}
+
+#: Cases that need a package kfitx does not install by default: deselected when it is missing (plain fit
+#: fails them too, with ModuleNotFoundError), each with the reason.
+NEEDS = {"grain": "the Grain cases need `pip install grain`",
+         "torch": "the torch DataLoader cases need `pip install torch`"}
 
 
 def _strategy(name: str) -> Any:
@@ -80,12 +86,35 @@ def pytest_configure(config: Any) -> None:
     trainer.fit = fit
 
 
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    import importlib.util
+
+    missing = {name: why for name, why in NEEDS.items() if importlib.util.find_spec(name) is None}
+    kept = []
+    for item in items:
+        why = next((why for name, why in missing.items() if f"_{name}_" in item.name + "_"), None)
+        if why:
+            _state["deselected"][item.nodeid] = why
+        else:
+            kept.append(item)
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.nodeid in _state["deselected"]])
+        items[:] = kept
+
+
 def pytest_runtest_setup(item: Any) -> None:
     _state["test"] = item.nodeid
 
 
+def pytest_runtest_logreport(report: Any) -> None:
+    if report.when == "call" or report.outcome != "passed":
+        previous = _state["outcomes"].get(report.nodeid)
+        if previous in (None, "passed"):
+            _state["outcomes"][report.nodeid] = report.outcome
+
+
 def pytest_unconfigure(config: Any) -> None:
     out = os.environ.get("KFITX_ROUTE_REPORT")
-    if out and os.environ.get("KFITX_ROUTE_STRATEGY"):
+    if out:
         with open(out, "w") as f:
-            json.dump(_state["fits"], f)
+            json.dump({key: _state[key] for key in ("fits", "outcomes", "deselected")}, f)

@@ -105,7 +105,8 @@ class DatasetFeed:
             import tensorflow as tf
 
             dataset = dataset.map(class_weights(reading.class_weight), num_parallel_calls=tf.data.AUTOTUNE)
-        cardinality = int(dataset.cardinality())
+        cardinality = dataset.cardinality  # a method; an attribute of a tf.distribute dataset
+        cardinality = int(cardinality() if callable(cardinality) else cardinality)
         self.dataset = dataset
         self.pass_length = cardinality if cardinality >= 0 else None
         self.steps_per_epoch = reading.steps
