@@ -13,7 +13,8 @@ from typing import Any
 
 from kfitx.errors import DataError, ModelError, OptionError, message
 
-__all__ = ["FIT_ARGS", "callbacks_list", "check_fit_args", "check_inputs", "check_model", "closest"]
+__all__ = ["FIT_ARGS", "callbacks_list", "check_fit_args", "check_input_dtypes", "check_inputs", "check_model",
+           "closest"]
 
 #: Arguments of ``keras.Model.fit`` every strategy accepts, plus ``seed``.
 FIT_ARGS: tuple[str, ...] = (
@@ -162,6 +163,22 @@ def _pairs(inputs: list[Any], x: Any) -> list[tuple[Any, Any, str]]:
     if isinstance(x, (list, tuple)) and len(x) == len(inputs) > 1:
         return [(i, v, f"[{n}]") for n, (i, v) in enumerate(zip(inputs, x)) if isinstance(v, np.ndarray)]
     return []
+
+
+def check_input_dtypes(model: Any, x: Any, role: str = "x") -> None:
+    """Raises :class:`DataError` for string arrays fed to a built model's input that takes numbers.
+
+    Strings are valid where the input takes strings (a model starting with
+    ``TextVectorization`` or ``StringLookup``), and pass through to Keras there.
+    """
+    inputs = getattr(model, "inputs", None) if getattr(model, "built", False) else None
+    for tensor, array, where in _pairs(list(inputs or ()), x):
+        if array.dtype.kind in "USO" and "string" not in str(tensor.dtype):
+            raise DataError(message(
+                f"`{role}{where}` must have a numeric or boolean dtype: the model's input '{tensor.name}' "
+                f"takes {tensor.dtype}", f"dtype {array.dtype}",
+                "Encode strings as numbers before training (e.g. keras.layers.StringLookup), or start the "
+                "model with keras.Input(dtype='string') and a TextVectorization or StringLookup layer."))
 
 
 def check_inputs(model: Any, x: Any, role: str = "x") -> None:

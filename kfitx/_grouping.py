@@ -61,6 +61,10 @@ def _quiet_per_batch(callback: Any) -> bool:
     return False
 
 
+#: The reason of a group kfitx chose itself (no callback sees the batches between two calls).
+AUTOMATIC = "no callback acts per batch"
+
+
 def per_batch_callbacks(callbacks: Any) -> list[str]:
     """Names of the callbacks in ``callbacks`` that act per batch (see module doc)."""
     if callbacks is None:
@@ -107,9 +111,9 @@ def choose_steps_per_execution(
     counts = [n for n in exact_steps if n is not None]
     steps = max(d for d in range(1, AUTO_STEPS + 1) if all(n % d == 0 for n in counts))
     if steps == AUTO_STEPS:
-        return steps, "no callback acts per batch"
+        return steps, AUTOMATIC
     shown = ", ".join(str(n) for n in counts)
-    return steps, f"no callback acts per batch; {steps} is the largest group <= {AUTO_STEPS} dividing {shown}"
+    return steps, f"{AUTOMATIC}; {steps} is the largest group <= {AUTO_STEPS} dividing {shown}"
 
 
 def steps_per_execution(model: Any, steps: int) -> AbstractContextManager[None]:

@@ -315,8 +315,12 @@ def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: A
         if means is not None:
             means.reset()
         groups = feed.epoch(epoch)
+        # Keras reports a group's last index as begin + group - 1, past the epoch's end for a partial group.
+        # A group kfitx chose itself reports the epoch's last batch there, as plain fit (one step per call) does.
+        last = (feed.num_batches or 0) - 1 if getattr(plan, "automatic_grouping", False) else -1
         try:
             for begin, end, data in groups:
+                end = min(end, last) if last >= 0 else end
                 callbacks.on_train_batch_begin(begin)
                 step_logs = run(data, begin, epoch)
                 if step_logs is None:

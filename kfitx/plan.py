@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kfitx import _distribute
-from kfitx._checks import FIT_ARGS, callbacks_list, check_fit_args, check_inputs, check_model
+from kfitx._checks import FIT_ARGS, callbacks_list, check_fit_args, check_input_dtypes, check_inputs, check_model
 from kfitx.data import KerasSource, Reading, Source, coerce
 from kfitx.errors import DataError, OptionError, message
-from kfitx._grouping import choose_steps_per_execution, steps_per_execution
+from kfitx._grouping import AUTOMATIC, choose_steps_per_execution, steps_per_execution
 
 __all__ = ["FIT_ARGS", "FitPlan", "FitReport", "build_plan", "check_fit_args", "check_model"]
 
@@ -114,6 +114,11 @@ class FitPlan:
     def grouping(self) -> str:
         """Why :attr:`steps_per_execution` is what it is."""
         return self.report.grouping
+
+    @property
+    def automatic_grouping(self) -> bool:
+        """kfitx chose :attr:`steps_per_execution` itself (no callback acts per batch), not the user."""
+        return self.grouping.startswith(AUTOMATIC)
 
     @property
     def repeat(self) -> bool:
@@ -312,6 +317,8 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
                                args.pop("validation_data", None))
     targets = _needs_targets(model)
     for role, part in (("x", train), ("validation_data x", validation)):
+        if isinstance(part, KerasSource) and part.array_like:
+            check_input_dtypes(model, part.x, role)
         if part is not None and part.in_memory:
             check_inputs(model, part.x, role)
             if targets and part.y is None:

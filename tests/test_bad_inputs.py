@@ -359,8 +359,6 @@ CASES = [
          errors.OptionError, r"steps_per_execution"),
     Case(OPT, "an unknown strategy", lambda: fit(X, Y, strategy="memroy"), errors.StrategyNotFoundError,
          r"Did you mean 'memory'"),
-    Case(OPT, "memory on a stream", lambda: fit(batches(), strategy="memory"), errors.UnsupportedDataError,
-         r"strategy='generator'"),
     Case(OPT, "arrays over the memory budget", lambda: fit(X, Y, strategy="memory", memory_budget=100),
          errors.MemoryBudgetError, r"memory budget", received=False),
     Case(OPT, "auto with a step and an augmentation",
