@@ -128,7 +128,8 @@ class KerasSource(Source):
 
 
 class _AdapterBatches:
-    """A Keras data adapter as a "dataset" of numpy batches for :class:`kfitx.data.feed.DatasetFeed`."""
+    """A Keras data adapter as a "dataset" of batches read in Python for :class:`kfitx.data.feed.DatasetFeed`
+    (JAX and torch: the backend's own arrays, as ``model.fit`` reads them there)."""
 
     def __init__(self, adapter: Any) -> None:
         self.adapter = adapter
@@ -138,5 +139,7 @@ class _AdapterBatches:
         return -2 if n is None else int(n)  # tf.data's "unknown"
 
     def __iter__(self) -> Any:
+        from kfitx import _keras
+
         self.adapter.on_epoch_begin()
-        return iter(self.adapter.get_numpy_iterator())
+        return iter(_keras.backend_batches(self.adapter))

@@ -88,9 +88,15 @@ class PyDatasetSource(Source):
         return one_pass
 
     def as_dataset(self, reading: Reading) -> Any:
+        """The worker's stream: one pass per iteration, of the PyDataset's length (so that ``model.fit``'s
+        epoch rules carry a pass across epochs as for the PyDataset itself); an endless one is one stream."""
+        import tensorflow as tf
+
         from kfitx.data._producer import stream
 
-        return stream(self, reading)
+        length = self.dataset.num_batches
+        dataset = stream(self, reading, repeat=length is None)
+        return dataset if length is None else dataset.apply(tf.data.experimental.assert_cardinality(length))
 
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
         from kfitx.data.feed import PythonFeed
