@@ -292,6 +292,7 @@ def fit_loop(model: Any, plan: Any, step: TrainStep | None = None, *, batches: A
             _epochs(model, feed, run, means, callbacks, plan, validation, adapter)
         finally:
             getattr(adapter, "train_end", _noop)(model)
+            getattr(feed, "close", lambda: None)()
     return model.history
 
 

@@ -218,3 +218,11 @@ def test_set_max_steps_per_epoch_limits_every_strategy_as_it_limits_model_fit(st
     finally:
         keras.config.set_max_steps_per_epoch(None)
     assert seen == [[0, 1, 2], [0, 1, 2]]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize(("steps", "expected"), [(9, [9, 1, 9, 1]), (11, [10, 10, 10, 10])])
+def test_a_pydataset_with_steps_per_epoch_trains_the_batches_model_fit_trains(strategy, steps, expected):
+    x, y = data()
+    seen = assert_same_as_plain(strategy, lambda: Batched(x, y), steps_per_epoch=steps, epochs=4)
+    assert [len(epoch) for epoch in seen] == expected

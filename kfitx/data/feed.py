@@ -193,21 +193,30 @@ class DatasetFeed:
 
 
 class PythonFeed:
-    """Batches read in Python from a fresh iterator each epoch (see the module docstring).
+    """Batches read in Python (see the module docstring).
+
+    Without ``steps_per_epoch`` each epoch is one pass from a fresh iterator; with it a
+    pass is carried across epochs (:meth:`_carried`).
 
     Args:
-        open_epoch: Returns ``(iterator, close)`` for one epoch.
+        open_epoch: Returns ``(iterator, close)`` for one pass.
         reading: How to read: ``steps`` (batches per epoch, or ``None`` for one
             pass), ``endless_after`` (most batches an epoch of unknown length may
             take) and ``class_weight`` (applied to every batch).
         pass_length: Batches in one pass where known (PyDatasets), else ``None``.
         group: Batches per group.
         kind: The source's kind, for messages.
+        refill: A pass that ends inside an epoch is followed by a new one (a generator
+            factory); else the epoch ends there, as ``model.fit`` ends it (a PyDataset).
     """
 
     def __init__(self, open_epoch: Callable[[], tuple[Iterator[Any], Callable[[], None]]],
-                 reading: Reading, pass_length: int | None, group: int, kind: str) -> None:
+                 reading: Reading, pass_length: int | None, group: int, kind: str, *, refill: bool = False) -> None:
         self.open_epoch = open_epoch
+        self.pass_length = pass_length
+        self.refill = refill
+        self._pass: tuple[Iterator[Any], Callable[[], None]] | None = None
+        self._seen = 0
         self.steps_per_epoch = reading.steps
         self.num_batches = reading.steps or pass_length
         self.group = group
@@ -237,6 +246,9 @@ class PythonFeed:
 
     def epoch(self, epoch: int) -> Iterator[Group]:
         """One epoch's groups ``(first step, last step, [batches])``."""
+        if self.steps_per_epoch is not None:
+            yield from self._carried(epoch)
+            return
         iterator, close = self.open_epoch()
         steps = self.num_batches
         try:
@@ -246,11 +258,9 @@ class PythonFeed:
                 batches = list(itertools.islice(iterator, want))
                 if steps is not None and len(batches) < want:
                     raise DataError(message(
-                        f"The {self.kind} must yield steps_per_epoch={steps} batches in every epoch "
-                        "(kfitx starts a fresh iterator each epoch)",
+                        f"The {self.kind} must yield the {steps} batches its length says in every pass",
                         f"{begin + len(batches)} batch(es) in epoch {epoch}",
-                        "Make the generator loop over its data forever, lower steps_per_epoch, or "
-                        "leave steps_per_epoch=None so that one pass is one epoch.",
+                        "Make __len__ (num_batches) say how many batches __getitem__ gives.",
                     ))
                 if not batches and begin == 0:
                     raise DataError(message(f"The {self.kind} must yield at least one batch per epoch",
@@ -266,9 +276,7 @@ class PythonFeed:
                         ENDLESS_WARNING < self.endless_after:
                     warn_endless(self.kind, ENDLESS_WARNING, self.endless_after)
                 if batches and begin == 0:
-                    first = batches[0]
-                    require_targets(self.reading, isinstance(first, (tuple, list)) and len(first) >= 2, self.kind,
-                                    f"batch 0 of epoch {epoch}", type(first).__name__)
+                    self._first(batches[0], epoch)
                 if batches:
                     yield begin, begin + self.group - 1, [self._batch(b, epoch, begin + i)
                                                             for i, b in enumerate(batches)]
@@ -277,3 +285,65 @@ class PythonFeed:
                     return
         finally:
             close()
+
+    def _first(self, batch: Any, epoch: int) -> None:
+        require_targets(self.reading, isinstance(batch, (tuple, list)) and len(batch) >= 2, self.kind,
+                        f"batch 0 of epoch {epoch}", type(batch).__name__)
+
+    def _open(self) -> tuple[Iterator[Any], Callable[[], None]]:
+        if self._pass is None:
+            self._pass, self._seen = self.open_epoch(), 0
+        return self._pass
+
+    def _end_pass(self) -> None:
+        if self._pass is not None:
+            self._pass[1]()
+        self._pass, self._seen = None, 0
+
+    def _carried(self, epoch: int) -> Iterator[Group]:
+        """An epoch of ``steps_per_epoch`` batches from a pass carried across epochs, by ``model.fit``'s rules.
+
+        A generator factory is called again when its pass ends (its stream never runs out). A
+        PyDataset's pass is carried into the next epoch when it is longer than ``steps_per_epoch``,
+        and, as in ``model.fit``, ends the epoch early ("ran out of data") when it is shorter.
+        """
+        steps, begin = self.steps_per_epoch, 0
+        while begin < steps:
+            if self.pass_length and self._seen >= self.pass_length:
+                _out_of_data_warning()
+                self._end_pass()
+                return
+            want = min(self.group, steps - begin)
+            iterator, _ = self._open()
+            batches = list(itertools.islice(iterator, want))
+            if len(batches) < want and self.refill:  # the factory's next pass follows
+                fresh = self._seen + len(batches) == 0
+                self._end_pass()
+                if fresh:
+                    raise DataError(message(f"The {self.kind} must yield at least one batch each time it is "
+                                            "started", f"no batches in epoch {epoch}"))
+                iterator, _ = self._open()
+                batches += list(itertools.islice(iterator, want - len(batches)))
+            if not batches:
+                _out_of_data_warning()
+                self._end_pass()
+                return
+            if self._seen == 0 and begin == 0:
+                self._first(batches[0], epoch)
+            self._seen += len(batches)
+            yield begin, begin + self.group - 1, [self._batch(b, epoch, begin + i) for i, b in enumerate(batches)]
+            begin += len(batches)
+            if len(batches) < want:
+                _out_of_data_warning()
+                self._end_pass()
+                return
+        if self.pass_length and self._seen >= self.pass_length:
+            self._end_pass()  # the next epoch starts a new pass, as Keras's EpochIterator does
+
+    def restart(self) -> None:
+        """The next epoch starts a new pass (after a batch was read to build the model, as Keras resets)."""
+        self._end_pass()
+
+    def close(self) -> None:
+        """Ends a pass carried across epochs (the fit is over)."""
+        self._end_pass()

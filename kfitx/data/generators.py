@@ -101,4 +101,4 @@ class GeneratorSource(Source):
             import dataclasses
 
             reading = dataclasses.replace(reading, steps=steps)
-        return PythonFeed(open_epoch, reading, None, group, self.kind)
+        return PythonFeed(open_epoch, reading, None, group, self.kind, refill=True)

@@ -106,10 +106,6 @@ class PyDatasetSource(Source):
         if length is None and steps is None:
             raise DataError(message("An infinite PyDataset (num_batches None) needs steps_per_epoch",
                                     "steps_per_epoch=None", "Pass steps_per_epoch=N."))
-        if length is not None and steps is not None and steps > length:
-            raise DataError(message(f"steps_per_epoch must not exceed the PyDataset's {length} batches "
-                                    "(each epoch reads it from index 0)",
-                                    f"steps_per_epoch={steps}", "Lower steps_per_epoch."))
 
         def open_epoch() -> tuple[Iterator[Any], Callable[[], None]]:
             ds.on_epoch_begin()
