@@ -316,14 +316,16 @@ class PythonFeed:
             want = min(self.group, steps - begin)
             iterator, _ = self._open()
             batches = list(itertools.islice(iterator, want))
-            if len(batches) < want and self.refill:  # the factory's next pass follows
-                fresh = self._seen + len(batches) == 0
-                self._end_pass()
-                if fresh:
+            while len(batches) < want and self.refill:  # the factory's next pass follows
+                if self._seen == 0 and not batches or self._pass is None:
                     raise DataError(message(f"The {self.kind} must yield at least one batch each time it is "
                                             "started", f"no batches in epoch {epoch}"))
+                self._end_pass()
                 iterator, _ = self._open()
-                batches += list(itertools.islice(iterator, want - len(batches)))
+                more = list(itertools.islice(iterator, want - len(batches)))
+                if not more:
+                    self._end_pass()  # a fresh pass gave nothing: the check above raises
+                batches += more
             if not batches:
                 _out_of_data_warning()
                 self._end_pass()
