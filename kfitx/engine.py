@@ -237,7 +237,22 @@ def _runner(adapter: Any, model: Any, step: TrainStep, group: int) -> tuple[Call
         raise OptionError(message("epoch_logs='means' averages in Python", "a compiled step without hooks",
                                   "Return the model's metrics from the step (model.get_metrics_result()), "
                                   "or pass compiled=False."))
+    if step.fn is not None and group > 1:  # a step of one batch, run on each batch of the group
+        return (lambda data, index, epoch: _each_of_group(compiled, data, group)), None
     return (lambda data, index, epoch: compiled(data)), None
+
+
+def _each_of_group(compiled: Callable[[Any], Any], data: Any, group: int) -> Any:
+    """A one-batch step over a group: each batch of a list, or ``group`` batches of an iterator."""
+    if isinstance(data, list):
+        return compiled(data)
+    logs = None
+    for _ in range(group):
+        out = compiled(data)
+        if out is None:
+            break
+        logs = out
+    return logs
 
 
 def _callback_list(model: Any, plan: Any, steps: int | None) -> Any:
@@ -266,15 +281,16 @@ def fit_loop(model: Any, plan: Any, step: TrainStep | None = None, *, batches: A
         The ``keras.callbacks.History`` (also ``model.history``).
 
     Raises:
-        OptionError: for a step function while the plan groups several steps per
-            call (a step of your own trains one batch per call: override
-            ``Strategy.grouping()`` to return ``(1, reason)``).
+        OptionError: for batch hooks or a step run in Python (``compiled=False``) while
+            the plan groups several steps per call (override ``Strategy.grouping()``
+            to return ``(1, reason)``). A compiled step function is run on each batch
+            of a group, and callbacks see the group as with Keras's ``steps_per_execution``.
     """
     step = step or TrainStep()
     group = plan.steps_per_execution
-    if group != 1 and (step.fn is not None or step.hooks):
+    if group != 1 and step.per_batch:
         raise OptionError(message(
-            "A step function or batch hooks train one batch per call", f"steps_per_execution={group}",
+            "A Python step function or batch hooks train one batch per call", f"steps_per_execution={group}",
             "Return (1, 'why') from your strategy's grouping() so that the plan does not group steps."))
     adapter = _adapter()
     numpy = getattr(adapter, "NUMPY", False)

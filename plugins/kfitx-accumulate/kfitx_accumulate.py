@@ -59,14 +59,33 @@ class AccumulateStrategy(kfitx.Strategy):
         self.accumulate_steps = _positive_int("accumulate_steps", self.options["accumulate_steps"])
         _positive_int("endless_after", self.options["endless_after"])
 
-    def grouping(self) -> tuple[int, str]:
-        return 1, "gradient accumulation runs its own compiled step, one batch per call"
+    def grouping(self) -> str:
+        # Its step trains one batch per compiled call; a group (the model's steps_per_execution, or
+        # kfitx's when no callback acts per batch) is that many calls between two batch callbacks.
+        return "auto"
 
     def fit(self, model: Any, plan: kfitx.FitPlan) -> Any:
+        own = _own_step(model, plan)
+        if own:  # Keras's own step on whole batches: model.fit's result, without accumulation
+            plan.report.note(accumulate_steps=1, accumulate=f"off: {own}")
+            return kfitx.fit_loop(model, plan, endless_after=self.options["endless_after"])
         plan.report.note(accumulate_steps=self.accumulate_steps,
                          micro_batch_size=math.ceil(plan.batch_size / self.accumulate_steps))
         return kfitx.fit_loop(model, plan, kfitx.TrainStep(_Accumulate(self.accumulate_steps)),
                               endless_after=self.options["endless_after"])
+
+
+def _own_step(model: Any, plan: kfitx.FitPlan) -> str | None:
+    """Why the batches cannot be split into micro-batches here, or ``None`` when they can."""
+    import keras
+
+    if getattr(type(model), "train_step", None) is not keras.Model.train_step:
+        return "the model has its own train_step, which accumulation would bypass"
+    if isinstance(plan.train, kfitx.data.KerasSource) and plan.train.array_like and any(
+            "Sparse" in type(t).__name__ or "Ragged" in type(t).__name__
+            for t in keras.tree.flatten((plan.train.x, plan.train.y))):
+        return "ragged or sparse inputs are not cut into micro-batches"
+    return None
 
 
 class _Accumulate:
@@ -92,16 +111,29 @@ class _Accumulate:
         import tensorflow as tf
 
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
-        n = tf.shape(keras.tree.flatten(x)[0])[0]
+        first_x = keras.tree.flatten(x)[0]
+        n = tf.shape(first_x, out_type=tf.int64)[0] if isinstance(first_x, tf.SparseTensor) else tf.shape(first_x)[0]
+        n = tf.cast(n, tf.int32)
         pieces = tf.minimum(n, self.parts)
+
+        def cut(t: Any, begin: Any, end: Any) -> Any:
+            if t is None:
+                return None
+            if isinstance(t, tf.SparseTensor):  # rows begin:end of a sparse batch
+                shape = tf.shape(t, out_type=tf.int64)
+                part = tf.sparse.slice(t, tf.concat([[tf.cast(begin, tf.int64)], tf.zeros_like(shape[1:])], 0),
+                                       tf.concat([[tf.cast(end - begin, tf.int64)], shape[1:]], 0))
+                part.set_shape([None, *t.shape[1:]])
+                return part
+            return t[begin:end]
 
         def micro_batch(i: Any) -> list[Any]:
             begin, end = (i * n) // pieces, ((i + 1) * n) // pieces
-            cut = lambda t: None if t is None else t[begin:end]
-            xi, yi, wi = (keras.tree.map_structure(cut, part) for part in (x, y, sample_weight))
+            xi, yi, wi = (keras.tree.map_structure(lambda t: cut(t, begin, end), part)
+                          for part in (x, y, sample_weight))
             with tf.GradientTape() as tape:
                 y_pred = model(xi, training=True)
-                loss = model.compute_loss(x=xi, y=yi, y_pred=y_pred, sample_weight=wi, training=True)
+                loss = _compute_loss(model, xi, yi, y_pred, wi)
                 scaled = model.optimizer.scale_loss(loss)
             # Under tf.distribute, compute_loss divides by the replicas (their gradients are summed);
             # the logged loss is the unscaled one, as in Keras's own step.
@@ -125,8 +157,18 @@ class _Accumulate:
             for total, grad in zip(self.sums, micro_batch(i)):
                 if grad is not None:
                     total.assign_add(grad)
-        model.optimizer.apply_gradients(zip([tf.convert_to_tensor(s) for s in self.sums], weights))
+        if weights:  # nothing to train (a model without trainable weights): Keras's step skips it too
+            model.optimizer.apply_gradients(list(zip([tf.convert_to_tensor(s) for s in self.sums], weights)))
         return model.get_metrics_result()
+
+
+def _compute_loss(model: Any, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> Any:
+    """``model.compute_loss``, with ``training`` only where the model's override takes it (as Keras calls it)."""
+    import inspect
+
+    if "training" in inspect.signature(model.compute_loss).parameters:
+        return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+    return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
 
 
 def _pieces(batch: Any, parts: int) -> tuple[int, list[tuple[int, int, Any, Any, Any]]]:
@@ -158,7 +200,7 @@ def _torch_step(model: Any, batch: Any, parts: int) -> Any:
     for begin, end, x, y, sample_weight in cuts:
         model.zero_grad()
         y_pred = model(x, training=True)
-        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+        loss = _compute_loss(model, x, y, y_pred, sample_weight)
         _loss_metric(model).update_state(loss.detach(), sample_weight=end - begin)
         model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         model.optimizer.scale_loss(loss).backward()
