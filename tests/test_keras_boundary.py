@@ -1,4 +1,4 @@
-"""Pins every Keras / keras-tuner internal that kfitx/_keras.py wraps: an upgrade that moves one fails here."""
+"""Pins every Keras / keras-tuner internal that kfitx/_keras/ wraps: an upgrade that moves one fails here."""
 
 from __future__ import annotations
 
@@ -275,3 +275,49 @@ def test_the_jax_trainer_keeps_its_state_where_kfitx_reads_it():
         moved("the JAX train function's (state, iterator) arguments", "train_function"))
     assert callable(trainer._distribute_data), moved("keras.src.backend.jax.trainer._distribute_data",
                                                      "jax_distribute")
+
+
+# --- Keras's data adapters and model.fit's validation iterator (kfitx/_keras/data.py, the rest) ---
+
+
+def test_a_backend_trainer_mixed_into_a_layer_is_a_trainer():
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    class Mixed(TensorFlowTrainer, keras.layers.Dense):
+        def __init__(self):
+            keras.layers.Dense.__init__(self, 2)
+            TensorFlowTrainer.__init__(self)
+
+    assert _keras.is_trainer(_model()) and _keras.is_trainer(Mixed()), moved("the Trainer class", "is_trainer")
+    assert not _keras.is_trainer(keras.layers.Dense(2))
+
+
+def test_keras_adapters_read_what_model_fit_reads():
+    gen = (b for b in [(np.zeros((2, 4)), np.zeros((2, 2)))])
+    ragged = tf.ragged.constant([[1.0], [2.0, 3.0]])
+    assert _keras.adapts(gen) and _keras.input_kind(gen) == "generator", moved("generator detection", "adapts")
+    assert _keras.adapts(tf.data.Dataset.range(3)) and not _keras.adapts(np.zeros(3))
+    assert _keras.array_like((ragged, np.zeros((2, 1)), None)) and _keras.sparse_or_ragged(ragged)
+    assert not _keras.sparse_or_ragged(np.zeros(3))
+    train, validation = _keras.train_validation_split((np.arange(10.0), np.arange(10.0), None), 0.2)
+    np.testing.assert_array_equal(validation[0], [8.0, 9.0]), moved("train_validation_split", "train_validation_split")
+    adapter = _keras.data_adapter(np.zeros((10, 4)), np.zeros((10, 2)), None, batch_size=4, steps=None,
+                                  shuffle=False, class_weight=None)
+    assert adapter.num_batches == 3, moved("get_data_adapter", "data_adapter")
+    assert [b[0].shape[0] for b in _keras.backend_batches(adapter)] == [4, 4, 2]
+    dataset = _keras.adapter_dataset(_keras.data_adapter(gen, None, None, batch_size=None, steps=None, shuffle=False,
+                                                         class_weight=None))
+    assert isinstance(dataset, tf.data.Dataset) and len(list(dataset)) == 1, moved("get_tf_dataset", "adapter_dataset")
+
+
+def test_cached_evaluate_keeps_one_validation_iterator_until_forgotten():
+    model = _model()
+    x, y = np.zeros((8, 4), "float32"), np.zeros((8, 2), "float32")
+    model.fit(x, y, verbose=0)
+    logs = _keras.cached_evaluate(model, x, y, None, batch_size=4, steps=None, callbacks=None)
+    iterator = model._eval_epoch_iterator
+    assert "loss" in logs and iterator is not None, moved("fit's cached validation iterator", "cached_evaluate")
+    _keras.cached_evaluate(model, x, y, None, batch_size=4, steps=None, callbacks=None)
+    assert model._eval_epoch_iterator is iterator  # reused, as model.fit reuses it across epochs
+    _keras.forget_validation(model)
+    assert model._eval_epoch_iterator is None

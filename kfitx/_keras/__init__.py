@@ -1,4 +1,5 @@
-"""Every use of a Keras or keras-tuner internal, in one place.
+"""Every use of a Keras or keras-tuner internal, in one package (``data.py``: Keras's data adapters;
+``tuner.py``: keras-tuner; the rest here).
 
 kfitx otherwise calls only public API. Each function here wraps one private
 attribute or module of a library kfitx depends on, and ``tests/test_keras_boundary.py``
@@ -127,88 +128,6 @@ def array_adapter(x: Any, y: Any, sample_weight: Any, *, batch_size: int, shuffl
     from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
     return ArrayDataAdapter(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, class_weight=class_weight)
-
-
-def data_adapter(x: Any, y: Any, sample_weight: Any, *, batch_size: int | None, steps: int | None, shuffle: Any,
-                 class_weight: Any) -> Any:
-    """Keras's data adapter for what ``model.fit(x, y, ...)`` is given (``get_data_adapter``, as ``fit`` calls it)."""
-    from keras.src.trainers.data_adapters import get_data_adapter
-
-    return get_data_adapter(x, y, sample_weight, batch_size=batch_size, steps_per_epoch=steps, shuffle=shuffle,
-                            class_weight=class_weight)
-
-
-def adapts(x: Any) -> bool:
-    """Whether Keras's data adapters read ``x`` as a stream: a tf.data or distributed dataset, a torch
-    ``DataLoader``, a Grain dataset or loader, a Python generator."""
-    import types
-
-    from keras.src.trainers import data_adapters as da
-
-    return bool(da.is_tf_dataset(x) or da.is_torch_dataloader(x) or da.is_grain_dataset(x)
-                or isinstance(x, types.GeneratorType))
-
-
-def array_like(arrays: Any) -> bool:
-    """Whether Keras's array adapter slices ``arrays`` (``can_convert_arrays``: numpy, tensors, ragged, sparse, ...)."""
-    from keras.src.trainers.data_adapters.array_data_adapter import can_convert_arrays
-
-    return bool(can_convert_arrays(arrays))
-
-
-def input_kind(x: Any) -> str:
-    """What a stream Keras reads is, for messages."""
-    import types
-
-    from keras.src.trainers import data_adapters as da
-
-    if isinstance(x, types.GeneratorType):
-        return "generator"
-    if da.is_torch_dataloader(x):
-        return "torch DataLoader"
-    if da.is_grain_dataset(x):
-        return "Grain dataset"
-    if da.is_tf_dataset(x):
-        return "distributed dataset" if "distribute" in type(x).__module__ else "tf.data.Dataset"
-    return type(x).__name__
-
-
-def sparse_or_ragged(leaf: Any) -> bool:
-    """Whether ``leaf`` is a ragged or sparse tensor (TensorFlow, JAX or SciPy), which Keras feeds as it is."""
-    from keras.src.trainers.data_adapters import data_adapter_utils as du
-
-    return bool(du.is_tensorflow_ragged(leaf) or du.is_tensorflow_sparse(leaf) or du.is_jax_sparse(leaf)
-                or du.is_scipy_sparse(leaf))
-
-
-def train_validation_split(arrays: Any, validation_split: float) -> tuple[Any, Any]:
-    """``model.fit``'s ``validation_split`` of tensors Keras slices (the last fraction for validation)."""
-    from keras.src.trainers.data_adapters.array_slicing import train_validation_split as split
-
-    return split(arrays, validation_split=validation_split)
-
-
-def backend_batches(adapter: Any) -> Any:
-    """A data adapter's batches in the form ``model.fit``'s epoch iterator reads them on this backend:
-    JAX arrays (sparse ones as JAX ``BCOO``) on JAX, torch tensors on torch, numpy elsewhere."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "jax":
-        return adapter.get_jax_iterator()
-    if backend == "torch":
-        return adapter.get_torch_dataloader()
-    return adapter.get_numpy_iterator()
-
-
-def adapter_dataset(adapter: Any) -> Any:
-    """A data adapter's ``tf.data`` stream, of the length the adapter knows (one pass per iteration)."""
-    import tensorflow as tf
-
-    dataset = adapter.get_tf_dataset()
-    if isinstance(dataset, tf.data.Dataset) and adapter.num_batches is not None and int(dataset.cardinality()) < 0:
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(int(adapter.num_batches)))
-    return dataset
 
 
 def cached_evaluate(model: Any, x: Any, y: Any, sample_weight: Any, *, batch_size: int | None, steps: int | None,
@@ -345,89 +264,21 @@ def jax_distribute(batch: Any) -> Any:
     return _distribute_data(batch)
 
 
-# --- keras-tuner internals -------------------------------------------------
-#
-# ``kfitx tune`` runs an unchanged search script in keras-tuner's chief and worker
-# processes; kfitx's runner (``kfitx/tune/runner.py``) reaches into keras-tuner
-# only through these functions.
-
-
-def tuner_base_class() -> Any:
-    """keras-tuner's ``BaseTuner``, the base of every tuner (``RandomSearch``, ``Hyperband``, custom ones)."""
-    from keras_tuner.src.engine import base_tuner
-
-    return base_tuner.BaseTuner
-
-
-def wrap_tuner_methods(init: Any, search: Any) -> None:
-    """Routes every tuner's ``__init__`` and ``search`` through ``init(original, self, *args, **kwargs)``
-    and ``search(original, self, *args, **kwargs)`` (in this process, once).
-
-    keras-tuner offers no hook for a launcher: the runner must see each tuner's
-    directory, force ``overwrite=False`` in workers (a worker's ``overwrite=True``
-    would delete the search the chief is running) and watch each trial's start and end.
-    """
-    import functools
-
-    base = tuner_base_class()
-    if getattr(base, "_kfitx_wrapped", False):
-        return
-    original_init, original_search = base.__init__, base.search
-
-    @functools.wraps(original_init)
-    def wrapped_init(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(original_init, self, *args, **kwargs)
-
-    @functools.wraps(original_search)
-    def wrapped_search(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return search(original_search, self, *args, **kwargs)
-
-    base.__init__, base.search = wrapped_init, wrapped_search
-    base._kfitx_wrapped = True
-
-
-def tuner_init_arguments(original_init: Any, self: Any, args: tuple[Any, ...],
-                         kwargs: dict[str, Any]) -> Any:
-    """``BaseTuner.__init__``'s arguments bound by name (``directory``, ``project_name``, ``overwrite``, ...)."""
-    import inspect
-
-    bound = inspect.signature(original_init).bind(self, *args, **kwargs)
-    bound.apply_defaults()
-    return bound
-
-
-def serve_oracle(oracle: Any, poll_s: float = 0.1, grace_s: float = 2.0) -> None:
-    """keras-tuner's chief server (``oracle_chief.start_server``), without its 20 s wait.
-
-    keras-tuner's loop, once a worker was told the search is over, checks only every
-    20 s whether every worker has left, and never stops its gRPC server. This is the
-    same servicer and the same exit rule (``exit_chief``: no trial running, no worker
-    id left), checked every ``poll_s``; the server is then stopped, in-flight answers
-    given ``grace_s`` to reach their workers, and ``search`` returns in the chief.
-    """
-    import os
-    import time
-    from concurrent import futures
-
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
-    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = oracle_chief.OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    server.add_insecure_port(address)
-    server.start()
-    try:
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
-            time.sleep(poll_s)
-    finally:
-        server.stop(grace_s).wait(grace_s + 1.0)
-
-
-def use_chief_server(serve: Any) -> None:
-    """Makes the chief's ``tuner.search`` call ``serve(oracle)`` instead of ``oracle_chief.start_server``."""
-    from keras_tuner.src.distribute import oracle_chief
-
-    oracle_chief.start_server = serve
+# The two other parts of the boundary, re-exported: callers use ``_keras.<name>``.
+from kfitx._keras.data import (  # noqa: E402
+    adapter_dataset,
+    adapts,
+    array_like,
+    backend_batches,
+    data_adapter,
+    input_kind,
+    sparse_or_ragged,
+    train_validation_split,
+)
+from kfitx._keras.tuner import (  # noqa: E402
+    serve_oracle,
+    tuner_base_class,
+    tuner_init_arguments,
+    use_chief_server,
+    wrap_tuner_methods,
+)

@@ -1,0 +1,91 @@
+"""Keras's data adapters, as ``model.fit`` makes and reads them (part of the boundary, :mod:`kfitx._keras`).
+
+What :class:`kfitx.data.KerasSource` needs: the adapter for an input, which inputs they read, and their
+batches in each backend's form. Each function is pinned in ``tests/test_keras_boundary.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def data_adapter(x: Any, y: Any, sample_weight: Any, *, batch_size: int | None, steps: int | None, shuffle: Any,
+                 class_weight: Any) -> Any:
+    """Keras's data adapter for what ``model.fit(x, y, ...)`` is given (``get_data_adapter``, as ``fit`` calls it)."""
+    from keras.src.trainers.data_adapters import get_data_adapter
+
+    return get_data_adapter(x, y, sample_weight, batch_size=batch_size, steps_per_epoch=steps, shuffle=shuffle,
+                            class_weight=class_weight)
+
+
+def adapts(x: Any) -> bool:
+    """Whether Keras's data adapters read ``x`` as a stream: a tf.data or distributed dataset, a torch
+    ``DataLoader``, a Grain dataset or loader, a Python generator."""
+    import types
+
+    from keras.src.trainers import data_adapters as da
+
+    return bool(da.is_tf_dataset(x) or da.is_torch_dataloader(x) or da.is_grain_dataset(x)
+                or isinstance(x, types.GeneratorType))
+
+
+def array_like(arrays: Any) -> bool:
+    """Whether Keras's array adapter slices ``arrays`` (``can_convert_arrays``: numpy, tensors, ragged, sparse, ...)."""
+    from keras.src.trainers.data_adapters.array_data_adapter import can_convert_arrays
+
+    return bool(can_convert_arrays(arrays))
+
+
+def input_kind(x: Any) -> str:
+    """What a stream Keras reads is, for messages."""
+    import types
+
+    from keras.src.trainers import data_adapters as da
+
+    if isinstance(x, types.GeneratorType):
+        return "generator"
+    if da.is_torch_dataloader(x):
+        return "torch DataLoader"
+    if da.is_grain_dataset(x):
+        return "Grain dataset"
+    if da.is_tf_dataset(x):
+        return "distributed dataset" if "distribute" in type(x).__module__ else "tf.data.Dataset"
+    return type(x).__name__
+
+
+def sparse_or_ragged(leaf: Any) -> bool:
+    """Whether ``leaf`` is a ragged or sparse tensor (TensorFlow, JAX or SciPy), which Keras feeds as it is."""
+    from keras.src.trainers.data_adapters import data_adapter_utils as du
+
+    return bool(du.is_tensorflow_ragged(leaf) or du.is_tensorflow_sparse(leaf) or du.is_jax_sparse(leaf)
+                or du.is_scipy_sparse(leaf))
+
+
+def train_validation_split(arrays: Any, validation_split: float) -> tuple[Any, Any]:
+    """``model.fit``'s ``validation_split`` of tensors Keras slices (the last fraction for validation)."""
+    from keras.src.trainers.data_adapters.array_slicing import train_validation_split as split
+
+    return split(arrays, validation_split=validation_split)
+
+
+def backend_batches(adapter: Any) -> Any:
+    """A data adapter's batches in the form ``model.fit``'s epoch iterator reads them on this backend:
+    JAX arrays (sparse ones as JAX ``BCOO``) on JAX, torch tensors on torch, numpy elsewhere."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return adapter.get_jax_iterator()
+    if backend == "torch":
+        return adapter.get_torch_dataloader()
+    return adapter.get_numpy_iterator()
+
+
+def adapter_dataset(adapter: Any) -> Any:
+    """A data adapter's ``tf.data`` stream, of the length the adapter knows (one pass per iteration)."""
+    import tensorflow as tf
+
+    dataset = adapter.get_tf_dataset()
+    if isinstance(dataset, tf.data.Dataset) and adapter.num_batches is not None and int(dataset.cardinality()) < 0:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(int(adapter.num_batches)))
+    return dataset

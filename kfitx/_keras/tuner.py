@@ -1,0 +1,93 @@
+"""keras-tuner internals kfitx uses (part of the boundary, :mod:`kfitx._keras`): ``kfitx tune``'s runner
+reaches into keras-tuner only through these functions, each pinned in ``tests/test_keras_boundary.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# --- keras-tuner internals -------------------------------------------------
+#
+# ``kfitx tune`` runs an unchanged search script in keras-tuner's chief and worker
+# processes; kfitx's runner (``kfitx/tune/runner.py``) reaches into keras-tuner
+# only through these functions.
+
+
+def tuner_base_class() -> Any:
+    """keras-tuner's ``BaseTuner``, the base of every tuner (``RandomSearch``, ``Hyperband``, custom ones)."""
+    from keras_tuner.src.engine import base_tuner
+
+    return base_tuner.BaseTuner
+
+
+def wrap_tuner_methods(init: Any, search: Any) -> None:
+    """Routes every tuner's ``__init__`` and ``search`` through ``init(original, self, *args, **kwargs)``
+    and ``search(original, self, *args, **kwargs)`` (in this process, once).
+
+    keras-tuner offers no hook for a launcher: the runner must see each tuner's
+    directory, force ``overwrite=False`` in workers (a worker's ``overwrite=True``
+    would delete the search the chief is running) and watch each trial's start and end.
+    """
+    import functools
+
+    base = tuner_base_class()
+    if getattr(base, "_kfitx_wrapped", False):
+        return
+    original_init, original_search = base.__init__, base.search
+
+    @functools.wraps(original_init)
+    def wrapped_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(original_init, self, *args, **kwargs)
+
+    @functools.wraps(original_search)
+    def wrapped_search(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return search(original_search, self, *args, **kwargs)
+
+    base.__init__, base.search = wrapped_init, wrapped_search
+    base._kfitx_wrapped = True
+
+
+def tuner_init_arguments(original_init: Any, self: Any, args: tuple[Any, ...],
+                         kwargs: dict[str, Any]) -> Any:
+    """``BaseTuner.__init__``'s arguments bound by name (``directory``, ``project_name``, ``overwrite``, ...)."""
+    import inspect
+
+    bound = inspect.signature(original_init).bind(self, *args, **kwargs)
+    bound.apply_defaults()
+    return bound
+
+
+def serve_oracle(oracle: Any, poll_s: float = 0.1, grace_s: float = 2.0) -> None:
+    """keras-tuner's chief server (``oracle_chief.start_server``), without its 20 s wait.
+
+    keras-tuner's loop, once a worker was told the search is over, checks only every
+    20 s whether every worker has left, and never stops its gRPC server. This is the
+    same servicer and the same exit rule (``exit_chief``: no trial running, no worker
+    id left), checked every ``poll_s``; the server is then stopped, in-flight answers
+    given ``grace_s`` to reach their workers, and ``search`` returns in the chief.
+    """
+    import os
+    import time
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = oracle_chief.OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    server.add_insecure_port(address)
+    server.start()
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(poll_s)
+    finally:
+        server.stop(grace_s).wait(grace_s + 1.0)
+
+
+def use_chief_server(serve: Any) -> None:
+    """Makes the chief's ``tuner.search`` call ``serve(oracle)`` instead of ``oracle_chief.start_server``."""
+    from keras_tuner.src.distribute import oracle_chief
+
+    oracle_chief.start_server = serve
