@@ -243,16 +243,8 @@ def _runner(adapter: Any, model: Any, step: TrainStep, group: int) -> tuple[Call
 
 
 def _each_of_group(compiled: Callable[[Any], Any], data: Any, group: int) -> Any:
-    """A one-batch step over a group: each batch of a list, or ``group`` batches of an iterator."""
-    if isinstance(data, list):
-        return compiled(data)
-    logs = None
-    for _ in range(group):
-        out = compiled(data)
-        if out is None:
-            break
-        logs = out
-    return logs
+    """A one-batch step over a group: each batch of the list the feed read (``fit_loop`` pulls them)."""
+    return compiled(data if isinstance(data, list) else [next(data)])
 
 
 def _callback_list(model: Any, plan: Any, steps: int | None) -> Any:
@@ -296,8 +288,10 @@ def fit_loop(model: Any, plan: Any, step: TrainStep | None = None, *, batches: A
     numpy = getattr(adapter, "NUMPY", False)
     feed = batches
     if feed is None:
+        # A one-batch step over a group reads the group's batches first, so that it never runs on an
+        # exhausted iterator (a compiled step's other state changes would still run there).
         feed = plan.train.feed(plan.reading(endless_after=endless_after, numpy=numpy), group=group,
-                               pull=step.per_batch)
+                               pull=step.per_batch or (step.fn is not None and group > 1))
     callbacks = _callback_list(model, plan, feed.num_batches)
     validation = plan.validation_input()
     with plan.grouped(model):

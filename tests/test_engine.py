@@ -148,7 +148,11 @@ def test_mistakes_are_option_errors(make_model, xy, registry):
             return 4
 
     with pytest.raises(OptionError, match=r"train one batch per call.*steps_per_execution=4.*grouping\(\)"):
-        kfitx.fit(make_model(), x, y, strategy=Grouped(fn=tape_step), verbose=0)
+        kfitx.fit(make_model(), x, y, strategy=Grouped(fn=tape_step, compiled=False), verbose=0)
+    # A compiled step of one batch is run on each batch of a group (callbacks see the group).
+    model = make_model()
+    kfitx.fit(model, x, y, strategy=Grouped(fn=tape_step), batch_size=len(x) // 10, verbose=0)
+    assert int(model.optimizer.iterations) == 10
     with pytest.raises(OptionError, match=r"validation_freq.*Received: 0"):
         kfitx.fit(make_model(), x, y, strategy=Stepped(), validation_split=0.2, validation_freq=0, verbose=0)
 
