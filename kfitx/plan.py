@@ -204,6 +204,13 @@ class FitPlan:
             kwargs.update(x=train, shuffle=self.shuffle)
         else:
             kwargs.update(x=train, shuffle=False)  # a dataset is shuffled by whoever built it
+            if self.class_weight is not None:  # kfitx's rule: a class the dict omits weighs 1, as for arrays
+                import tensorflow as tf
+
+                from kfitx.data.feed import class_weights
+
+                kwargs.update(x=train.map(class_weights(self.class_weight), num_parallel_calls=tf.data.AUTOTUNE),
+                              class_weight=None)
         if validation is not None:
             kwargs.update(validation_data=validation, validation_steps=self.validation_steps,
                           validation_freq=self.validation_freq)

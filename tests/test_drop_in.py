@@ -226,3 +226,9 @@ def test_a_pydataset_with_steps_per_epoch_trains_the_batches_model_fit_trains(st
     x, y = data()
     seen = assert_same_as_plain(strategy, lambda: Batched(x, y), steps_per_epoch=steps, epochs=4)
     assert [len(epoch) for epoch in seen] == expected
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_class_weight_that_omits_a_class_weighs_it_1_as_model_fit_does(strategy):
+    x, y = data()
+    assert_same_as_plain(strategy, lambda: (x, y), class_weight={0: 2.0, 1: 0.5}, epochs=2)  # class 2 omitted

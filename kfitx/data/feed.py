@@ -75,7 +75,10 @@ def class_weights(class_weight: Mapping[int, float]) -> Callable[..., tuple[Any,
         else:
             classes = tf.cond(tf.shape(y)[-1] > 1, lambda: tf.argmax(y, axis=-1, output_type=tf.int32),
                               lambda: tf.cast(tf.round(tf.squeeze(y, axis=-1)), tf.int32))
-        return x, y, tf.gather(table, classes)
+        # A class the dict omits weighs 1, as in model.fit (also one above its largest key).
+        size = tf.shape(table)[0]
+        weights = tf.where(classes < size, tf.gather(table, tf.clip_by_value(classes, 0, size - 1)), 1.0)
+        return x, y, weights
 
     return apply
 
