@@ -310,8 +310,6 @@ CASES = [
          errors.DataError, r"(?i)targets"),
     Case(GEN, "an endless generator without steps", lambda: fit(forever, strategy="generator", endless_after=20),
          errors.DataError, r"must end"),
-    Case(GEN, "fewer batches than steps_per_epoch in a loop",
-         lambda: fit(batches(2), strategy="loop", steps_per_epoch=5), errors.DataError, r"steps_per_epoch=5"),
     Case(GEN, "a worker process that dies", lambda: fit(dying, strategy="generator", use_multiprocessing=True),
          errors.WorkerError, r"died"),
     Case(GEN, "a worker that stalls", lambda: fit(stuck, strategy="generator", use_multiprocessing=True, timeout=1.0),
