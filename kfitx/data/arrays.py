@@ -176,10 +176,13 @@ class ArraySource(Source):
         return ArraySource(self.x, self.y, sample_weight)
 
     def as_dataset(self, reading: Reading) -> Any:
-        # One pass per iteration (a new permutation each), never repeated: with steps_per_epoch, model.fit's
-        # epoch rules carry a pass into the next epoch, as for the arrays themselves.
+        # One pass per iteration (a new permutation each): with steps_per_epoch, model.fit's epoch rules
+        # carry a pass into the next epoch, or end an epoch early, as for the arrays themselves. Where
+        # steps_per_epoch is one pass exactly, a repeated stream gives the same batches (a new permutation
+        # per pass) without restarting the pipeline each epoch.
+        repeat = reading.steps is not None and reading.steps == self.steps(reading.batch_size)
         return array_dataset(self, reading.batch_size, shuffle=reading.shuffle, seed=reading.seed,
-                             repeat=False, shuffle_buffer=reading.shuffle_buffer,
+                             repeat=repeat, shuffle_buffer=reading.shuffle_buffer,
                              parallel_calls=reading.parallel_calls, deterministic=reading.deterministic)
 
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
