@@ -288,10 +288,10 @@ def fit_loop(model: Any, plan: Any, step: TrainStep | None = None, *, batches: A
     numpy = getattr(adapter, "NUMPY", False)
     feed = batches
     if feed is None:
-        # A step function gets batches read first, so that it never runs on an exhausted iterator: its
-        # state changes that do not depend on the batch (an optimizer step on accumulated sums) would run.
+        # A one-batch step over a group reads the group's batches first, so that it never runs on an
+        # exhausted iterator (a compiled step's other state changes would still run there).
         feed = plan.train.feed(plan.reading(endless_after=endless_after, numpy=numpy), group=group,
-                               pull=step.per_batch or step.fn is not None)
+                               pull=step.per_batch or (step.fn is not None and group > 1))
     callbacks = _callback_list(model, plan, feed.num_batches)
     validation = plan.validation_input()
     with plan.grouped(model):
