@@ -8,8 +8,9 @@ passes with plain ``fit`` -- the same suite, the same skips -- and every fit mus
 the strategy. Nothing is deselected for kfitx; the Grain and torch ``DataLoader`` cases are deselected
 only when that package is missing (plain ``fit`` fails them then too).
 
-Measured on 2 cores (Keras 3.15.1): plain ``fit`` passes 165 of 173 on TensorFlow (8 skipped by Keras)
-and 161 of 173 on JAX (12 skipped), with grain and torch installed. The default run checks one strategy
+Measured on 2 cores (Keras 3.15.1): plain ``fit`` passes 165 of 173 on TensorFlow (8 skipped by Keras),
+161 of 173 on JAX (12 skipped) and 100 of 173 on torch (73 skipped), with grain and torch installed;
+every strategy reaches those counts (kfitx-accumulate with its deselections below). The default run checks one strategy
 per backend (``loop`` on TensorFlow, about 2 minutes; ``memory`` on JAX, about 2 minutes); the other
 strategies, both plugins and torch are ``slow``.
 """
@@ -77,24 +78,29 @@ def run_suite(tmp_path: Path, backend: str, strategy: str | None, deadline_s: fl
     return results
 
 
-def check(results: dict, strategy: str) -> None:
+#: The suite ran (plain fit passes 165 / 161 / 100), and that many of its tests trained through kfitx.
+LEAST = {"tensorflow": (150, 95), "jax": (150, 90), "torch": (90, 60)}
+
+
+def check(results: dict, backend: str, strategy: str) -> None:
     outcomes = results["outcomes"]
     failed = sorted(test for test, outcome in outcomes.items() if outcome == "failed")
     assert not failed, f"{len(failed)} of Keras's trainer tests fail through '{strategy}':\n" + "\n".join(
         failed) + "\n" + results["output"][-6000:]
     passed = sum(outcome == "passed" for outcome in outcomes.values())
-    assert passed >= 150, (passed, results["output"][-3000:])  # the suite ran (165 pass on TensorFlow)
+    least_passed, least_routed = LEAST[backend]
+    assert passed >= least_passed, (passed, results["output"][-3000:])
     reported = {name for fits in results["fits"].values() for name in fits}
     assert reported and reported <= TRAINED_BY.get(strategy, {strategy}), reported  # each fit went through kfitx
-    assert len(results["fits"]) >= 90, len(results["fits"])  # tests whose fits went through kfitx
+    assert len(results["fits"]) >= least_routed, len(results["fits"])  # tests whose fits went through kfitx
 
 
 @pytest.mark.parametrize(("backend", "strategy"), DEFAULT)
 def test_keras_trainer_suite_passes_through_a_strategy(tmp_path, backend, strategy):
-    check(run_suite(tmp_path, backend, strategy), strategy)
+    check(run_suite(tmp_path, backend, strategy), backend, strategy)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("backend", "strategy"), SLOW)
 def test_keras_trainer_suite_passes_through_every_strategy(tmp_path, backend, strategy):
-    check(run_suite(tmp_path, backend, strategy), strategy)
+    check(run_suite(tmp_path, backend, strategy), backend, strategy)
