@@ -300,7 +300,8 @@ def test_keras_adapters_read_what_model_fit_reads():
     assert _keras.array_like((ragged, np.zeros((2, 1)), None)) and _keras.sparse_or_ragged(ragged)
     assert not _keras.sparse_or_ragged(np.zeros(3))
     train, validation = _keras.train_validation_split((np.arange(10.0), np.arange(10.0), None), 0.2)
-    np.testing.assert_array_equal(validation[0], [8.0, 9.0]), moved("train_validation_split", "train_validation_split")
+    np.testing.assert_array_equal(validation[0], [8.0, 9.0], err_msg=moved("train_validation_split",
+                                                                           "train_validation_split"))
     adapter = _keras.data_adapter(np.zeros((10, 4)), np.zeros((10, 2)), None, batch_size=4, steps=None,
                                   shuffle=False, class_weight=None)
     assert adapter.num_batches == 3, moved("get_data_adapter", "data_adapter")

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from contract import run_bounded
 
 WORKER = Path(__file__).with_name("keras_suite_worker.py")
 STRATEGIES = ["memory", "generator", "loop", "auto", "tfdata", "accumulate"]
@@ -30,15 +30,8 @@ TRAINED_BY = {name: name for name in STRATEGIES} | {"auto": "memory"}
 
 def _suite(out: Path, backend: str, tests: list[str], deadline_s: float) -> dict:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(out), *tests], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        output = proc.communicate(timeout=deadline_s)[0]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, output[-4000:]
+    returncode, output = run_bounded([sys.executable, str(WORKER), str(out), *tests], env, deadline_s)
+    assert returncode == 0, output[-4000:]
     results = json.loads(out.read_text())
     if "missing" in results:
         pytest.skip(results["missing"])

@@ -20,11 +20,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from contract import run_bounded
 
 HERE = Path(__file__).parent
 MODULE = "keras.src.trainers.trainer_test"
@@ -64,14 +64,7 @@ def run_suite(tmp_path: Path, backend: str, strategy: str | None, deadline_s: fl
                "-p", "no:cacheprovider", "-W", "ignore", "-rfE"]
     if DESELECTED.get(strategy):
         command += ["-k", " and ".join(f"not {name}" for name in DESELECTED[strategy])]
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        output = proc.communicate(timeout=deadline_s)[0]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    _, output = run_bounded(command, env, deadline_s, cwd=tmp_path)
     assert report.exists(), output[-6000:]
     results = json.loads(report.read_text())
     results["output"] = output
