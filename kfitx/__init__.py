@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.metadata
 
 from kfitx import augment, compat, data
-from kfitx._startup import quiet_start
 from kfitx.api import fit
 from kfitx.engine import TrainStep, fit_loop
 from kfitx.errors import (
@@ -31,7 +30,14 @@ from kfitx.errors import (
 )
 from kfitx.hookspecs import hookimpl, hookspec
 from kfitx.plan import FIT_ARGS, FitPlan, FitReport
-from kfitx.registry import PluginWarning, StrategyInfo, available_strategies, get_strategy, register
+from kfitx.registry import (
+    PluginWarning,
+    StrategyInfo,
+    available_strategies,
+    get_strategy,
+    register,
+)
+from kfitx.runtime.startup import quiet_start
 from kfitx.strategies.auto import explain
 from kfitx.strategy import Decision, Strategy
 

@@ -85,7 +85,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from kfitx.tune.supervisor import TuneOptions, run
+    from kfitx.search.launch.supervisor import TuneOptions, run
 
     if args.script.startswith("-"):
         raise TuneError(message("the search script after the options", repr(args.script),
@@ -102,7 +102,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from kfitx import report
+    from kfitx.search import report
 
     if args.plot:
         report.require_matplotlib()
@@ -158,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="compare Keras backends: every strategy on each, e.g. tensorflow,jax,torch "
                             "(one process each; ratios against plain model.fit on the same backend)")
 
-    from kfitx.tune.supervisor import DEFAULT_RECYCLE_AFTER
+    from kfitx.search.launch.supervisor import DEFAULT_RECYCLE_AFTER
 
     tune = sub.add_parser("tune", help="run a keras-tuner search script as a chief plus parallel worker processes",
                           description="Runs SCRIPT (an unchanged keras-tuner search) as keras-tuner's chief plus "
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kfitx`` console script."""
     args = _parser().parse_args(argv)
     if args.command not in ("tune", "report"):  # these two never import TensorFlow here
-        from kfitx._startup import quiet_start
+        from kfitx.runtime.startup import quiet_start
 
         quiet_start()  # TensorFlow's C++ start-up lines, unless TF_CPP_MIN_LOG_LEVEL is set
     try:

@@ -27,8 +27,14 @@ from typing import Any
 import pluggy
 
 from kfitx import hookspecs
-from kfitx.errors import OptionError, StrategyConflictError, StrategyNotFoundError, message
-from kfitx._checks import closest as _closest
+from kfitx.errors import (
+    OptionError,
+    StrategyConflictError,
+    StrategyNotFoundError,
+    message,
+)
+from kfitx.hookspecs import hookimpl
+from kfitx.plan.checks import closest as _closest
 from kfitx.strategy import Strategy, check_fit_signature
 
 __all__ = [
@@ -51,6 +57,19 @@ BUILTIN_PLUGINS = (
     "kfitx.strategies.loop",
     "kfitx.strategies.auto",
 )
+
+#: kfitx's own ``kfitx_fit`` wrappers, registered in every registry, even with ``builtins=False``.
+#: Registered by module name, as pytest registers its default plugins: the search layer's
+#: trial measurement wraps every fit without the registry importing the search layer.
+CORE_PLUGINS = {"kfitx.trial-measure": "kfitx.search.measure"}
+
+
+class _CoreFit:
+    """The fit itself: ``strategy.fit(model, plan)``, the last ``kfitx_fit`` implementation to run."""
+
+    @hookimpl(trylast=True)
+    def kfitx_fit(self, strategy: Strategy, model: Any, plan: Any) -> Any:
+        return strategy.fit(model, plan)
 
 
 class PluginWarning(UserWarning):
@@ -115,12 +134,12 @@ class Registry:
     # -- plugins --------------------------------------------------------------
 
     def _register_core(self) -> None:
-        """kfitx's own ``kfitx_fit`` (the fit itself) and its trial-measuring wrapper: always there."""
-        from kfitx import _fitting
-
-        self.pm.register(_fitting, name="kfitx.fit")
-        self.pm.register(_fitting.TrialMeasure(), name="kfitx.trial-measure")
-        self._providers["kfitx.fit"] = self._providers["kfitx.trial-measure"] = ("kfitx", _kfitx_version())
+        """kfitx's own ``kfitx_fit`` (the fit itself) and the wrappers in ``CORE_PLUGINS``: always there."""
+        self.pm.register(_CoreFit(), name="kfitx.fit")
+        self._providers["kfitx.fit"] = ("kfitx", _kfitx_version())
+        for name, module in CORE_PLUGINS.items():
+            self.pm.register(importlib.import_module(module), name=name)
+            self._providers[name] = ("kfitx", _kfitx_version())
 
     def register(self, plugin: Any, name: str | None = None,
                  distribution: str = "(registered at run time)", version: str = "") -> str | None:

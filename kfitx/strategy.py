@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kfitx.errors import OptionError, PluginError, UnsupportedBackendError, UnsupportedDataError, message
-from kfitx._checks import closest
+from kfitx.errors import (
+    OptionError,
+    PluginError,
+    UnsupportedBackendError,
+    UnsupportedDataError,
+    message,
+)
+from kfitx.plan.checks import closest
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras

@@ -28,7 +28,7 @@ import kfitx  # noqa: E402
 import kfitx.tune  # noqa: E402
 import kfitx.tuner  # noqa: E402
 from kfitx import errors  # noqa: E402
-from kfitx.tune.workers import gpu_assignment  # noqa: E402
+from kfitx.search.launch.workers import gpu_assignment  # noqa: E402
 
 LIMIT_S = 30.0
 N, FEATURES, CLASSES = 64, 4, 3

@@ -2,7 +2,7 @@ import keras
 import pytest
 
 from kfitx.errors import OptionError
-from kfitx._grouping import AUTO_STEPS, choose_steps_per_execution, per_batch_callbacks
+from kfitx.plan.grouping import AUTO_STEPS, choose_steps_per_execution, per_batch_callbacks
 
 
 @pytest.mark.parametrize(

@@ -184,7 +184,7 @@ def test_serve_oracle_serves_keras_tuners_client_and_returns_once_every_worker_l
     import keras_tuner
     from keras_tuner.src.distribute import oracle_client
 
-    from kfitx.tune.workers import free_port
+    from kfitx.search.launch.workers import free_port
 
     port = free_port()
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")

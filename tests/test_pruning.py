@@ -8,7 +8,8 @@ import keras_tuner
 import pytest
 
 import kfitx
-from kfitx import _pruning, report
+from kfitx.search import report
+from kfitx.search import pruning
 from kfitx.tuner import MedianPruning, StrategyHyperModel
 
 MAX = keras_tuner.Objective("val_accuracy", "max")
@@ -20,7 +21,7 @@ def write_curve(project, trial_id, runs):
     folder.mkdir(parents=True, exist_ok=True)
     executions = {str(i): {"values": {str(e): v for e, v in enumerate(values)}, "state": state}
                   for i, (values, state) in enumerate(runs)}
-    (folder / _pruning.CURVE).write_text(json.dumps({"trial_id": trial_id, "executions": executions}))
+    (folder / pruning.CURVE).write_text(json.dumps({"trial_id": trial_id, "executions": executions}))
     return folder
 
 
@@ -31,9 +32,9 @@ def test_median_counts_finished_unpruned_trials_that_reached_the_epoch(tmp_path)
     write_curve(tmp_path, "3", [([0.0, 0.0], "pruned")])  # pruned trials never count
     write_curve(tmp_path, "4", [([0.0, 0.0, 0.0], "running")])  # nor running (or failed) ones
     write_curve(tmp_path, "5", [([1.0, 1.0, 1.0], "finished")])
-    assert _pruning.median_at(str(tmp_path), 1, exclude="5") == (pytest.approx(0.4), ["0", "1", "2"])
-    assert _pruning.median_at(str(tmp_path), 2, exclude="9") == (pytest.approx(0.6), ["0", "1", "5"])
-    assert _pruning.median_at(str(tmp_path), 7, exclude="9") == (None, [])
+    assert pruning.median_at(str(tmp_path), 1, exclude="5") == (pytest.approx(0.4), ["0", "1", "2"])
+    assert pruning.median_at(str(tmp_path), 2, exclude="9") == (pytest.approx(0.6), ["0", "1", "5"])
+    assert pruning.median_at(str(tmp_path), 7, exclude="9") == (None, [])
 
 
 def drive(callback, values, start=0):
@@ -56,20 +57,20 @@ def test_a_losing_trial_stops_after_the_warmup_and_a_winning_one_goes_on(tmp_pat
     for i in range(3):
         write_curve(tmp_path, str(i), [([0.5, 0.6, 0.7, 0.8], "finished")])
     rule = MedianPruning(warmup_epochs=2, min_trials=3)
-    losing = _pruning.callback(rule, MAX, str(tmp_path / "trial_7"), "7", 0)
+    losing = pruning.callback(rule, MAX, str(tmp_path / "trial_7"), "7", 0)
     assert drive(losing, [0.1, 0.1, 0.1, 0.1]) == [3]  # epochs 1 and 2 are the warm-up
     assert losing.pruned_epoch == 3 and losing.decision["median"] == pytest.approx(0.7)
     assert losing.decision["trials"] == ["0", "1", "2"]
-    curve = _pruning.read_curve(str(tmp_path / "trial_7"))
+    curve = pruning.read_curve(str(tmp_path / "trial_7"))
     assert curve["executions"]["0"]["state"] == "pruned" and len(curve["executions"]["0"]["values"]) == 3
     # its best epoch so far is what counts: at epoch 3 its 0.75 of epoch 2 beats the median 0.7, its 0.6 would not
-    slow_start = _pruning.callback(rule, MAX, str(tmp_path / "trial_8"), "8", 0)
+    slow_start = pruning.callback(rule, MAX, str(tmp_path / "trial_8"), "8", 0)
     assert drive(slow_start, [0.3, 0.75, 0.6, 0.7]) == [4]
-    winning = _pruning.callback(rule, MAX, str(tmp_path / "trial_9"), "9", 0)
+    winning = pruning.callback(rule, MAX, str(tmp_path / "trial_9"), "9", 0)
     assert drive(winning, [0.5, 0.6, 0.9, 0.9]) == [] and winning.pruned_epoch is None
-    assert _pruning.read_curve(str(tmp_path / "trial_9"))["executions"]["0"]["state"] == "finished"
+    assert pruning.read_curve(str(tmp_path / "trial_9"))["executions"]["0"]["state"] == "finished"
     # too few finished trials: nobody is stopped
-    alone = _pruning.callback(MedianPruning(warmup_epochs=0, min_trials=5), MAX, str(tmp_path / "trial_10"), "10", 0)
+    alone = pruning.callback(MedianPruning(warmup_epochs=0, min_trials=5), MAX, str(tmp_path / "trial_10"), "10", 0)
     assert drive(alone, [0.0, 0.0, 0.0, 0.0]) == []
 
 
@@ -77,22 +78,22 @@ def test_a_resumed_execution_keeps_its_curve_and_minimising_objectives_work(tmp_
     loss = keras_tuner.Objective("val_loss", "min")
     for i in range(2):
         write_curve(tmp_path, str(i), [([1.0, 0.8, 0.6], "finished")])
-    first = _pruning.callback(MedianPruning(warmup_epochs=1, min_trials=2), loss, str(tmp_path / "trial_5"), "5", 0)
+    first = pruning.callback(MedianPruning(warmup_epochs=1, min_trials=2), loss, str(tmp_path / "trial_5"), "5", 0)
     first.set_model(types.SimpleNamespace(stop_training=False))
     for epoch, value in enumerate([0.9, 0.7]):  # killed after two epochs: no on_train_end
         first.on_epoch_begin(epoch)
         first.on_epoch_end(epoch, {"val_loss": value})
-    resumed = _pruning.callback(MedianPruning(warmup_epochs=1, min_trials=2), loss, str(tmp_path / "trial_5"), "5", 0)
+    resumed = pruning.callback(MedianPruning(warmup_epochs=1, min_trials=2), loss, str(tmp_path / "trial_5"), "5", 0)
     resumed.set_model(types.SimpleNamespace(stop_training=False))
     resumed.on_epoch_begin(2)  # BackupAndRestore starts it at epoch 2
     resumed.on_epoch_end(2, {"val_loss": 2.0})  # worse than 0.6, but its best so far (0.7) is the judge
     assert resumed.model.stop_training is True and resumed.decision["value"] == pytest.approx(0.7)
-    values = _pruning.read_curve(str(tmp_path / "trial_5"))["executions"]["0"]["values"]
+    values = pruning.read_curve(str(tmp_path / "trial_5"))["executions"]["0"]["values"]
     assert values == {"0": pytest.approx(0.9), "1": pytest.approx(0.7), "2": pytest.approx(2.0)}
 
 
 def test_pruning_settings_are_checked(registry):
-    assert _pruning.as_pruning("median") == MedianPruning()
+    assert pruning.as_pruning("median") == MedianPruning()
     with pytest.raises(kfitx.OptionError, match="Received: 'mean'"):
         StrategyHyperModel(build, pruning="mean")
     with pytest.raises(kfitx.OptionError, match="min_trials.*Received: 0"):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kfitx import report
+from kfitx.search import report
 from kfitx.cli import main
 from kfitx.errors import OptionError
 

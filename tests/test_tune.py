@@ -16,10 +16,10 @@ import psutil
 import pytest
 
 from kfitx.errors import TuneError
-from kfitx.tune import _script_for, is_chief, launch, workers as w
-from kfitx.tune.processes import Deaths, describe_exit
-from kfitx.tune.progress import Progress
-from kfitx.tune.supervisor import Supervisor, TuneOptions
+from kfitx.search.launch import _script_for, is_chief, launch, workers as w
+from kfitx.search.launch.processes import Deaths, describe_exit
+from kfitx.search.launch.progress import Progress
+from kfitx.search.launch.supervisor import Supervisor, TuneOptions
 
 SCRIPT = Path(__file__).with_name("tune_script.py")
 
@@ -161,7 +161,7 @@ def test_a_function_becomes_a_script_that_imports_or_contains_it(tmp_path):
 
 def test_runner_refuses_to_start_by_hand():
     env = {k: v for k, v in os.environ.items() if not k.startswith("KFITX_TUNE")}
-    proc = subprocess.run([sys.executable, "-m", "kfitx.tune.runner", str(SCRIPT)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "kfitx.search.launch.runner", str(SCRIPT)], capture_output=True, text=True,
                           timeout=60, env=env)
     assert proc.returncode == 2 and "kfitx tune SCRIPT" in proc.stderr
 

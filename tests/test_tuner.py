@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kfitx
-import kfitx._resume
+import kfitx.search.resume
 from kfitx.tuner import PEAK_RSS_MIB, SAMPLES_PER_S, StrategyHyperModel
 
 
@@ -146,7 +146,7 @@ def test_training_failures_stay_ordinary_failed_trials(xy, registry, tmp_path):
 
 
 def test_a_failed_trial_is_named_with_its_hyperparameters_and_reported_with_its_cause(xy, registry, tmp_path, caplog):
-    from kfitx import report
+    from kfitx.search import report
 
     class Boom(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -169,7 +169,7 @@ def test_a_failed_trial_is_named_with_its_hyperparameters_and_reported_with_its_
 def test_peak_memory_sampler_leaves_no_thread():
     import threading
 
-    from kfitx._fitting import PeakRSS as _PeakRSS
+    from kfitx.search.measure import PeakRSS as _PeakRSS
 
     with _PeakRSS(interval=0.001) as sampler:
         block = np.ones(50 * 2**20 // 8)
@@ -360,4 +360,4 @@ def test_the_trial_backup_is_written_at_most_every_interval(xy, registry, tmp_pa
         assert len(saves) == expected, (interval, saves)
     monkeypatch.setenv("KFITX_BACKUP_INTERVAL_S", "soon")
     with pytest.raises(kfitx.OptionError, match="KFITX_BACKUP_INTERVAL_S"):
-        kfitx._resume.backup_interval_s()
+        kfitx.search.resume.backup_interval_s()

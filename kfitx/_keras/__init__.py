@@ -278,6 +278,7 @@ from kfitx._keras.data import (  # noqa: E402
 from kfitx._keras.tuner import (  # noqa: E402
     serve_oracle,
     tuner_base_class,
+    tuner_callbacks,
     tuner_init_arguments,
     use_chief_server,
     wrap_tuner_methods,

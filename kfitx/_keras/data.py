@@ -63,7 +63,9 @@ def sparse_or_ragged(leaf: Any) -> bool:
 
 def train_validation_split(arrays: Any, validation_split: float) -> tuple[Any, Any]:
     """``model.fit``'s ``validation_split`` of tensors Keras slices (the last fraction for validation)."""
-    from keras.src.trainers.data_adapters.array_slicing import train_validation_split as split
+    from keras.src.trainers.data_adapters.array_slicing import (
+        train_validation_split as split,
+    )
 
     return split(arrays, validation_split=validation_split)
 

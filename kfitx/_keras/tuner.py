@@ -91,3 +91,27 @@ def use_chief_server(serve: Any) -> None:
     from keras_tuner.src.distribute import oracle_chief
 
     oracle_chief.start_server = serve
+
+
+def tuner_callbacks(callbacks: Any) -> tuple[Any, list[Any]]:
+    """keras-tuner's ``TunerCallback`` among ``callbacks`` (``None`` outside a trial) and its ``SaveBestEpoch``s.
+
+    keras-tuner adds both to the callbacks of every ``fit`` in a trial (``tuner_utils``);
+    they are found by class, and only if keras-tuner is imported (nothing is imported here).
+    ``callbacks`` may be a list or a ``keras.callbacks.CallbackList``.
+    """
+    import sys
+
+    if "keras_tuner" not in sys.modules:
+        return None, []
+    from keras_tuner.src.engine import tuner_utils
+
+    if hasattr(callbacks, "callbacks") and not isinstance(callbacks, (list, tuple)):
+        callbacks = callbacks.callbacks
+    found, best = None, []
+    for cb in callbacks or []:
+        if isinstance(cb, tuner_utils.TunerCallback):
+            found = cb
+        elif isinstance(cb, tuner_utils.SaveBestEpoch):
+            best.append(cb)
+    return found, best

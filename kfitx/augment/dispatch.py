@@ -11,11 +11,14 @@ from typing import Any
 
 from kfitx.augment.base import Augmentation
 from kfitx.augment.function import _CallableAugmentation
-from kfitx.augment.image_data_generator import _ImageDataGeneratorAugmentation, _is_image_data_generator
-from kfitx.augment.layers import _LayersAugmentation, _as_layers
-from kfitx._util import is_instance as _is_instance
+from kfitx.augment.image_data_generator import (
+    _ImageDataGeneratorAugmentation,
+    _is_image_data_generator,
+)
+from kfitx.augment.layers import _as_layers, _LayersAugmentation
 from kfitx.data import boundaries as _boundary
 from kfitx.errors import AugmentationError, message
+from kfitx.runtime.lazy import is_instance as _is_instance
 
 _ACCEPTED = (
     "`augment` must be None, a function fn(x, y) -> (x, y) on numpy batches, a Keras "

@@ -19,8 +19,8 @@ import numpy as np
 from kfitx import _keras
 from kfitx.augment.base import Augmentation, _numpy_call
 from kfitx.augment.image_ops import _apply_transform, _random_params, _standardize, _zca
-from kfitx._util import is_instance as _is_instance
 from kfitx.errors import AugmentationError, message
+from kfitx.runtime.lazy import is_instance as _is_instance
 
 _LEGACY_MODULE = _keras.LEGACY_IMAGE_MODULE
 _NUMPY_RANDOM = threading.Lock()  # ImageDataGenerator draws from numpy's global RNG

@@ -15,8 +15,8 @@ from typing import Any
 
 from kfitx import _keras
 from kfitx.augment.base import Augmentation
-from kfitx._util import is_instance as _is_instance
 from kfitx.errors import AugmentationError, message
+from kfitx.runtime.lazy import is_instance as _is_instance
 
 _SEEDING = threading.RLock()  # held while Keras layers are traced with per-batch seeds
 

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kfitx._util import is_instance as _is_instance
 from kfitx.data.arrays import ArraySource, npy
 from kfitx.data.base import Source
 from kfitx.data.generators import GeneratorSource
@@ -16,6 +15,7 @@ from kfitx.data.keras_input import KerasSource
 from kfitx.data.pydataset import PyDatasetSource
 from kfitx.data.tfdata import DatasetSource
 from kfitx.errors import DataError, message
+from kfitx.runtime.lazy import is_instance as _is_instance
 
 __all__ = ["arrays", "coerce", "dataset", "generator"]
 

@@ -129,12 +129,12 @@ class DatasetFeed:
         if self.numpy and hasattr(self.dataset, "as_numpy_iterator"):
             return self.dataset.as_numpy_iterator()
         if not self.pull:  # read by a compiled step: under tf.distribute, each replica its share
-            from kfitx import _distribute
+            from kfitx.runtime import distribute
 
-            strategy = _distribute.strategy_of()
+            strategy = distribute.strategy_of()
             if strategy is not None:
                 if self._distributed is None or self._distributed[0] is not strategy:
-                    self._distributed = (strategy, _distribute.distribute(self.dataset, strategy))
+                    self._distributed = (strategy, distribute.distribute(self.dataset, strategy))
                 return iter(self._distributed[1])
         return iter(self.dataset)
 

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from kfitx._util import is_instance as _is_instance
 from kfitx.data.base import Reading, Source
 from kfitx.errors import DataError, message
+from kfitx.runtime.lazy import is_instance as _is_instance
 
 __all__ = ["PyDatasetSource"]
 

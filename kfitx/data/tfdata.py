@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from kfitx._util import is_instance as _is_instance
 from kfitx.data.base import Reading, Source, require_targets
 from kfitx.errors import DataError, message
+from kfitx.runtime.lazy import is_instance as _is_instance
 
 __all__ = ["DatasetSource"]
 

@@ -30,12 +30,12 @@ import logging
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from kfitx._checks import closest
-from kfitx._tunable import Tunable
 from kfitx.data import Source
 from kfitx.errors import AugmentationError, OptionError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.plan import FitPlan
+from kfitx.plan.checks import closest
+from kfitx.search.tunable import Tunable
 from kfitx.strategy import BACKENDS, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -2,7 +2,7 @@
 
 The loop is :func:`kfitx.engine.fit_loop` (everything ``model.fit`` does around
 the steps); this module is the step it runs and its options: the model's own
-compiled train step, several per call where :mod:`kfitx._grouping` allows it,
+compiled train step, several per call where :mod:`kfitx.plan.grouping` allows it,
 or the user's ``step``, one batch at a time after the ``batch_hooks``.
 """
 
@@ -54,7 +54,7 @@ class LoopStrategy(Strategy):
 
     Options:
         step: ``None`` (default): the model's own compiled train step, several
-            batches per compiled call when :mod:`kfitx._grouping` allows it (batch
+            batches per compiled call when :mod:`kfitx.plan.grouping` allows it (batch
             callbacks then fire once per group, as with Keras's
             ``steps_per_execution``). Or a callable ``step(model, batch) -> dict``
             that trains on one batch (e.g. a ``tf.GradientTape`` step with gradient
@@ -76,7 +76,7 @@ class LoopStrategy(Strategy):
             batch to train on (the one it got, or a new one: curriculum, dynamic
             sample weights). ``step_index`` counts batches from 0 in each epoch.
         steps_per_execution: ``"auto"`` or a positive int: steps per compiled call
-            for the model's own step (see :mod:`kfitx._grouping`). With ``step`` or
+            for the model's own step (see :mod:`kfitx.plan.grouping`). With ``step`` or
             ``batch_hooks``, batches go one at a time through Python, so it must
             stay ``"auto"`` (or 1).
         endless_after: A generator given no ``steps_per_epoch`` defines an epoch

@@ -30,9 +30,17 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kfitx.data._producer.checks import _normalise, _Signature
-from kfitx.data._producer.workers import _POLL, _describe, _PipeQueue, _process_main, _RemoteError, _work, _WorkerGone
 from kfitx.data import boundaries as _boundary
+from kfitx.data._producer.checks import _normalise, _Signature
+from kfitx.data._producer.workers import (
+    _POLL,
+    _describe,
+    _PipeQueue,
+    _process_main,
+    _RemoteError,
+    _work,
+    _WorkerGone,
+)
 from kfitx.data.base import ENDLESS_WARNING, require_targets, warn_endless
 from kfitx.errors import DataError, KfitxError, WorkerError, message
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kfitx._bench_plot import PLAIN, label, plain_speed, plot, require_matplotlib
+from kfitx.bench.plot import PLAIN, label, plain_speed, plot, require_matplotlib
 from kfitx.errors import OptionError, message
 from kfitx.hookspecs import hookimpl
 
@@ -356,8 +356,3 @@ def format_table(results: Sequence[BenchResult]) -> str:
         lines.append("* peak RSS of the one process all strategies ran in (the high-water mark so far)")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # the per-strategy process that bench() starts; users run `kfitx bench`
-    if sys.argv[1:2] != ["--child"]:
-        sys.exit("kfitx: run benchmarks with `kfitx bench` (python -m kfitx.bench is its worker process)")
-    sys.exit(_child(sys.argv[2:]))

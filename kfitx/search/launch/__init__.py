@@ -2,10 +2,10 @@
 
 Separation of concerns:
 
-* :mod:`kfitx.tune.workers` -- ids, ports, GPUs and each process's environment (pure functions);
-* :mod:`kfitx.tune.supervisor` -- the processes: start, watch, recycle, replace, stop;
-* :mod:`kfitx.tune.runner` -- what runs inside each of them around the user's script;
-* :mod:`kfitx.tune.status` -- the files they talk through; :mod:`kfitx.tune.progress` -- one line per trial.
+* :mod:`kfitx.search.launch.workers` -- ids, ports, GPUs and each process's environment (pure functions);
+* :mod:`kfitx.search.launch.supervisor` -- the processes: start, watch, recycle, replace, stop;
+* :mod:`kfitx.search.launch.runner` -- what runs inside each of them around the user's script;
+* :mod:`kfitx.search.launch.status` -- the files they talk through; :mod:`kfitx.search.launch.progress` -- one line per trial.
 
 :func:`launch` is the in-process entry point (notebooks); ``kfitx tune`` on the
 command line is the same thing. Importing this package imports neither
@@ -85,12 +85,12 @@ def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers
         out: Where progress lines go (default ``print``).
 
     Returns:
-        A :class:`kfitx.tune.supervisor.TuneResult` (search directory, seconds, processes started).
+        A :class:`kfitx.search.launch.supervisor.TuneResult` (search directory, seconds, processes started).
 
     Raises:
         TuneError: the search could not start or go on.
     """
-    from kfitx.tune.supervisor import DEFAULT_RECYCLE_AFTER, TuneOptions, run
+    from kfitx.search.launch.supervisor import DEFAULT_RECYCLE_AFTER, TuneOptions, run
 
     folder = None
     try:

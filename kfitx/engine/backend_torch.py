@@ -1,4 +1,4 @@
-"""The training engine's PyTorch adapter (see :mod:`kfitx._engine_tf` for the interface).
+"""The training engine's PyTorch adapter (see :mod:`kfitx.engine.backend_tf` for the interface).
 
 ``model.fit`` on torch runs one step per call (Keras refuses
 ``steps_per_execution > 1`` there), switches the module to training mode each

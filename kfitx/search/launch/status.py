@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from kfitx._trial_record import read_json, write_json
+from kfitx.search.trial_record import read_json, write_json
 
 __all__ = ["LOGS", "MARKER", "log_path", "marker_path", "read", "read_json", "write", "write_json"]
 

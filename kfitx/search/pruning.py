@@ -30,8 +30,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfitx import _trial_record
 from kfitx.errors import OptionError, message
+from kfitx.search import trial_record
 
 __all__ = ["CURVE", "MedianPruning", "as_pruning", "callback", "median_at", "read_curve"]
 
@@ -74,7 +74,7 @@ def as_pruning(value: Any) -> MedianPruning | None:
 
 def read_curve(trial_dir: str) -> dict[str, Any]:
     """A trial's curve file (``{}`` when it has none or it cannot be read)."""
-    return _trial_record.read_json(os.path.join(trial_dir, CURVE))
+    return trial_record.read_json(os.path.join(trial_dir, CURVE))
 
 
 def _finished_value(curve: dict[str, Any], epoch: int) -> float | None:
@@ -101,7 +101,7 @@ class _Cache:
         key = (stat.st_mtime_ns, stat.st_size)
         cached = self.files.get(path)
         if cached is None or cached[0] != key:
-            cached = (key, _trial_record.read_json(path))
+            cached = (key, trial_record.read_json(path))
             self.files[path] = cached
         return cached[1]
 
@@ -139,7 +139,7 @@ def callback(rule: MedianPruning, objective: Any, trial_dir: str, trial_id: str,
     import keras
 
     class Pruner(keras.callbacks.Callback):
-        """Writes the objective of each epoch; stops training when the trial is losing (see :mod:`kfitx._pruning`)."""
+        """Writes the objective of each epoch; stops training when the trial is losing (see :mod:`kfitx.search.pruning`)."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -161,7 +161,7 @@ def callback(rule: MedianPruning, objective: Any, trial_dir: str, trial_id: str,
             curve = self._runs()
             curve["executions"][str(execution)] = {"values": values, "state": state}
             os.makedirs(trial_dir, exist_ok=True)
-            _trial_record.write_json(self.path, curve)
+            trial_record.write_json(self.path, curve)
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             if self._begun:

@@ -51,8 +51,8 @@ def _quiet_per_batch(callback: Any) -> bool:
         return callback.save_freq == "epoch"
     if isinstance(callback, keras.callbacks.TensorBoard):
         return callback.update_freq == "epoch" and not _keras.tensorboard_profiles_batches(callback)
-    tuner = getattr(callback, "tuner", None)
-    if type(callback).__module__.startswith("keras_tuner") and tuner is not None:
+    if _keras.tuner_callbacks([callback])[0] is not None:
+        tuner = callback.tuner
         for hook in ("on_batch_begin", "on_batch_end"):
             owner = next(c for c in type(tuner).__mro__ if hook in vars(c))
             if not owner.__module__.startswith("keras_tuner"):

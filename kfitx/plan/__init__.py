@@ -27,11 +27,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfitx import _distribute
-from kfitx._checks import FIT_ARGS, callbacks_list, check_fit_args, check_input_dtypes, check_inputs, check_model
 from kfitx.data import KerasSource, Reading, Source, coerce
 from kfitx.errors import DataError, OptionError, message
-from kfitx._grouping import AUTOMATIC, choose_steps_per_execution, steps_per_execution
+from kfitx.plan.checks import (
+    FIT_ARGS,
+    callbacks_list,
+    check_fit_args,
+    check_input_dtypes,
+    check_inputs,
+    check_model,
+)
+from kfitx.plan.grouping import (
+    AUTOMATIC,
+    choose_steps_per_execution,
+    steps_per_execution,
+)
+from kfitx.runtime import distribute
 
 __all__ = ["FIT_ARGS", "FitPlan", "FitReport", "build_plan", "check_fit_args", "check_model"]
 
@@ -224,10 +235,10 @@ class FitPlan:
 
         Under a ``tf.distribute`` strategy the body also runs in the model's
         strategy scope, and under ``MultiWorkerMirroredStrategy`` with Keras's
-        multi-worker faults worked around (:mod:`kfitx._distribute`), so that
+        multi-worker faults worked around (:mod:`kfitx.runtime.distribute`), so that
         ``model.fit`` trains there.
         """
-        with _distribute.training(model), steps_per_execution(model, self.steps_per_execution):
+        with distribute.training(model), steps_per_execution(model, self.steps_per_execution):
             yield
 
 
@@ -256,8 +267,8 @@ def _split(source: Source, sample_weight: Any, validation_split: float,
 
 def _distributed(model: Any) -> str | None:
     """The ``tf.distribute`` strategy training ``model`` (or in scope), by class name, if it has several replicas."""
-    strategy = _distribute.strategy_of(model)
-    return type(strategy).__name__ if _distribute.replicas(strategy) > 1 else None
+    strategy = distribute.strategy_of(model)
+    return type(strategy).__name__ if distribute.replicas(strategy) > 1 else None
 
 
 #: Why Keras 3.15.1 cannot group steps under a tf.distribute strategy (found by reducing its grouped
@@ -351,7 +362,7 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
 
         warnings.warn(f"Limiting epochs to {max_epochs}", stacklevel=3)  # as model.fit does
         epochs = max_epochs
-    callbacks = _distribute.chief_only(callbacks_list(args.pop("callbacks", None)), model)
+    callbacks = distribute.chief_only(callbacks_list(args.pop("callbacks", None)), model)
     group, reason = _grouping(model, strategy, callbacks, (steps, validation_steps))
     seed = args.pop("seed", None)
     if seed is not None:

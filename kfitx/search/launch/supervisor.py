@@ -2,9 +2,9 @@
 
 Separation of concerns:
 
-* :mod:`kfitx.tune.workers` decides ids, ports, devices and each environment;
-* :mod:`kfitx.tune.runner` runs the user's script in each process and reports
-  through status files (:mod:`kfitx.tune.status`);
+* :mod:`kfitx.search.launch.workers` decides ids, ports, devices and each environment;
+* :mod:`kfitx.search.launch.runner` runs the user's script in each process and reports
+  through status files (:mod:`kfitx.search.launch.status`);
 * this module owns the processes. Each runs in its own session (Ctrl-C reaches
   only the supervisor, which then stops every process group it started: SIGTERM,
   then SIGKILL after ``STOP_GRACE_S``). Every wait is bounded. A worker that
@@ -29,11 +29,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfitx import _trial_record
 from kfitx.errors import TuneError, message
-from kfitx.tune import status, workers as w
-from kfitx.tune.processes import Deaths, Process as _Process, describe_exit, tail as _tail
-from kfitx.tune.progress import Progress
+from kfitx.search import trial_record
+from kfitx.search.launch import status
+from kfitx.search.launch import workers as w
+from kfitx.search.launch.processes import Deaths, describe_exit
+from kfitx.search.launch.processes import Process as _Process
+from kfitx.search.launch.processes import tail as _tail
+from kfitx.search.launch.progress import Progress
 
 __all__ = ["DEFAULT_RECYCLE_AFTER", "TuneOptions", "TuneResult", "run"]
 
@@ -141,7 +144,7 @@ class Supervisor:
 
     # -- processes ----------------------------------------------------------------------------------------
     def _argv(self) -> list[str]:
-        return [self.o.python, "-m", "kfitx.tune.runner", os.path.abspath(self.o.script), *self.o.args]
+        return [self.o.python, "-m", "kfitx.search.launch.runner", os.path.abspath(self.o.script), *self.o.args]
 
     def _start_worker(self, slot: _Slot, fail: tuple[str, str] | None = None) -> None:
         env = dict(slot.env)
@@ -253,7 +256,7 @@ class Supervisor:
             return
         failed = self.deaths.add(slot.trial, cause)
         if self.project_dir:
-            _trial_record.update(os.path.join(self.project_dir, f"trial_{slot.trial}"),
+            trial_record.update(os.path.join(self.project_dir, f"trial_{slot.trial}"),
                                  deaths=[{"worker": slot.tuner_id, "cause": describe_exit(code), "time": time.time()}])
         self.o.out(f"kfitx tune: {cause} running trial {slot.trial}; starting a fresh worker"
                    + (" to end that trial as FAILED" if failed else " to retry it") + f" (its log: {log})")

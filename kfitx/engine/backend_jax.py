@@ -1,4 +1,4 @@
-"""The training engine's JAX adapter (see :mod:`kfitx._engine_tf` for the interface).
+"""The training engine's JAX adapter (see :mod:`kfitx.engine.backend_tf` for the interface).
 
 ``model.fit`` on JAX keeps the variables' values outside the model between
 steps and hands them to its jitted train function with each group of numpy

@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Collection
 
-from kfitx.report import FINISHED, TrialRow, read_trial
+from kfitx.search.report import FINISHED, TrialRow, read_trial
 
 __all__ = ["Progress", "format_eta"]
 

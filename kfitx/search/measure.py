@@ -1,14 +1,13 @@
-"""kfitx's own implementations of the ``kfitx_fit`` hook.
+"""What a keras-tuner trial cost: kfitx's ``kfitx_fit`` wrapper measuring each fit in a trial.
 
-* :func:`kfitx_fit` -- the fit itself: ``strategy.fit(model, plan)`` (runs last).
-* :class:`TrialMeasure` -- a wrapper that, when the fit runs inside a
+* :func:`kfitx_fit` -- a wrapper that, when the fit runs inside a
   keras-tuner trial (keras-tuner's ``TunerCallback`` is among the callbacks),
   measures what the trial cost: seconds, samples per second and peak resident
   memory. They go into ``history.kfitx`` and, as one constant per epoch, into the
   History (``kfitx_samples_per_s``, ``kfitx_peak_rss_mib``), where keras-tuner
   records them next to the score.
 
-Both are registered in every registry (see :mod:`kfitx.registry`).
+It is registered in every registry (``kfitx.registry.CORE_PLUGINS``).
 """
 
 from __future__ import annotations
@@ -20,20 +19,16 @@ from typing import Any
 
 import psutil
 
+from kfitx import _keras
 from kfitx.hookspecs import hookimpl
 from kfitx.plan import FitPlan
 from kfitx.strategy import Strategy
 
-__all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "PeakRSS", "TrialMeasure", "in_tuner_trial", "kfitx_fit"]
+__all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "PeakRSS", "kfitx_fit"]
 
 #: History keys added inside a keras-tuner trial (constant over the epochs of one trial).
 SAMPLES_PER_S = "kfitx_samples_per_s"
 PEAK_RSS_MIB = "kfitx_peak_rss_mib"
-
-
-@hookimpl(trylast=True)
-def kfitx_fit(strategy: Strategy, model: Any, plan: FitPlan) -> Any:
-    return strategy.fit(model, plan)
 
 
 class PeakRSS:
@@ -60,33 +55,25 @@ class PeakRSS:
         self.peak = max(self.peak, self.process.memory_info().rss)
 
 
-def in_tuner_trial(callbacks: Any) -> bool:
-    """Whether keras-tuner's ``TunerCallback`` (it has ``tuner`` and ``trial``) is among ``callbacks``."""
-    callbacks = getattr(callbacks, "callbacks", callbacks) or []
-    return any(type(cb).__module__.startswith("keras_tuner") and hasattr(cb, "tuner") and hasattr(cb, "trial")
-               for cb in callbacks)
-
-
 def _samples_per_epoch(plan: FitPlan) -> int:
     if plan.train.num_samples is not None and plan.steps_per_epoch is None:
         return plan.train.num_samples
     return (plan.steps_per_epoch or plan.train.steps(plan.batch_size) or 0) * plan.batch_size
 
 
-class TrialMeasure:
-    """The ``kfitx_fit`` wrapper measuring keras-tuner trials (see the module docstring)."""
-
-    @hookimpl(wrapper=True)
-    def kfitx_fit(self, strategy: Strategy, model: Any, plan: FitPlan) -> Generator[None, Any, Any]:
-        if not in_tuner_trial(plan.callbacks):
-            return (yield)
-        with PeakRSS() as memory:
-            start = time.perf_counter()
-            history = yield
-            seconds = time.perf_counter() - start
-        samples_per_s = _samples_per_epoch(plan) * len(history.epoch) / seconds if seconds > 0 else 0.0
-        peak = memory.peak / 2**20
-        history.history[SAMPLES_PER_S] = [samples_per_s] * len(history.epoch)
-        history.history[PEAK_RSS_MIB] = [peak] * len(history.epoch)
-        plan.report.note(samples_per_s=samples_per_s, peak_rss_mib=peak, seconds=seconds)
-        return history
+@hookimpl(wrapper=True)
+def kfitx_fit(strategy: Strategy, model: Any, plan: FitPlan) -> Generator[None, Any, Any]:
+    """Measures the fit when it runs inside a keras-tuner trial (see the module docstring)."""
+    tuner_callback, _ = _keras.tuner_callbacks(plan.callbacks)
+    if tuner_callback is None:
+        return (yield)
+    with PeakRSS() as memory:
+        start = time.perf_counter()
+        history = yield
+        seconds = time.perf_counter() - start
+    samples_per_s = _samples_per_epoch(plan) * len(history.epoch) / seconds if seconds > 0 else 0.0
+    peak = memory.peak / 2**20
+    history.history[SAMPLES_PER_S] = [samples_per_s] * len(history.epoch)
+    history.history[PEAK_RSS_MIB] = [peak] * len(history.epoch)
+    plan.report.note(samples_per_s=samples_per_s, peak_rss_mib=peak, seconds=seconds)
+    return history

@@ -9,8 +9,8 @@ Separation of concerns:
   train step (several per compiled call where the plan allows), a function of
   one batch that the engine compiles, or a Python function, after optional
   batch hooks;
-* the backend adapter (:mod:`kfitx._engine_tf`, :mod:`kfitx._engine_jax`,
-  :mod:`kfitx._engine_torch`, chosen by the Keras backend) -- turns a step into
+* the backend adapter (:mod:`kfitx.engine.backend_tf`, :mod:`kfitx.engine.backend_jax`,
+  :mod:`kfitx.engine.backend_torch`, chosen by the Keras backend) -- turns a step into
   something called on the feed's data (on JAX and torch, lists of numpy
   batches); nothing here is backend-specific;
 * :func:`fit_loop` -- ``model.fit``'s loop around them, in its order: one
@@ -99,7 +99,7 @@ def should_validate(epoch: int, freq: Any) -> bool:
 
 
 def _adapter() -> Any:
-    """The backend adapter of the active Keras backend (:mod:`kfitx._engine_tf`, ``_engine_jax``, ``_engine_torch``)."""
+    """The backend adapter of the active Keras backend (``kfitx.engine.backend_tf``, ``backend_jax``, ``backend_torch``)."""
     import importlib
 
     import keras
@@ -109,7 +109,7 @@ def _adapter() -> Any:
     if backend not in names:
         raise OptionError(message("kfitx's training loop runs on the TensorFlow, JAX or torch backend",
                                   f"the {backend} backend", "Set KERAS_BACKEND to one of them."))
-    return importlib.import_module(f"kfitx._engine_{names[backend]}")
+    return importlib.import_module(f"kfitx.engine.backend_{names[backend]}")
 
 
 def _noop(model: Any) -> None:

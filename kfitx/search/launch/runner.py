@@ -1,7 +1,7 @@
 """The process ``kfitx tune`` starts for keras-tuner's chief and for each worker.
 
-``python -m kfitx.tune.runner SCRIPT [ARGS...]``, with the environment of
-:mod:`kfitx.tune.workers`, runs the user's script unchanged (``runpy``, as
+``python -m kfitx.search.launch.runner SCRIPT [ARGS...]``, with the environment of
+:mod:`kfitx.search.launch.workers`, runs the user's script unchanged (``runpy``, as
 ``__main__``) after routing every tuner's ``__init__`` and ``search`` through
 this module (:func:`kfitx._keras.wrap_tuner_methods`).
 
@@ -19,7 +19,7 @@ Separation of concerns:
   left, not up to 20 s later), then gives the script its terminal back: the code
   after ``tuner.search`` runs in the chief, and only there.
 * ``search`` in a worker -- output to ``kfitx-logs/<tuner id>.log``; one record
-  per trial (:mod:`kfitx._trial_record`: start, end, epochs, worker, peak memory);
+  per trial (:mod:`kfitx.search.trial_record`: start, end, epochs, worker, peak memory);
   after ``KFITX_TUNE_RECYCLE_AFTER`` trials the process exits when handed the next
   trial, which stays assigned to its tuner id, so the fresh process that the
   supervisor starts under that id gets it back; a trial named in
@@ -42,11 +42,19 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from kfitx import _trial_record
 from kfitx.errors import TuneError, message
-from kfitx.tune import status
-from kfitx.tune.workers import ENV_CONTROL, ENV_FAIL_CAUSE, ENV_FAIL_TRIAL, ENV_RECYCLE_AFTER, ENV_ROLE, EXIT_FATAL, \
-    EXIT_RECYCLE, port_open
+from kfitx.search import trial_record
+from kfitx.search.launch import status
+from kfitx.search.launch.workers import (
+    ENV_CONTROL,
+    ENV_FAIL_CAUSE,
+    ENV_FAIL_TRIAL,
+    ENV_RECYCLE_AFTER,
+    ENV_ROLE,
+    EXIT_FATAL,
+    EXIT_RECYCLE,
+    port_open,
+)
 
 __all__ = ["main"]
 
@@ -154,7 +162,7 @@ def _epoch_counter() -> Any:
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             if _State.trial_dir is not None:
-                _trial_record.update(_State.trial_dir, epochs=epoch + 1)
+                trial_record.update(_State.trial_dir, epochs=epoch + 1)
 
     return KfitxEpochCount()
 
@@ -180,10 +188,10 @@ class _Trials:
             _status(state="recycle", trial=trial.trial_id, done=self.done)
             _flush()
             os._exit(EXIT_RECYCLE)
-        from kfitx._fitting import PeakRSS
+        from kfitx.search.measure import PeakRSS
 
         _State.trial_dir = self.trial_dir(trial)
-        _trial_record.update(_State.trial_dir, trial_id=trial.trial_id, worker=_State.tuner_id, pid=os.getpid(),
+        trial_record.update(_State.trial_dir, trial_id=trial.trial_id, worker=_State.tuner_id, pid=os.getpid(),
                              host=socket.gethostname(), start=time.time(), status="RUNNING",
                              strategy=trial.hyperparameters.values.get("strategy"))
         _status(state="running", trial=trial.trial_id, done=self.done)
@@ -203,10 +211,10 @@ class _Trials:
             self.peak.__exit__(None, None, None)
             peak, self.peak = self.peak.peak / 2**20, None
         directory = self.trial_dir(trial)
-        earlier = _trial_record.read(directory).get("peak_rss_mib") or 0.0
-        _trial_record.update(directory, end=time.time(), status=str(trial.status), peak_rss_mib=max(peak, earlier))
+        earlier = trial_record.read(directory).get("peak_rss_mib") or 0.0
+        trial_record.update(directory, end=time.time(), status=str(trial.status), peak_rss_mib=max(peak, earlier))
         if trial.message:
-            _trial_record.update(directory, message=str(trial.message)[-2000:])
+            trial_record.update(directory, message=str(trial.message)[-2000:])
         _State.trial_dir = None
         self.end_(trial)  # keras-tuner reports the trial to the chief
         self.done += 1
@@ -249,12 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     _State.role, _State.control = os.environ.get(ENV_ROLE, ""), os.environ.get(ENV_CONTROL, "")
     _State.tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
     if not argv or _State.role not in ("chief", "worker") or not _State.control:
-        print("kfitx.tune.runner is started by `kfitx tune`, not by hand: use `kfitx tune SCRIPT [ARGS...]`.",
+        print("kfitx.search.launch.runner is started by `kfitx tune`, not by hand: use `kfitx tune SCRIPT [ARGS...]`.",
               file=sys.stderr)
         return 2
     script, *args = argv
     _status(state="starting")
-    from kfitx._startup import quiet_start
+    from kfitx.runtime.startup import quiet_start
 
     quiet_start()
     import keras_tuner  # imports TensorFlow while the chief starts

@@ -14,7 +14,7 @@
   of batches read in Python (generators, batch hooks) it calls a compiled
   function on each.
 
-Under a ``tf.distribute`` strategy (:mod:`kfitx._distribute`) the feed's iterator
+Under a ``tf.distribute`` strategy (:mod:`kfitx.runtime.distribute`) the feed's iterator
 is a distributed one (each replica its share of every global batch), batches
 read in Python are split over the replicas the same way, a step runs through
 ``strategy.run`` and its outputs are reduced to one value, and the model's
@@ -26,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kfitx import _distribute, _keras
+from kfitx import _keras
+from kfitx.runtime import distribute
 
 Logs = Mapping[str, Any]
 
@@ -52,11 +53,11 @@ def _build_from(model: Any, strategy: Any, data: Any) -> None:
     if isinstance(data, list):
         batch = data[0] if data else None
     elif isinstance(data, tf.distribute.DistributedIterator):
-        batch = _distribute.local_spec(data.element_spec)
+        batch = distribute.local_spec(data.element_spec)
     else:
         batch = data.element_spec
     if batch is not None:
-        _distribute.build(model, batch, strategy)
+        distribute.build(model, batch, strategy)
 
 
 class CompiledStep:
@@ -78,13 +79,13 @@ class CompiledStep:
         if not autograph:
             one_batch = tf.autograph.experimental.do_not_convert(one_batch)
         self.model = model
-        self.strategy = _distribute.strategy_of(model)
+        self.strategy = distribute.strategy_of(model)
         self._built = self.strategy is None
         if self.strategy is not None:  # each replica runs the step on its share; one value comes out
             strategy, local_step = self.strategy, one_batch
 
             def one_batch(batch: Any) -> Any:
-                return _distribute.reduce(strategy.run(local_step, args=(batch,)), strategy)
+                return distribute.reduce(strategy.run(local_step, args=(batch,)), strategy)
 
         self.eager = bool(model.run_eagerly)
         self._fn = one_batch
@@ -131,7 +132,7 @@ class CompiledStep:
             logs = None
             for batch in data:
                 if self.strategy is not None:
-                    batch = _distribute.split(batch, self.strategy)
+                    batch = distribute.split(batch, self.strategy)
                 logs = self._fn(batch) if self.eager else self._on_batch(batch)
             return logs
         try:
@@ -152,7 +153,7 @@ def model_function(model: Any, steps_per_call: int) -> Callable[[Any], Logs | No
     """The model's own train step as ``run(data)``, ``steps_per_call`` batches per call."""
     if steps_per_call == 1 and not model.run_eagerly and not _distributed(model):
         return CompiledStep(model, _model_train_step, autograph=False)
-    strategy = _distribute.strategy_of(model)
+    strategy = distribute.strategy_of(model)
     built = [strategy is None]
 
     def run(data: Any) -> Logs | None:
@@ -162,7 +163,7 @@ def model_function(model: Any, steps_per_call: int) -> Callable[[Any], Logs | No
             _build_from(model, strategy, data)
             built[0] = True
         if isinstance(data, list) and strategy is not None:
-            data = [_distribute.split(batch, strategy) for batch in data]
+            data = [distribute.split(batch, strategy) for batch in data]
         try:
             return _keras.train_function(model)(iter(data) if isinstance(data, list) else data)
         except (StopIteration, tf.errors.OutOfRangeError):

@@ -1,0 +1,1 @@
+"""What this process trains on: the Keras backend and the distribution, resolved once per fit."""

@@ -1,0 +1,330 @@
+"""``kfitx report``: a keras-tuner search directory read back, finished or running.
+
+Separation of concerns:
+
+* :func:`find_project` / :func:`load` read the files only -- keras-tuner's
+  ``trial_<id>/trial.json`` (hyperparameters, metrics, score, status), kfitx's
+  ``trial_<id>/kfitx-trial.json`` (:mod:`kfitx.search.trial_record`: start, end, epochs,
+  strategy, worker, peak memory, the epoch a pruned trial stopped after) and ``kfitx-tune.json`` (the objective) -- into
+  a :class:`Search`; nothing heavy is imported, so it works beside a running search.
+* :func:`leaderboard` is the table ``kfitx report`` prints, and the one
+  ``examples/search_digits.py`` prints after its search; a search that prunes
+  (``pruning="median"``) gets a ``pruned`` column: the epoch each pruned trial stopped after.
+* :func:`plot` draws score against wall time (coloured by strategy) and samples/s
+  per strategy (needs matplotlib: ``kfitx[plot]``).
+* :func:`best_hyperparameters` gives the best trial's ``keras_tuner.HyperParameters``
+  to retrain with: ``hypermodel.fit(hp, hypermodel.build(hp), x, y, ...)``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from kfitx.errors import OptionError, message
+from kfitx.search import trial_record
+from kfitx.search.launch.status import MARKER, read_json
+
+__all__ = ["Search", "TrialRow", "best_hyperparameters", "find_project", "leaderboard", "load", "plot"]
+
+SAMPLES_PER_S = "kfitx_samples_per_s"  # the History keys of kfitx.tuner (kfitx.search.measure)
+PEAK_RSS_MIB = "kfitx_peak_rss_mib"
+FINISHED = ("COMPLETED", "FAILED", "INVALID")
+
+
+@dataclass
+class TrialRow:
+    """One trial as its files describe it."""
+
+    trial_id: str
+    status: str
+    score: float | None
+    values: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)  # best value of each metric
+    record: dict[str, Any] = field(default_factory=dict)  # kfitx-trial.json
+    message: str | None = None
+
+    @property
+    def strategy(self) -> str | None:
+        return self.values.get("strategy") or self.record.get("strategy")
+
+    @property
+    def seconds(self) -> float | None:
+        start, end = self.record.get("start"), self.record.get("end")
+        return end - start if isinstance(start, (int, float)) and isinstance(end, (int, float)) else None
+
+    @property
+    def samples_per_s(self) -> float | None:
+        return self.metrics.get(SAMPLES_PER_S, self.record.get("samples_per_s"))
+
+    @property
+    def pruned_epoch(self) -> int | None:
+        """The epoch (counted from 1) this trial was stopped after by pruning; ``None`` if it was not."""
+        value = self.record.get("pruned_epoch")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def peak_mib(self) -> float | None:
+        values = [v for v in (self.metrics.get(PEAK_RSS_MIB), self.record.get("peak_rss_mib")) if v]
+        return max(values) if values else None
+
+
+@dataclass
+class Search:
+    """A search directory's trials, best first."""
+
+    project_dir: str
+    objective: str | None
+    direction: str  # "max" or "min"
+    max_trials: int | None
+    trials: list[TrialRow]
+
+    @property
+    def best(self) -> TrialRow | None:
+        scored = [t for t in self.trials if t.score is not None and t.status == "COMPLETED"]
+        return scored[0] if scored else None
+
+    @property
+    def finished(self) -> list[TrialRow]:
+        return [t for t in self.trials if t.status in FINISHED]
+
+    @property
+    def prunes(self) -> bool:
+        """Whether the search prunes trials (its trials' records say whether each one was pruned)."""
+        return any("pruned_epoch" in t.record for t in self.trials)
+
+
+def _best(observations: list[dict[str, Any]], direction: str) -> float | None:
+    values = []
+    for obs in observations:
+        value = obs.get("value")
+        value = sum(value) / len(value) if isinstance(value, list) and value else value
+        if isinstance(value, (int, float)) and not math.isnan(value):
+            values.append(float(value))
+    if not values:
+        return None
+    return min(values) if direction == "min" else max(values)
+
+
+def read_trial(trial_dir: str) -> TrialRow | None:
+    """A trial from keras-tuner's ``trial.json`` (its on-disk format) and kfitx's record; ``None`` if unreadable."""
+    data = read_json(os.path.join(trial_dir, "trial.json"))
+    if not data.get("trial_id"):
+        return None
+    metrics = {}
+    for name, metric in ((data.get("metrics") or {}).get("metrics") or {}).items():
+        best = _best(metric.get("observations") or [], metric.get("direction", "max"))
+        if best is not None:
+            metrics[name] = best
+    score = data.get("score")
+    score = float(score) if isinstance(score, (int, float)) and not math.isnan(score) else None
+    return TrialRow(trial_id=str(data["trial_id"]), status=str(data.get("status") or "-"), score=score,
+                    values=dict((data.get("hyperparameters") or {}).get("values") or {}), metrics=metrics,
+                    record=trial_record.read(trial_dir), message=data.get("message"))
+
+
+def find_project(directory: str, project: str | None = None) -> str:
+    """The project folder: ``directory/project``, ``directory`` itself, or its only project.
+
+    Raises:
+        OptionError: when there is no search there, or several and no ``project``.
+    """
+    if project is not None:
+        path = os.path.join(directory, project)
+        if not os.path.isfile(os.path.join(path, "oracle.json")) and not glob.glob(os.path.join(path, "trial_*")):
+            raise OptionError(message(f"a keras-tuner project named {project!r} in {directory}", "none there",
+                                      "Check --project (the tuner's project_name)."))
+        return path
+    if os.path.isfile(os.path.join(directory, "oracle.json")) or glob.glob(os.path.join(directory, "trial_*")):
+        return directory
+    projects = sorted(os.path.dirname(p) for p in glob.glob(os.path.join(directory, "*", "oracle.json")))
+    if len(projects) == 1:
+        return projects[0]
+    if not projects:
+        raise OptionError(message("a keras-tuner search directory (the tuner's `directory`, holding "
+                                  "<project>/oracle.json)", directory, "Pass the directory the script gave its tuner."))
+    names = ", ".join(os.path.basename(p) for p in projects)
+    raise OptionError(message("one project, or --project NAME", f"{len(projects)} projects in {directory}",
+                              f"Available: {names}."))
+
+
+def load(directory: str, project: str | None = None) -> Search:
+    """Every trial of the search in ``directory`` (see :func:`find_project`), best first."""
+    path = find_project(directory, project)
+    trials = [row for d in glob.glob(os.path.join(path, "trial_*")) if (row := read_trial(d)) is not None]
+    marker = read_json(os.path.join(path, MARKER))
+    objective, direction = marker.get("objective"), marker.get("direction")
+    if direction not in ("min", "max"):  # no kfitx marker: the direction of the metric the score came from
+        direction = "max"
+        for t in trials:
+            data = read_json(os.path.join(path, f"trial_{t.trial_id}", "trial.json"))
+            for name, metric in ((data.get("metrics") or {}).get("metrics") or {}).items():
+                if t.score is not None and t.metrics.get(name) == t.score:
+                    objective, direction = objective or name, metric.get("direction", "max")
+                    break
+            else:
+                continue
+            break
+    sign = -1.0 if direction == "max" else 1.0
+    trials.sort(key=lambda t: (t.score is None, sign * (t.score or 0.0), _order(t.trial_id)))
+    return Search(project_dir=path, objective=objective, direction=direction, max_trials=marker.get("max_trials"),
+                  trials=trials)
+
+
+def _order(trial_id: str) -> tuple[int, str]:
+    return (int(trial_id), "") if trial_id.isdigit() else (1 << 30, trial_id)
+
+
+def format_value(name: str, value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 0.01 or "rate" in name or "lr" == name else f"{value:.3g}"
+    return str(value)
+
+
+def leaderboard(search: Search) -> str:
+    """The trials as a table, best first: every hyperparameter, strategy, score, samples/s, peak MiB, ...
+
+    A search that prunes also shows, per trial, the epoch it was pruned at (``pruned``: ``at 3``, or ``-``).
+    """
+    names = sorted({n for t in search.trials for n in t.values if n != "strategy"})
+    score = search.objective or "score"
+    pruned = ["pruned"] if search.prunes else []  # the column only where the search prunes
+    header = ["rank", "trial", *names, "strategy", score, "samples/s", "peak MiB", "epochs", *pruned, "seconds",
+              "status"]
+    rows = []
+    for rank, t in enumerate(search.trials, 1):
+        number = lambda v, fmt: "-" if v is None else fmt.format(v)
+        rows.append([str(rank), t.trial_id, *(format_value(n, t.values[n]) if n in t.values else "-" for n in names),
+                     t.strategy or "-", number(t.score, "{:.4f}"), number(t.samples_per_s, "{:,.0f}"),
+                     number(t.peak_mib, "{:,.0f}"), number(t.record.get("epochs"), "{}"),
+                     *([number(t.pruned_epoch, "at {}")] if pruned else []), number(t.seconds, "{:.1f}"), t.status])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def failures(search: Search) -> str:
+    """The failed trials, each with its cause (the last line keras-tuner kept of the error), or ``""``."""
+    lines = []
+    for t in search.trials:
+        if t.status != "FAILED":
+            continue
+        text = [line.strip() for line in (t.message or "").strip().splitlines() if line.strip()]
+        cause = next((line for line in reversed(text) if not line.startswith("kfitx: trial")), "no message kept")
+        named = next((line.removeprefix("kfitx: ") for line in text if line.startswith("kfitx: trial")), None)
+        lines.append(f"  trial {t.trial_id}: {cause}" + (f"  [{named}]" if named else ""))
+    return "" if not lines else "Failed trials:\n" + "\n".join(lines)
+
+
+def summary(search: Search) -> str:
+    """One line: trials finished of the total, and the best."""
+    done = len(search.finished)
+    total = search.max_trials or len(search.trials)
+    best = search.best
+    text = f"{search.project_dir}: {done}/{total} trial(s) finished"
+    pruned = sum(t.pruned_epoch is not None for t in search.trials)
+    if pruned:
+        text += f" ({pruned} pruned)"
+    if best is not None:
+        text += f"; best trial {best.trial_id}: {search.objective or 'score'} {best.score:.4f}"
+        if best.strategy:
+            text += f" (strategy {best.strategy})"
+    return text
+
+
+def require_matplotlib() -> None:
+    """Raises :class:`kfitx.OptionError` now, before any work, when ``--plot`` cannot be drawn."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as err:
+        raise OptionError(message("matplotlib for --plot", "it is not installed",
+                                  "pip install 'kfitx[plot]'")) from err
+
+
+def describe_best(search: Search) -> str:
+    """The best trial, its strategy and hyperparameters, and the lines that train it again."""
+    best = search.best
+    if best is None:
+        return "No trial has completed yet: nothing to retrain."
+    values = json.dumps(best.values, sort_keys=True)
+    directory = os.path.dirname(os.path.abspath(search.project_dir))
+    project = os.path.basename(os.path.abspath(search.project_dir))
+    return "\n".join([
+        f"Best trial {best.trial_id}: {search.objective or 'score'} {best.score:.4f}, "
+        f"strategy {best.strategy or '- (not a kfitx strategy search)'}",
+        f"hyperparameters: {values}",
+        "Retrain it with the same strategy and settings:",
+        f"    hp = kfitx.report.best_hyperparameters({directory!r}, project={project!r})",
+        "    model = hypermodel.build(hp)",
+        "    history = hypermodel.fit(hp, model, x, y, epochs=..., validation_data=...)",
+        "(hypermodel: the script's StrategyHyperModel or HyperModel; for a StrategyHyperModel the fit trains "
+        "through hp['strategy'].)",
+    ])
+
+
+def plot(search: Search, path: str) -> None:
+    """Writes ``path`` (PNG): score against wall time by strategy, and samples/s per strategy.
+
+    Raises:
+        OptionError: when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise OptionError(message("matplotlib for --plot", "it is not installed",
+                                  "pip install 'kfitx[plot]'")) from err
+    rows = [t for t in search.trials if t.score is not None]
+    starts = [t.record["start"] for t in search.trials if isinstance(t.record.get("start"), (int, float))]
+    origin = min(starts) if starts else 0.0
+    strategies = sorted({t.strategy or "-" for t in search.trials})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in strategies:
+        mine = [t for t in rows if (t.strategy or "-") == name]
+        xs = [(t.record["end"] - origin) if isinstance(t.record.get("end"), (int, float)) else _order(t.trial_id)[0]
+              for t in mine]
+        left.scatter(xs, [t.score for t in mine], label=name)
+    left.set_xlabel("wall time at the trial's end (s)" if starts else "trial")
+    left.set_ylabel(search.objective or "score")
+    left.set_title("score against wall time")
+    left.legend(title="strategy")
+    speeds = [(name, [t.samples_per_s for t in search.trials if (t.strategy or "-") == name and t.samples_per_s])
+              for name in strategies]
+    speeds = [(name, values) for name, values in speeds if values]
+    if speeds:
+        right.boxplot([values for _, values in speeds])
+        right.set_xticks(range(1, len(speeds) + 1), [name for name, _ in speeds])
+    right.set_ylabel("training samples/s")
+    right.set_title("throughput per strategy" if speeds else "throughput per strategy (none recorded)")
+    fig.suptitle(os.path.basename(os.path.abspath(search.project_dir)))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def best_hyperparameters(directory: str, project: str | None = None) -> Any:
+    """The best trial's ``keras_tuner.HyperParameters`` (its search space and values), to retrain with.
+
+    ``hypermodel.fit(hp, hypermodel.build(hp), x, y, epochs=...)`` trains it again with the same
+    strategy and settings (for a :class:`kfitx.tuner.StrategyHyperModel`, ``hp["strategy"]``).
+
+    Raises:
+        OptionError: when no trial has completed.
+    """
+    import keras_tuner
+
+    search = load(directory, project)
+    best = search.best
+    if best is None:
+        raise OptionError(message("a completed trial", f"none in {search.project_dir}",
+                                  "Wait for the search, or see `kfitx report` for the failures."))
+    data = read_json(os.path.join(search.project_dir, f"trial_{best.trial_id}", "trial.json"))
+    hp = keras_tuner.HyperParameters.from_config(data["hyperparameters"])
+    hp.values.update(best.values)
+    return hp

@@ -1,0 +1,310 @@
+"""The keras-tuner bridge: the training strategy becomes one more hyperparameter.
+
+Separation of concerns:
+
+* :func:`fit` does the work for one trial: it declares ``strategy`` (a
+  ``Choice``, or ``Fixed`` when there is one candidate), lets every candidate
+  declare its own tunables under its own name scope inside a conditional scope
+  (active only when that strategy is chosen), optionally tunes ``batch_size``,
+  and runs :func:`kfitx.fit`. kfitx's ``kfitx_fit`` wrapper for trials
+  (:mod:`kfitx.search.measure`) adds what the trial cost (samples/s, peak resident
+  memory) to the History, so keras-tuner records it next to the score.
+* :class:`StrategyHyperModel` wraps a ``build_model(hp)`` function; its ``build``
+  declares the strategy side of the space too (so a tuner knows it before the
+  first trial, in parallel searches as well), and its ``fit`` calls :func:`fit`.
+* Options as hyperparameters (:mod:`kfitx.search.tunable`): a :class:`Tunable` option
+  value is computed from the trial's ``hp`` under the strategy's name scope.
+* Pruning (:mod:`kfitx.search.pruning`): with ``pruning="median"`` (or a
+  :class:`MedianPruning`), a trial whose objective is worse than the median of
+  the finished trials at the same epoch stops; each trial's per-epoch objective
+  is kept in ``<trial dir>/kfitx-epochs.json``, which every worker reads.
+* Resume (:class:`kfitx.search.resume.Resume`): inside a tuner (found through keras-tuner's own
+  ``TunerCallback``), each execution of a trial trains with a
+  ``keras.callbacks.BackupAndRestore`` in ``<trial dir>/kfitx-backup/execution-<i>``
+  and keeps its epochs' logs beside it. keras-tuner, reloading a killed search
+  (``overwrite=False``), runs a trial that was RUNNING again under the same id
+  and hyperparameters (``Oracle.reload`` sends it to the retry queue); the
+  execution then restarts from its last finished epoch, its History is given
+  back the epochs run before the kill, and keras-tuner's best-epoch checkpoint
+  keeps its best value. The backup is deleted when the execution finishes.
+* Records (:mod:`kfitx.search.trial_record`): inside a tuner, each trial's strategy,
+  epochs run, samples/s and peak memory also go to ``<trial dir>/kfitx-trial.json``,
+  which ``kfitx report`` reads (keras-tuner's ``trial.json`` has no timestamps or epochs).
+* Parallel searches: :func:`launch` (and ``kfitx tune``) run a search script as
+  keras-tuner's chief plus worker processes (:mod:`kfitx.tune`); :func:`is_chief`
+  says whether this process's result counts.
+* Configuration mistakes (a :class:`kfitx.KfitxError`) are re-raised as
+  keras-tuner's fatal errors, which end the search with kfitx's message;
+  keras-tuner would otherwise record them as failed trials and go on. Failures
+  of training itself (NaN, out of memory, a callback raising) stay ordinary
+  exceptions, so keras-tuner counts them as failed trials as usual.
+
+keras-tuner is imported only here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras_tuner
+
+from kfitx import _keras
+from kfitx.api import fit as kfitx_fit
+from kfitx.data import coerce
+from kfitx.errors import KfitxError, OptionError, message
+from kfitx.registry import get_registry
+from kfitx.search import trial_record
+from kfitx.search.launch import is_chief, launch
+from kfitx.search.measure import PEAK_RSS_MIB, SAMPLES_PER_S
+from kfitx.search.pruning import MedianPruning, as_pruning
+from kfitx.search.pruning import callback as _pruner
+from kfitx.search.resume import Resume as _Resume
+from kfitx.search.tunable import Tunable, declare
+
+__all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "MedianPruning", "StrategyHyperModel", "Tunable", "fit", "is_chief",
+           "launch"]
+
+#: Executions of each trial started in this process (keras-tuner runs them in order).
+_executions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _next_execution(trial: Any) -> int:
+    execution = _executions.get(trial, 0)
+    _executions[trial] = execution + 1
+    return execution
+
+
+def _fatal(err: KfitxError) -> keras_tuner.errors.FatalError:
+    """The keras-tuner fatal error of the same stdlib kind, carrying kfitx's message."""
+    kind = keras_tuner.errors.FatalTypeError if isinstance(err, TypeError) else keras_tuner.errors.FatalValueError
+    return kind(f"{type(err).__name__}: {err}")
+
+
+def _in_tuner(callbacks: list[Any]) -> tuple[Any, list[Any]]:
+    """keras-tuner's ``TunerCallback`` (``None`` outside a tuner with trial folders) and its ``SaveBestEpoch``s."""
+    tuner_callback, best_epoch = _keras.tuner_callbacks(callbacks)
+    if tuner_callback is None or not hasattr(tuner_callback.tuner, "get_trial_dir"):
+        return None, []
+    return tuner_callback, best_epoch
+
+
+def _resumer(callbacks: list[Any], execution: int) -> _Resume | None:
+    """A :class:`_Resume` when running inside a tuner with no ``BackupAndRestore`` of the user's."""
+    import keras
+
+    if any(isinstance(cb, keras.callbacks.BackupAndRestore) for cb in callbacks):
+        return None
+    tuner_callback, best_epoch = _in_tuner(callbacks)
+    return None if tuner_callback is None else _Resume(tuner_callback, best_epoch, execution)
+
+
+def _pruning_callback(rule: MedianPruning | None, hp: Any, callbacks: list[Any], execution: int) -> Any:
+    """The pruning callback of this execution, inside a tuner with ``rule`` set; refuses Hyperband."""
+    tuner_callback, best_epoch = _in_tuner(callbacks)
+    if rule is None or tuner_callback is None or not best_epoch:
+        return None
+    if isinstance(tuner_callback.tuner, keras_tuner.Hyperband) or "tuner/bracket" in hp.values:
+        raise OptionError(message("`pruning` with a tuner that trains every trial to its end (RandomSearch, "
+                                  "BayesianOptimization, GridSearch)", f"pruning={rule!r} with Hyperband",
+                                  "Drop `pruning`: Hyperband already stops the weaker half of its trials."))
+    trial = tuner_callback.trial
+    return _pruner(rule, best_epoch[0].objective, tuner_callback.tuner.get_trial_dir(trial.trial_id),
+                   str(trial.trial_id), execution)
+
+
+def _candidates(strategies: str | Sequence[str]) -> list[str]:
+    names = [strategies] if isinstance(strategies, str) else list(strategies)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise OptionError(message("`strategies` must be a strategy name or a non-empty list of names",
+                                  repr(strategies)))
+    for name in names:
+        get_registry().lookup(name)  # unknown / conflicting names fail before any training
+    return names
+
+
+def fit(
+    hp: keras_tuner.HyperParameters,
+    model: Any,
+    x: Any = None,
+    y: Any = None,
+    *,
+    strategies: str | Sequence[str] = "memory",
+    strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
+    tune_batch_size: Sequence[int] | None = None,
+    resume: bool = True,
+    pruning: str | MedianPruning | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Trains one keras-tuner trial through kfitx; call it from ``HyperModel.fit``.
+
+    Args:
+        hp: The trial's hyperparameters.
+        model: The compiled model ``build(hp)`` returned.
+        x: Training data, anything :func:`kfitx.fit` accepts (what ``tuner.search`` got,
+            positionally or as ``x=``).
+        y: Targets when ``x`` holds only the inputs.
+        strategies: One strategy name, or several to choose from (``hp.Choice("strategy", ...)``).
+        strategy_options: Options per strategy name, e.g. ``{"memory": {"memory_budget": 0.3}}``;
+            a value may be a :class:`Tunable`, computed from the trial's hyperparameters.
+        tune_batch_size: Batch sizes to choose from (``hp.Choice("batch_size", ...)``);
+            ``None`` keeps the ``batch_size`` passed to ``search`` (or the default).
+        resume: Inside a tuner, back up each epoch so that a trial killed mid-way goes on
+            from its last finished epoch when the search is reloaded (``overwrite=False``).
+            Skipped when ``callbacks`` already hold a ``BackupAndRestore``.
+        pruning: ``None``, ``"median"`` or a :class:`MedianPruning`: stop a trial whose
+            objective is worse than the median of the finished trials at the same epoch
+            (not with Hyperband: an ``OptionError``).
+        **kwargs: What ``tuner.search`` passed on: ``epochs``, ``callbacks`` (keras-tuner's
+            own among them), ``validation_data``, ...
+
+    Returns:
+        The History, with ``kfitx_samples_per_s`` and ``kfitx_peak_rss_mib`` added; with
+        ``pruning``, ``history.kfitx["pruned_epoch"]`` is the epoch it stopped after, or ``None``.
+
+    Raises:
+        keras_tuner.errors.FatalError: for a kfitx configuration mistake; it ends the search.
+    """
+    try:
+        names = _candidates(strategies)
+        _check_option_keys(strategy_options, names)
+        rule = as_pruning(pruning)
+        chosen, options = declare(hp, names, strategy_options or {}, get_registry().get)
+        if tune_batch_size:
+            kwargs["batch_size"] = hp.Choice("batch_size", list(tune_batch_size))
+        source = coerce(x, y)
+        callbacks = kwargs.get("callbacks")
+        callbacks = list(getattr(callbacks, "callbacks", callbacks) or [])  # a list or a CallbackList
+        started = time.time()
+        tuner_callback, _ = _in_tuner(callbacks)
+        execution = _next_execution(tuner_callback.trial) if tuner_callback is not None else 0
+        pruner = _pruning_callback(rule, hp, callbacks, execution)
+        resumer = _resumer(callbacks, execution) if resume else None
+        extra = [*([pruner] if pruner is not None else []), *(resumer.callbacks() if resumer is not None else [])]
+        if extra:
+            kwargs["callbacks"] = [*callbacks, *extra]
+        # kfitx's kfitx_fit wrapper measures the trial (samples/s, peak RSS) into the History
+        history = kfitx_fit(model, source, strategy=chosen, **options, **kwargs)
+    except KfitxError as err:
+        raise _fatal(err) from err
+    except Exception as err:  # a training failure stays a failed trial, now naming the trial
+        note = _trial_note(kwargs.get("callbacks"), hp)
+        err.add_note(note)  # in the traceback keras-tuner prints and keeps in trial.json
+        logging.getLogger("kfitx").error("%s failed: %s: %s", note.removeprefix("kfitx: "), type(err).__name__, err)
+        raise
+    if resumer is not None:
+        resumer.merge(history, model)
+        for key in (SAMPLES_PER_S, PEAK_RSS_MIB):  # one constant per epoch, the earlier epochs too
+            if history.history.get(key):
+                history.history[key] = [history.history[key][-1]] * len(history.epoch)
+    if pruner is not None:
+        history.kfitx["pruned_epoch"] = pruner.pruned_epoch
+    _record(callbacks, chosen, history, started, pruner)
+    return history
+
+
+def _check_option_keys(strategy_options: Mapping[str, Any] | None, names: list[str]) -> None:
+    unknown = sorted(set(strategy_options or {}) - set(names))
+    if unknown:
+        raise OptionError(message("`strategy_options` keys must be among the strategies tried",
+                                  ", ".join(unknown), f"Tried: {', '.join(names)}."))
+
+
+def _trial_note(callbacks: Any, hp: Any) -> str:
+    """``kfitx: trial <id> (strategy=memory, units=32, ...)``: which trial failed, with what."""
+    tuner_callback, _ = _keras.tuner_callbacks(callbacks)
+    trial = f"trial {tuner_callback.trial.trial_id}" if tuner_callback is not None else "the trial"
+    values = ", ".join(f"{k}={v!r}" for k, v in sorted(getattr(hp, "values", {}).items()))
+    return f"kfitx: {trial} ({values})"
+
+
+def _record(callbacks: list[Any], strategy: str, history: Any, started: float, pruner: Any = None) -> None:
+    """Writes the trial's kfitx record (strategy, epochs, samples/s, peak memory, pruning) when inside a tuner."""
+    tuner_callback, _ = _keras.tuner_callbacks(callbacks)
+    if tuner_callback is None or not hasattr(tuner_callback.tuner, "get_trial_dir"):
+        return
+    trial_dir = tuner_callback.tuner.get_trial_dir(tuner_callback.trial.trial_id)
+    last = lambda key: float(history.history[key][-1]) if history.history.get(key) else None
+    earlier = trial_record.read(trial_dir)
+    values: dict[str, Any] = {"trial_id": tuner_callback.trial.trial_id, "strategy": strategy,
+                              "epochs": len(history.epoch), "samples_per_s": last(SAMPLES_PER_S), "end": time.time()}
+    peak = last(PEAK_RSS_MIB)
+    if peak is not None:
+        values["peak_rss_mib"] = max(peak, earlier.get("peak_rss_mib") or 0.0)
+    if pruner is not None:  # with several executions, the first one pruned is the trial's
+        pruned = earlier.get("pruned_epoch") or pruner.pruned_epoch
+        values.update(pruned_epoch=pruned, pruned_by=earlier.get("pruned_by") or pruner.decision or None)
+    if "start" not in earlier:  # outside ``kfitx tune`` (whose runner writes these at the trial's start)
+        values.update(start=started, worker=getattr(tuner_callback.tuner, "tuner_id", None),
+                      host=socket.gethostname(), pid=os.getpid())
+    trial_record.update(trial_dir, **values)
+
+
+class StrategyHyperModel(keras_tuner.HyperModel):
+    """A ``keras_tuner.HyperModel`` whose training strategy is a hyperparameter.
+
+    Args:
+        build_model: ``build_model(hp) -> compiled keras.Model``; it never changes.
+        strategies: A name, or names to choose from as ``hp.Choice("strategy", ...)``.
+        strategy_options: Options per strategy name; a value may be a :class:`Tunable`.
+        tune_batch_size: Batch sizes to choose from, or ``None``.
+        resume: Whether a trial killed mid-way goes on from its last finished epoch (see :func:`fit`).
+        pruning: ``None``, ``"median"`` or a :class:`MedianPruning`: stop trials that are losing
+            (see :func:`fit`; RandomSearch, BayesianOptimization, GridSearch, not Hyperband).
+        **kwargs: ``name`` and ``tunable``, as for ``keras_tuner.HyperModel``.
+
+    Example:
+        ```python
+        hypermodel = kfitx.tuner.StrategyHyperModel(build_model, strategies=["memory", "loop"])
+        tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy", max_trials=10)
+        tuner.search(x, y, epochs=10, validation_data=(x_val, y_val))
+        ```
+    """
+
+    def __init__(
+        self,
+        build_model: Callable[[keras_tuner.HyperParameters], Any],
+        strategies: str | Sequence[str] = "memory",
+        strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
+        tune_batch_size: Sequence[int] | None = None,
+        resume: bool = True,
+        pruning: str | MedianPruning | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not callable(build_model):
+            raise OptionError(message("`build_model` must be a function hp -> compiled keras.Model",
+                                      type(build_model).__name__))
+        names = _candidates(strategies)  # a bad list or an unknown name fails here, not in trial 1
+        _check_option_keys(strategy_options, names)
+        self.pruning = as_pruning(pruning)
+        self.build_model = build_model
+        self.strategies = strategies
+        self.strategy_options = strategy_options
+        self.tune_batch_size = tune_batch_size
+        self.resume = resume
+
+    def build(self, hp: keras_tuner.HyperParameters) -> Any:
+        """``build_model(hp)``, then the strategy side of the space (``strategy``, each one's tunables).
+
+        Declared here, the whole space is known when the tuner starts (it builds once
+        per conditional scope), so every trial -- the first ones of a parallel search
+        too -- draws its strategy; :func:`fit` finds the values already set.
+        """
+        model = self.build_model(hp)
+        # a configuration mistake is raised by fit, which declares the same again (fatal, naming the trial)
+        with contextlib.suppress(KfitxError):
+            declare(hp, _candidates(self.strategies), self.strategy_options or {}, get_registry().get)
+        if self.tune_batch_size:
+            hp.Choice("batch_size", list(self.tune_batch_size))
+        return model
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
+        return fit(hp, model, *args, strategies=self.strategies, strategy_options=self.strategy_options,
+                   tune_batch_size=self.tune_batch_size, resume=self.resume, pruning=self.pruning, **kwargs)
