@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 
 from kfitx import augment, compat, data
-from kfitx.api import fit
+from kfitx.api import explain, fit
 from kfitx.engine import TrainStep, fit_loop
 from kfitx.errors import (
     AugmentationError,
@@ -38,7 +38,6 @@ from kfitx.registry import (
     register,
 )
 from kfitx.runtime.startup import quiet_start
-from kfitx.strategies.auto import explain
 from kfitx.strategy import Decision, Strategy
 
 try:

@@ -18,9 +18,11 @@ from kfitx.data import boundary, coerce
 from kfitx.errors import KfitxError, message
 from kfitx.plan import FIT_ARGS, build_plan, check_fit_args, check_model
 from kfitx.registry import get_registry
-from kfitx.strategy import Strategy
+from kfitx.strategies.auto import AutoStrategy, choose
+from kfitx.runtime import resolve
+from kfitx.strategy import Decision, Strategy
 
-__all__ = ["fit"]
+__all__ = ["explain", "fit"]
 
 logger = logging.getLogger("kfitx")
 
@@ -47,24 +49,24 @@ def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type
         KfitxError: for every foreseeable mistake, with what to do about it.
     """
     check_model(model)
+    runtime = resolve(model)  # the backend and the distribution, once: the plan carries them
     registry = get_registry()
+    cls = registry.strategy_class(strategy)  # the one look-up of the name
     fit_args = {k: v for k, v in kwargs.items() if k in FIT_ARGS}
     options = {k: v for k, v in kwargs.items() if k not in FIT_ARGS}
-    cls = registry.strategy_class(strategy)
     unknown = {k: v for k, v in options.items() if k not in cls.defaults and k not in cls.renamed_options}
-    if unknown:  # neither a fit argument nor an option (a renamed option: the strategy's __init__ says so)
-        check_fit_args(unknown, strategy_options=sorted(cls.defaults))
-    instance = registry.get(strategy, **options)
+    # neither a fit argument nor an option (a renamed option: the strategy's __init__ says so)
+    checked = check_fit_args({**fit_args, **unknown}, strategy_options=sorted(cls.defaults))
+    instance = registry.get(strategy if isinstance(strategy, Strategy) else cls, **options)
     source = coerce(data, y)
-    chosen, decision = instance.resolve(source)  # `auto` asks the kfitx_choose_strategy hook
+    chosen, decision = instance.resolve(source, registry)  # `auto` asks the kfitx_choose_strategy hook
     if decision is not None:
         logger.info("%s", decision)
         if fit_args.get("verbose", "auto") != 0:
             print(decision, flush=True)
-    registry.strategy_class(type(chosen))
-    chosen.require_backend()
+    chosen.require_backend(runtime.backend)
     chosen.require(source)
-    plan = build_plan(model, source, chosen, fit_args)
+    plan = build_plan(model, source, chosen, checked, runtime)
     if decision is not None:
         plan.report.note(**{instance.name: decision.reason})
     with boundary():  # pipeline and worker faults become the fit's KfitxError; workers stopped
@@ -77,3 +79,16 @@ def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type
                                  "History callback the strategy drove (a bug in the strategy)."))
     history.kfitx = plan.report.as_dict()
     return history
+
+
+def explain(data: Any, y: Any = None, **options: Any) -> Decision:
+    """What ``strategy="auto"`` would choose for this data and these options, and why.
+
+    Example:
+        ```python
+        >>> print(kfitx.explain(x_train, y_train, augment=ImageDataGenerator(rotation_range=20)))
+        kfitx auto: generator -- augmentation on the fly is the generator strategy's job
+        ```
+    """
+    strategy = AutoStrategy(**options)
+    return choose(coerce(data, y), strategy.given, get_registry())

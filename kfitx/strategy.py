@@ -27,6 +27,7 @@ from kfitx.errors import (
     message,
 )
 from kfitx.plan.checks import closest
+from kfitx.runtime import BACKENDS as RUNTIME_BACKENDS
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["BACKENDS", "Decision", "Strategy", "check_fit_signature"]
 
 #: The Keras backends kfitx runs on.
-BACKENDS = ("tensorflow", "jax", "torch")
+BACKENDS = RUNTIME_BACKENDS  # the Keras backends kfitx trains on (kfitx.runtime)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,12 @@ class Strategy(ABC):
                     or "Remove the unknown option(s).",
                 )
             )
+        for key, value in options.items():
+            if getattr(value, "kfitx_tunable", False):  # a kfitx.tuner.Tunable, left unresolved
+                raise OptionError(message(
+                    f"`{key}` of strategy '{self.name}' to be a value; a kfitx.tuner.Tunable is resolved per "
+                    "trial by kfitx.tuner (StrategyHyperModel, kfitx.tuner.fit)", f"{key}={value!r}",
+                    "Pass the value itself to kfitx.fit, or put the Tunable in strategy_options."))
         self.options: dict[str, Any] = {**self.defaults, **options}
 
     def __repr__(self) -> str:
@@ -141,11 +148,13 @@ class Strategy(ABC):
                 f"Received: {source.describe()}. {reason}"
             )
 
-    def require_backend(self) -> None:
-        """Raises :class:`UnsupportedBackendError` unless the active Keras backend is in :attr:`backends`."""
-        import keras
+    def require_backend(self, backend: str | None = None) -> None:
+        """Raises :class:`UnsupportedBackendError` unless ``backend`` (default: the active Keras backend)
+        is in :attr:`backends`."""
+        if backend is None:
+            from kfitx.runtime import resolve
 
-        backend = keras.backend.backend()
+            backend = resolve().backend
         if backend in self.backends:
             return
         raise UnsupportedBackendError(message(
@@ -166,11 +175,12 @@ class Strategy(ABC):
         """
         return self.options.get("steps_per_execution", "auto")
 
-    def resolve(self, source: Source) -> tuple[Strategy, Decision | None]:
+    def resolve(self, source: Source, registry: Any = None) -> tuple[Strategy, Decision | None]:
         """The strategy that trains on ``source``, and the decision that chose it.
 
         ``(self, None)``, except for strategies that choose another, like ``auto``
-        (which asks the ``kfitx_choose_strategy`` hook).
+        (which asks the ``kfitx_choose_strategy`` hook of ``registry``, the
+        :class:`kfitx.registry.Registry` of the fit, and takes the chosen strategy from it).
         """
         return self, None
 

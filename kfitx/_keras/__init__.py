@@ -131,14 +131,12 @@ def array_adapter(x: Any, y: Any, sample_weight: Any, *, batch_size: int, shuffl
 
 
 def cached_evaluate(model: Any, x: Any, y: Any, sample_weight: Any, *, batch_size: int | None, steps: int | None,
-                    callbacks: Any) -> dict[str, Any]:
+                    callbacks: Any, backend: str) -> dict[str, Any]:
     """``model.fit``'s validation: ``evaluate`` through one epoch iterator, made at the first validation of the
     fit and reused by the next ones (``_eval_epoch_iterator``), so a generator object is read on across
     epochs as ``model.fit`` reads it. :func:`forget_validation` ends it."""
-    import keras
 
     if getattr(model, "_eval_epoch_iterator", None) is None:
-        backend = keras.backend.backend()
         extra: dict[str, Any] = {}
         if backend == "tensorflow":
             from keras.src.backend.tensorflow.trainer import TFEpochIterator as Iterator
@@ -158,6 +156,24 @@ def cached_evaluate(model: Any, x: Any, y: Any, sample_weight: Any, *, batch_siz
 def forget_validation(model: Any) -> None:
     """Drops the validation iterator :func:`cached_evaluate` keeps (``model.fit`` does so at its start and end)."""
     model._eval_epoch_iterator = None
+
+
+def fit_begin(model: Any) -> None:
+    """What ``model.fit`` does to the trainer before ``on_train_begin``: ``stop_training`` cleared, no
+    validation iterator left from an earlier fit, the train function made."""
+    model.stop_training = False
+    forget_validation(model)
+    model.make_train_function()
+
+
+def fit_end(model: Any, *, trained: bool) -> None:
+    """What ``model.fit`` does to the trainer before ``on_train_end``: the optimizer's variables finalized
+    (its EMA, when it keeps one) after any epoch, the validation iterator dropped."""
+    import keras
+
+    if trained and isinstance(model.optimizer, keras.optimizers.Optimizer):
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+    forget_validation(model)
 
 
 def unbuilt(model: Any) -> bool:
@@ -251,6 +267,11 @@ def jax_state_begin(model: Any) -> None:
     model._jax_state_synced = True
 
 
+def jax_state_sync(model: Any) -> None:
+    """An epoch ends: the variables get the state kept outside them (``JAXTrainer.jax_state_sync``)."""
+    model.jax_state_sync()
+
+
 def jax_state_end(model: Any) -> None:
     """Training ends: the variables hold the last state, nothing is kept outside them."""
     model.jax_state_sync()
@@ -262,6 +283,13 @@ def jax_distribute(batch: Any) -> Any:
     from keras.src.backend.jax.trainer import _distribute_data
 
     return _distribute_data(batch)
+
+
+def one_replica_spec(spec: Any) -> Any:
+    """One replica's element spec, from a spec of a distributed iterator (tf.distribute's ``PerReplicaSpec``
+    keeps them in ``_value_specs``); any other spec as it is."""
+    specs = getattr(spec, "_value_specs", None)
+    return specs[0] if specs else spec
 
 
 # The two other parts of the boundary, re-exported: callers use ``_keras.<name>``.

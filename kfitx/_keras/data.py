@@ -70,12 +70,9 @@ def train_validation_split(arrays: Any, validation_split: float) -> tuple[Any, A
     return split(arrays, validation_split=validation_split)
 
 
-def backend_batches(adapter: Any) -> Any:
-    """A data adapter's batches in the form ``model.fit``'s epoch iterator reads them on this backend:
+def backend_batches(adapter: Any, backend: str) -> Any:
+    """A data adapter's batches in the form ``model.fit``'s epoch iterator reads them on ``backend``:
     JAX arrays (sparse ones as JAX ``BCOO``) on JAX, torch tensors on torch, numpy elsewhere."""
-    import keras
-
-    backend = keras.backend.backend()
     if backend == "jax":
         return adapter.get_jax_iterator()
     if backend == "torch":

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kfitx.runtime import resolve
 from kfitx.bench.plot import PLAIN, label, plain_speed, plot, require_matplotlib
 from kfitx.errors import OptionError, message
 from kfitx.hookspecs import hookimpl
@@ -182,7 +183,7 @@ def run_one(spec: BenchSpec, strategy: str, progress: Callable[[str], None] = pr
     """Trains ``strategy`` on ``spec`` in this process and measures it."""
     import keras
 
-    import kfitx
+    from kfitx.api import fit
     from kfitx.registry import get_registry
 
     x, y, x_val, y_val = load_data(spec)
@@ -210,7 +211,7 @@ def run_one(spec: BenchSpec, strategy: str, progress: Callable[[str], None] = pr
     else:
         name = registry.register(measure, name=f"kfitx.bench-measure-{id(measure)}")
         try:
-            history = kfitx.fit(model, x, y, strategy=strategy, seed=spec.seed, **args)
+            history = fit(model, x, y, strategy=strategy, seed=spec.seed, **args)
         finally:
             if name is not None:
                 registry.unregister(name)
@@ -218,7 +219,7 @@ def run_one(spec: BenchSpec, strategy: str, progress: Callable[[str], None] = pr
     samples_per_s = len(x) / statistics.median(steady) if steady else len(x) * len(times) / measure.seconds
     metrics = {k: float(v[-1]) for k, v in history.history.items() if v and isinstance(v[-1], (int, float))}
     return BenchResult(strategy, samples_per_s, times, _peak_rss_mib(), measure.rss_before_mib, metrics,
-                       backend=keras.backend.backend())
+                       backend=resolve().backend)
 
 
 def _child(argv: Sequence[str]) -> int:

@@ -28,7 +28,7 @@ object can only exist if its library is already imported.
 from __future__ import annotations
 
 from kfitx.data.arrays import ArraySource, npy
-from kfitx.data.base import Reading, Source
+from kfitx.data.base import Reading, Source, keras_cuts
 from kfitx.data.boundaries import Boundary, boundary
 from kfitx.data.dispatch import arrays, coerce, dataset, generator
 from kfitx.data.generators import GeneratorSource
@@ -50,5 +50,6 @@ __all__ = [
     "coerce",
     "dataset",
     "generator",
+    "keras_cuts",
     "npy",
 ]

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from kfitx.data.base import Reading, Source, flatten, map_structure, train_dtype
+from kfitx.data.base import Reading, Source, flatten, keras_cuts, map_structure, train_dtype
 from kfitx.errors import DataError, message
 
 __all__ = ["ArraySource", "array_dataset", "as_tensor", "npy"]
@@ -188,11 +188,8 @@ class ArraySource(Source):
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
         from kfitx.data.feed import DatasetFeed
 
-        if reading.numpy and not self.memory_mapped:  # memory maps: the tf.data gather, as numpy
-            import dataclasses
-
-            return DatasetFeed(KerasBatches(self, reading), dataclasses.replace(reading, class_weight=None),
-                               group, pull=True)
+        if keras_cuts(self, reading.runtime):  # Keras's adapter applies the class weights itself
+            return DatasetFeed(KerasBatches(self, reading), reading, group, pull=True, weighted=True)
         return DatasetFeed(self.as_dataset(reading), reading, group, pull)
 
 

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from kfitx.errors import DataError, message
+from kfitx.runtime import LOCAL, Runtime
 
 __all__ = ["ENDLESS_WARNING", "Reading", "Source", "flatten", "map_structure", "require_targets", "train_dtype",
            "warn_endless"]
@@ -105,9 +106,11 @@ class Reading:
         deterministic: Keep the batch order.
         targets: Batches must hold ``y`` (the model is compiled with a loss); one
             without is a :class:`DataError` at the first batch.
-        numpy: :meth:`Source.feed` gives groups of numpy batches read in Python
-            (the JAX and torch backends' steps take those); arrays are then cut by
-            Keras's own array adapter, as ``model.fit`` cuts them there.
+        runtime: The fit's backend and distribution (the plan's; :data:`kfitx.runtime.LOCAL`,
+            TensorFlow without a distribution, for a reading made outside a fit). On JAX and
+            torch (``runtime.numpy_batches``) :meth:`Source.feed` gives groups of numpy batches
+            read in Python, and arrays are cut by Keras's own array adapter (:func:`keras_cuts`);
+            under a ``tf.distribute`` strategy a compiled step's batches are distributed over it.
     """
 
     batch_size: int = 32
@@ -124,7 +127,7 @@ class Reading:
     parallel_calls: int | None = None
     deterministic: bool = True
     targets: bool = False
-    numpy: bool = False
+    runtime: Runtime = LOCAL
 
     @property
     def repeat(self) -> bool:
@@ -152,6 +155,14 @@ class Reading:
         return chosen
 
 
+def keras_cuts(source: Source, runtime: Runtime) -> bool:
+    """Whether Keras's own array adapter cuts ``source``'s batches, as plain ``model.fit(x, y)`` cuts them:
+    arrays in RAM on JAX and torch (numpy batches, no TensorFlow). Memory maps are gathered by tf.data
+    instead (Keras would load a map whose floats are not ``floatx`` whole, to cast it), and on
+    TensorFlow kfitx's tf.data pipeline over the arrays is faster. The one place this is decided."""
+    return source.in_memory and runtime.numpy_batches and not source.memory_mapped
+
+
 class Source:
     """Base of every data source. Subclasses are small frozen dataclasses, one per input kind.
 
@@ -159,7 +170,9 @@ class Source:
         kind: What the data is, for messages ("arrays", "generator", "tf.data", "PyDataset").
         in_memory: Whether the data is arrays the process can index (in RAM or
             memory-mapped): only such data can be split, weighted, or trained on
-            by ``model.fit(x, y)``.
+            by ``model.fit(x, y)``. An in-memory source answers the in-memory
+            protocol below (``x``, ``y``, ``sample_weight``, :meth:`arrays`,
+            :attr:`memory_mapped`, :attr:`resident_nbytes`); other sources keep its defaults.
         streams_in_graph: Whether :meth:`as_dataset` runs no Python per batch
             (arrays, tf.data), rather than a worker reading Python batches.
     """
@@ -195,6 +208,27 @@ class Source:
         """One line for messages and logs."""
         size = self.nbytes
         return self.kind + ("" if size is None else f" ({size / 2**20:.1f} MiB)")
+
+    # -- the in-memory protocol (``in_memory`` sources; the defaults are a stream's) ---------------
+
+    x: Any = None  #: The inputs (arrays, or a list / dict of them), as ``model.fit``'s ``x``.
+    y: Any = None  #: The targets, or ``None``.
+    sample_weight: Any = None  #: Per-sample weights, or ``None``.
+
+    @property
+    def memory_mapped(self) -> bool:
+        """Some array is a memory map (or a view of one): its pages are read as batches need them."""
+        return False
+
+    @property
+    def resident_nbytes(self) -> int:
+        """Bytes the data holds in the process's anonymous memory (what a copy of it would add)."""
+        return 0
+
+    def arrays(self) -> tuple[Any, ...]:
+        """``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``, as ``model.fit`` packs them."""
+        raise DataError(message("Arrays held in memory", self.describe(),
+                                "Train on it as a stream (strategy='generator' or 'loop')."))
 
     # -- what only arrays can do ------------------------------------------------
 

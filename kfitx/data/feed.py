@@ -13,10 +13,12 @@ Sources make their feed (:meth:`kfitx.data.Source.feed`):
   read in Python. Without ``steps_per_epoch`` every epoch is a fresh pass; with
   it one iterator runs across epochs, a new pass starting when a dataset of known
   length is used up (and one of unknown length that runs out ends the epoch with
-  Keras's warning), exactly as in ``model.fit``. With ``reading.numpy`` (the JAX
-  and torch backends), ``data`` is a list of up to ``group`` numpy batches, and
+  Keras's warning), exactly as in ``model.fit``. On JAX and torch
+  (``reading.runtime.numpy_batches``), ``data`` is a list of up to ``group`` numpy batches, and
   the "dataset" may be any object with ``cardinality()`` and ``__iter__`` (arrays
-  come through Keras's own array adapter, :func:`kfitx.data.arrays.keras_batches`).
+  come through Keras's own array adapter, :class:`kfitx.data.arrays.KerasBatches`).
+  Under a ``tf.distribute`` strategy (``reading.runtime``) a compiled step reads a
+  distributed iterator: each replica its share of every batch.
 * :class:`PythonFeed` -- generators and PyDatasets: a fresh iterator every epoch
   (the generator factory is called again; a PyDataset is read in index order in
   this process, its ``workers`` unused, with ``on_epoch_begin/end`` called), and
@@ -101,10 +103,11 @@ class DatasetFeed:
             pass) and ``class_weight`` (mapped over the batches).
         group: Batches per group (steps per compiled call).
         pull: Read the batches in Python (``data`` is a list of up to ``group`` batches).
+        weighted: The batches carry the class weights already (Keras's adapter applied them).
     """
 
-    def __init__(self, dataset: Any, reading: Reading, group: int, pull: bool) -> None:
-        if reading.class_weight is not None:
+    def __init__(self, dataset: Any, reading: Reading, group: int, pull: bool, weighted: bool = False) -> None:
+        if reading.class_weight is not None and not weighted:
             import tensorflow as tf
 
             dataset = dataset.map(class_weights(reading.class_weight), num_parallel_calls=tf.data.AUTOTUNE)
@@ -114,11 +117,12 @@ class DatasetFeed:
         self.pass_length = cardinality if cardinality >= 0 else None
         self.steps_per_epoch = reading.steps
         self.group = group
-        self.numpy = reading.numpy
-        self.pull = pull or reading.numpy
+        self.runtime = reading.runtime
+        self.numpy = reading.runtime.numpy_batches
+        self.pull = pull or self.numpy
         self._iterator: Iterator[Any] | None = None
         self._seen = 0
-        self._distributed: tuple[Any, Any] | None = None  # (strategy, the dataset distributed over it)
+        self._distributed: Any = None  # the dataset distributed over the runtime's strategy
 
     @property
     def num_batches(self) -> int | None:
@@ -128,14 +132,12 @@ class DatasetFeed:
     def _iter(self) -> Iterator[Any]:
         if self.numpy and hasattr(self.dataset, "as_numpy_iterator"):
             return self.dataset.as_numpy_iterator()
-        if not self.pull:  # read by a compiled step: under tf.distribute, each replica its share
+        if not self.pull and self.runtime.tf_strategy is not None:  # a compiled step: each replica its share
             from kfitx.runtime import distribute
 
-            strategy = distribute.strategy_of()
-            if strategy is not None:
-                if self._distributed is None or self._distributed[0] is not strategy:
-                    self._distributed = (strategy, distribute.distribute(self.dataset, strategy))
-                return iter(self._distributed[1])
+            if self._distributed is None:
+                self._distributed = distribute.distribute(self.dataset, self.runtime)
+            return iter(self._distributed)
         return iter(self.dataset)
 
     def _data(self, iterator: Any) -> Any:
@@ -240,7 +242,7 @@ class PythonFeed:
         if self.transform is None:
             return batch
         batch = self.transform(*batch) if isinstance(batch, (tuple, list)) else self.transform(batch)
-        if self.reading.numpy:  # the class weights were computed with TensorFlow ops
+        if self.reading.runtime.numpy_batches:  # the class weights were computed with TensorFlow ops
             import keras
             import numpy as np
 

@@ -21,7 +21,6 @@ rules (:class:`kfitx.data.feed.DatasetFeed`); ``as_dataset`` gives the adapter's
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -122,17 +121,17 @@ class KerasSource(Source):
         from kfitx.data.feed import DatasetFeed
 
         adapter = self.adapter(reading)
-        batches = _AdapterBatches(adapter) if reading.numpy else self.as_dataset(reading)
-        # Keras's adapter applies class_weight itself.
-        return DatasetFeed(batches, dataclasses.replace(reading, class_weight=None), group, pull)
+        numpy = reading.runtime.numpy_batches
+        batches = _AdapterBatches(adapter, reading.runtime.backend) if numpy else self.as_dataset(reading)
+        return DatasetFeed(batches, reading, group, pull, weighted=True)  # Keras's adapter applies class_weight
 
 
 class _AdapterBatches:
     """A Keras data adapter as a "dataset" of batches read in Python for :class:`kfitx.data.feed.DatasetFeed`
     (JAX and torch: the backend's own arrays, as ``model.fit`` reads them there)."""
 
-    def __init__(self, adapter: Any) -> None:
-        self.adapter = adapter
+    def __init__(self, adapter: Any, backend: str) -> None:
+        self.adapter, self.backend = adapter, backend
 
     def cardinality(self) -> int:
         n = self.adapter.num_batches
@@ -142,4 +141,4 @@ class _AdapterBatches:
         from kfitx import _keras
 
         self.adapter.on_epoch_begin()
-        return iter(_keras.backend_batches(self.adapter))
+        return iter(_keras.backend_batches(self.adapter, self.backend))

@@ -9,8 +9,9 @@ Separation of concerns:
   train step (several per compiled call where the plan allows), a function of
   one batch that the engine compiles, or a Python function, after optional
   batch hooks;
-* the backend adapter (:mod:`kfitx.engine.backend_tf`, :mod:`kfitx.engine.backend_jax`,
-  :mod:`kfitx.engine.backend_torch`, chosen by the Keras backend) -- turns a step into
+* the backend adapter (:class:`kfitx.engine.adapter.BackendAdapter`; one module per
+  backend: :mod:`~kfitx.engine.backend_tf`, :mod:`~kfitx.engine.backend_jax`,
+  :mod:`~kfitx.engine.backend_torch`, chosen by ``plan.runtime``) -- turns a step into
   something called on the feed's data (on JAX and torch, lists of numpy
   batches); nothing here is backend-specific;
 * :func:`fit_loop` -- ``model.fit``'s loop around them, in its order: one
@@ -38,7 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfitx import _keras
+from kfitx.engine.adapter import BackendAdapter
 from kfitx.errors import OptionError, message
+from kfitx.runtime import Runtime
 
 __all__ = ["BatchHook", "StepFunction", "TrainStep", "fit_loop", "should_validate"]
 
@@ -98,22 +101,18 @@ def should_validate(epoch: int, freq: Any) -> bool:
                               "(1-based)", repr(freq)))
 
 
-def _adapter() -> Any:
-    """The backend adapter of the active Keras backend (``kfitx.engine.backend_tf``, ``backend_jax``, ``backend_torch``)."""
+def _adapter(runtime: Runtime) -> BackendAdapter:
+    """The :class:`~kfitx.engine.adapter.BackendAdapter` of the fit's backend (``backend_tf``, ``backend_jax``,
+    ``backend_torch``)."""
     import importlib
 
-    import keras
-
-    backend = keras.backend.backend()
     names = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}
-    if backend not in names:
+    if runtime.backend not in names:
         raise OptionError(message("kfitx's training loop runs on the TensorFlow, JAX or torch backend",
-                                  f"the {backend} backend", "Set KERAS_BACKEND to one of them."))
-    return importlib.import_module(f"kfitx.engine.backend_{names[backend]}")
-
-
-def _noop(model: Any) -> None:
-    return None
+                                  f"the {runtime.backend} backend", "Set KERAS_BACKEND to one of them."))
+    module = importlib.import_module(f"kfitx.engine.backend_{names[runtime.backend]}")
+    adapter: BackendAdapter = module.Adapter(runtime)
+    return adapter
 
 
 def _build(model: Any, feed: Any) -> None:
@@ -219,17 +218,17 @@ class _EachBatch:
         return logs
 
 
-def _runner(adapter: Any, model: Any, step: TrainStep, group: int) -> tuple[Callable[[Any, int, int], Any], Any]:
+def _runner(adapter: BackendAdapter, model: Any, step: TrainStep,
+            group: int) -> tuple[Callable[[Any, int, int], Any], Any]:
     """``(run(data, index, epoch) -> logs or None, epoch means or None)`` for ``step``."""
-    as_batch = getattr(adapter, "as_batch", lambda batch: batch)
+    as_batch = adapter.as_batch
+    compiled: Callable[[Any], Any] | None
     if step.fn is None:
         compiled = adapter.model_function(model, group)
     elif not step.compiled:
         compiled = None
-    elif hasattr(adapter, "CompiledStep"):
-        compiled = adapter.CompiledStep(model, step.fn)
     else:  # JAX, torch: a step of backend ops is called in Python on each batch (its author may jit it)
-        compiled = _EachBatch(model, step.fn, as_batch)
+        compiled = adapter.compiled_step(model, step.fn) or _EachBatch(model, step.fn, as_batch)
     if step.per_batch:
         python = _PythonSteps(model, step, compiled, as_batch)
         return python, python.means if step.epoch_logs == "means" else None
@@ -284,37 +283,33 @@ def fit_loop(model: Any, plan: Any, step: TrainStep | None = None, *, batches: A
         raise OptionError(message(
             "A Python step function or batch hooks train one batch per call", f"steps_per_execution={group}",
             "Return (1, 'why') from your strategy's grouping() so that the plan does not group steps."))
-    adapter = _adapter()
-    numpy = getattr(adapter, "NUMPY", False)
+    adapter = _adapter(plan.runtime)
     feed = batches
     if feed is None:
         # A one-batch step over a group reads the group's batches first, so that it never runs on an
         # exhausted iterator (a compiled step's other state changes would still run there).
-        feed = plan.train.feed(plan.reading(endless_after=endless_after, numpy=numpy), group=group,
+        feed = plan.train.feed(plan.reading(endless_after=endless_after), group=group,
                                pull=step.per_batch or (step.fn is not None and group > 1))
     callbacks = _callback_list(model, plan, feed.num_batches)
     validation = plan.validation_input()
     with plan.grouped(model):
-        if numpy:
+        if plan.runtime.numpy_batches:
             _build(model, feed)
         run, means = _runner(adapter, model, step, group)
         try:
             _epochs(model, feed, run, means, callbacks, plan, validation, adapter)
         finally:
-            getattr(adapter, "train_end", _noop)(model)
+            adapter.train_end(model)
             getattr(feed, "close", lambda: None)()
     return model.history
 
 
 def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: Any, callbacks: Any,
-            plan: Any, validation: Any, adapter: Any) -> None:
-    """``model.fit``'s epoch loop (keras/src/backend/tensorflow/trainer.py, and jax/, torch/), step for step."""
-    import keras
-
-    epoch_begin, epoch_end = getattr(adapter, "epoch_begin", _noop), getattr(adapter, "epoch_end", _noop)
-    model.stop_training = False
-    _keras.forget_validation(model)
-    model.make_train_function()
+            plan: Any, validation: Any, adapter: BackendAdapter) -> None:
+    """``model.fit``'s epoch loop (keras/src/backend/tensorflow/trainer.py, and jax/, torch/), step for step;
+    the parts of it that touch the trainer's private state are :func:`kfitx._keras.fit_begin` and ``fit_end``."""
+    epoch_begin, epoch_end = adapter.epoch_begin, adapter.epoch_end
+    _keras.fit_begin(model)
     callbacks.on_train_begin()
     training_logs = None
     logs: Any = {}
@@ -353,13 +348,12 @@ def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: A
             # Tensors Keras cuts (a tuple), or a stream; one validation iterator for the whole fit, as in model.fit.
             x, y, weights = (*validation, None, None)[:3] if isinstance(validation, tuple) else (validation, None, None)
             val_logs = _keras.cached_evaluate(model, x, y, weights, batch_size=plan.validation_batch_size,
-                                              steps=plan.validation_steps, callbacks=callbacks)
+                                              steps=plan.validation_steps, callbacks=callbacks,
+                                              backend=plan.runtime.backend)
             epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
         callbacks.on_epoch_end(epoch, epoch_logs)
         training_logs = epoch_logs
         if model.stop_training:
             break
-    if isinstance(model.optimizer, keras.optimizers.Optimizer) and epochs > 0:
-        model.optimizer.finalize_variable_values(model.trainable_weights)
-    _keras.forget_validation(model)
+    _keras.fit_end(model, trained=epochs > 0)
     callbacks.on_train_end(logs=training_logs)

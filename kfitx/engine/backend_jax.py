@@ -23,32 +23,32 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kfitx import _keras
+from kfitx.engine.adapter import BackendAdapter, Run
 from kfitx.errors import DataError, message
 
 Logs = Mapping[str, Any]
 
-#: The feed gives groups of numpy batches (``Reading.numpy``).
-NUMPY = True
+
+class Adapter(BackendAdapter):
+    """JAX: Keras's train function, the model's state kept outside it between steps (see the module docstring)."""
+
+    def epoch_begin(self, model: Any) -> None:
+        _keras.jax_state_begin(model)
+
+    def epoch_end(self, model: Any) -> None:
+        _keras.jax_state_sync(model)
+
+    def train_end(self, model: Any) -> None:
+        _keras.jax_state_end(model)
+
+    def model_function(self, model: Any, steps_per_call: int) -> Run:
+        return model_function(model, steps_per_call, self.runtime.jax_distribution)
 
 
-def epoch_begin(model: Any) -> None:
-    _keras.jax_state_begin(model)
-
-
-def epoch_end(model: Any) -> None:
-    model.jax_state_sync()
-
-
-def train_end(model: Any) -> None:
-    _keras.jax_state_end(model)
-
-
-def model_function(model: Any, steps_per_call: int) -> Callable[[Any], Logs | None]:
-    """The model's own train step on a list of up to ``steps_per_call`` batches (one compiled call)."""
-    import keras
-
+def model_function(model: Any, steps_per_call: int, distribution: Any) -> Callable[[Any], Logs | None]:
+    """The model's own train step on a list of up to ``steps_per_call`` batches (one compiled call),
+    each batch laid out over the devices of ``distribution`` (a ``keras.distribution``, or ``None``)."""
     train = _keras.train_function(model)
-    distribution = keras.distribution.distribution()
 
     last: list[Any] = [None]  # the state the previous step returned (donated to the next one)
 

@@ -27,7 +27,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kfitx import _keras
-from kfitx.runtime import distribute
+from kfitx.engine.adapter import BackendAdapter, Run
+from kfitx.runtime import Runtime, distribute
 
 Logs = Mapping[str, Any]
 
@@ -40,13 +41,7 @@ def _no_optionals(batch: Any) -> Any:
     return keras.tree.map_structure(lambda t: None if isinstance(t, tf.experimental.Optional) else t, batch)
 
 
-def _distributed(model: Any) -> bool:
-    import tensorflow as tf
-
-    return tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy()
-
-
-def _build_from(model: Any, strategy: Any, data: Any) -> None:
+def _build_from(model: Any, runtime: Runtime, data: Any) -> None:
     """Builds the model before its first distributed step, from the data it is about to get."""
     import tensorflow as tf
 
@@ -57,7 +52,7 @@ def _build_from(model: Any, strategy: Any, data: Any) -> None:
     else:
         batch = data.element_spec
     if batch is not None:
-        distribute.build(model, batch, strategy)
+        distribute.build(model, batch, runtime)
 
 
 class CompiledStep:
@@ -66,11 +61,13 @@ class CompiledStep:
     Args:
         model: The model, passed to ``fn``.
         fn: Trains on one batch; made of TensorFlow / Keras ops (traced once).
+        runtime: The fit's runtime (its ``tf.distribute`` strategy, if any, runs the step).
         autograph: Convert Python control flow in ``fn`` (off for the model's
             own step, as Keras compiles it).
     """
 
-    def __init__(self, model: Any, fn: Callable[[Any, Any], Logs], *, autograph: bool = True) -> None:
+    def __init__(self, model: Any, fn: Callable[[Any, Any], Logs], runtime: Runtime, *,
+                 autograph: bool = True) -> None:
         import tensorflow as tf
 
         def one_batch(batch: Any) -> Any:
@@ -79,13 +76,14 @@ class CompiledStep:
         if not autograph:
             one_batch = tf.autograph.experimental.do_not_convert(one_batch)
         self.model = model
-        self.strategy = distribute.strategy_of(model)
-        self._built = self.strategy is None
-        if self.strategy is not None:  # each replica runs the step on its share; one value comes out
-            strategy, local_step = self.strategy, one_batch
+        self.runtime = runtime
+        self.distributed = runtime.tf_strategy is not None
+        self._built = not self.distributed
+        if self.distributed:  # each replica runs the step on its share; one value comes out
+            local_step = one_batch
 
             def one_batch(batch: Any) -> Any:
-                return distribute.reduce(strategy.run(local_step, args=(batch,)), strategy)
+                return distribute.reduce(runtime.tf_strategy.run(local_step, args=(batch,)), runtime)
 
         self.eager = bool(model.run_eagerly)
         self._fn = one_batch
@@ -126,19 +124,19 @@ class CompiledStep:
         import tensorflow as tf
 
         if not self._built:
-            _build_from(self.model, self.strategy, data)
+            _build_from(self.model, self.runtime, data)
             self._built = True
         if isinstance(data, list):
             logs = None
             for batch in data:
-                if self.strategy is not None:
-                    batch = distribute.split(batch, self.strategy)
+                if self.distributed:
+                    batch = distribute.split(batch, self.runtime)
                 logs = self._fn(batch) if self.eager else self._on_batch(batch)
             return logs
         try:
             if self.eager:
                 return self._fn(next(data))
-            if self.strategy is not None:  # a distributed iterator: bound as it is
+            if self.distributed:  # a distributed iterator: bound as it is
                 return self._on_batch(data.get_next())
             return self._for(data)(*self._components)
         except (StopIteration, tf.errors.OutOfRangeError):
@@ -149,24 +147,34 @@ def _model_train_step(model: Any, batch: Any) -> Logs:
     return model.train_step(batch)
 
 
-def model_function(model: Any, steps_per_call: int) -> Callable[[Any], Logs | None]:
+def model_function(model: Any, steps_per_call: int, runtime: Runtime) -> Run:
     """The model's own train step as ``run(data)``, ``steps_per_call`` batches per call."""
-    if steps_per_call == 1 and not model.run_eagerly and not _distributed(model):
-        return CompiledStep(model, _model_train_step, autograph=False)
-    strategy = distribute.strategy_of(model)
-    built = [strategy is None]
+    distributed = runtime.tf_strategy is not None
+    if steps_per_call == 1 and not model.run_eagerly and not distributed:
+        return CompiledStep(model, _model_train_step, runtime, autograph=False)
+    built = [not distributed]
 
     def run(data: Any) -> Logs | None:
         import tensorflow as tf
 
         if not built[0]:
-            _build_from(model, strategy, data)
+            _build_from(model, runtime, data)
             built[0] = True
-        if isinstance(data, list) and strategy is not None:
-            data = [distribute.split(batch, strategy) for batch in data]
+        if isinstance(data, list) and distributed:
+            data = [distribute.split(batch, runtime) for batch in data]
         try:
             return _keras.train_function(model)(iter(data) if isinstance(data, list) else data)
         except (StopIteration, tf.errors.OutOfRangeError):
             return None
 
     return run
+
+
+class Adapter(BackendAdapter):
+    """TensorFlow: compiled steps fed from the tf.data iterator (see the module docstring)."""
+
+    def model_function(self, model: Any, steps_per_call: int) -> Run:
+        return model_function(model, steps_per_call, self.runtime)
+
+    def compiled_step(self, model: Any, fn: Callable[[Any, Any], Logs]) -> Run | None:
+        return CompiledStep(model, fn, self.runtime)

@@ -15,11 +15,25 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kfitx import _keras
+from kfitx.engine.adapter import BackendAdapter, Run
 
 Logs = Mapping[str, Any]
 
-#: The feed gives groups of numpy batches (``Reading.numpy``).
-NUMPY = True
+
+class Adapter(BackendAdapter):
+    """torch: one step per call, numpy batches as tensors on Keras's device (see the module docstring)."""
+
+    def as_batch(self, batch: Any) -> Any:
+        return as_batch(batch)
+
+    def epoch_begin(self, model: Any) -> None:
+        model.train()  # torch.nn.Module's training mode, as model.fit sets it
+
+    def epoch_end(self, model: Any) -> None:
+        model.eval()
+
+    def model_function(self, model: Any, steps_per_call: int) -> Run:
+        return model_function(model, steps_per_call)
 
 
 def as_batch(batch: Any) -> Any:
@@ -27,14 +41,6 @@ def as_batch(batch: Any) -> Any:
     import keras
 
     return keras.tree.map_structure(lambda t: None if t is None else keras.ops.convert_to_tensor(t), batch)
-
-
-def epoch_begin(model: Any) -> None:
-    model.train()  # torch.nn.Module's training mode, as model.fit sets it
-
-
-def epoch_end(model: Any) -> None:
-    model.eval()
 
 
 def model_function(model: Any, steps_per_call: int) -> Callable[[Any], Logs | None]:

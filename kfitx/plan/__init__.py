@@ -27,11 +27,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfitx.data import KerasSource, Reading, Source, coerce
+from kfitx.data import KerasSource, Reading, Source, coerce, keras_cuts
 from kfitx.errors import DataError, OptionError, message
 from kfitx.plan.checks import (
     FIT_ARGS,
-    callbacks_list,
     check_fit_args,
     check_input_dtypes,
     check_inputs,
@@ -42,7 +41,7 @@ from kfitx.plan.grouping import (
     choose_steps_per_execution,
     steps_per_execution,
 )
-from kfitx.runtime import distribute
+from kfitx.runtime import LOCAL, Runtime, distribute, resolve
 
 __all__ = ["FIT_ARGS", "FitPlan", "FitReport", "build_plan", "check_fit_args", "check_model"]
 
@@ -92,6 +91,8 @@ class FitPlan:
         validation_steps: Validation batches, or ``None`` for one pass.
         callbacks: The fit's callbacks as a list (or the ``CallbackList`` given).
         targets: Whether batches must hold ``y`` (the model is compiled with a loss).
+        runtime: The backend and the distribution the fit trains under (:class:`kfitx.runtime.Runtime`),
+            resolved once; every reading of the plan carries it to the data layer.
     """
 
     train: Source
@@ -110,6 +111,7 @@ class FitPlan:
     validation_freq: Any = 1
     callbacks: Any = field(default_factory=list)
     targets: bool = False
+    runtime: Runtime = LOCAL
 
     @property
     def strategy(self) -> str:
@@ -146,10 +148,11 @@ class FitPlan:
         """
         if validation:
             base = {"batch_size": self.validation_batch_size, "steps": self.validation_steps,
-                    "targets": self.targets}
+                    "targets": self.targets, "runtime": self.runtime}
         else:
             base = {"batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
-                    "steps": self.steps_per_epoch, "class_weight": self.class_weight, "targets": self.targets}
+                    "steps": self.steps_per_epoch, "class_weight": self.class_weight, "targets": self.targets,
+                    "runtime": self.runtime}
         return Reading(**{**base, **options})
 
     def train_dataset(self, **options: Any) -> Any:
@@ -190,7 +193,7 @@ class FitPlan:
         given = source.passthrough()
         if given is not None and (passthrough or isinstance(source, KerasSource)):
             return given
-        if _keras_cuts(source):
+        if keras_cuts(source, reading.runtime):
             return source.arrays()
         return source.as_dataset(reading)
 
@@ -238,18 +241,11 @@ class FitPlan:
         multi-worker faults worked around (:mod:`kfitx.runtime.distribute`), so that
         ``model.fit`` trains there.
         """
-        with distribute.training(model), steps_per_execution(model, self.steps_per_execution):
+        with distribute.training(model, self.runtime), steps_per_execution(model, self.steps_per_execution):
             yield
 
 
 # -- the training and validation sources -----------------------------------------------------------
-
-
-def _keras_cuts(source: Source) -> bool:
-    """Whether ``source`` goes to Keras as arrays (:meth:`FitPlan.train_input`)."""
-    import keras
-
-    return source.in_memory and keras.backend.backend() != "tensorflow" and not source.memory_mapped
 
 
 def _split(source: Source, sample_weight: Any, validation_split: float,
@@ -265,12 +261,6 @@ def _split(source: Source, sample_weight: Any, validation_split: float,
 # -- grouping -------------------------------------------------------------------------------------
 
 
-def _distributed(model: Any) -> str | None:
-    """The ``tf.distribute`` strategy training ``model`` (or in scope), by class name, if it has several replicas."""
-    strategy = distribute.strategy_of(model)
-    return type(strategy).__name__ if distribute.replicas(strategy) > 1 else None
-
-
 #: Why Keras 3.15.1 cannot group steps under a tf.distribute strategy (found by reducing its grouped
 #: train function): it calls the compiled one-step function inside a ``tf.cond`` of its
 #: ``tf.while_loop``, and the optimizer's cross-replica update (``merge_call``) inside a nested
@@ -280,17 +270,17 @@ _DISTRIBUTED_GROUPING = ("steps_per_execution > 1 fails under tf.distribute.{sco
                          "update leaves a placeholder unfed")
 
 
-def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None, ...]) -> tuple[int, str]:
+def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None, ...],
+              runtime: Runtime) -> tuple[int, str]:
     """Steps per compiled call for this fit, and why: the one place that decides."""
     import keras
 
     wanted = strategy.grouping()
     if isinstance(wanted, tuple):  # the strategy fixes it
         return wanted
-    backend = keras.backend.backend()
-    scope = _distributed(model) if backend == "tensorflow" else None
+    scope = runtime.distributed_scope
     broken = (_DISTRIBUTED_GROUPING.format(scope=scope, version=keras.__version__)
-              if scope else "the torch backend runs one step per call" if backend == "torch" else None)
+              if scope else "the torch backend runs one step per call" if runtime.backend == "torch" else None)
     if broken and wanted != "auto" and wanted != 1:
         raise OptionError(message(f"`steps_per_execution` 1 here: {broken}", f"steps_per_execution={wanted!r}",
                                   "Leave it 'auto'."))
@@ -313,11 +303,13 @@ def _needs_targets(model: Any) -> bool:
 # -- the plan -------------------------------------------------------------------------------------
 
 
-def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str, Any]) -> FitPlan:
+def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str, Any],
+               runtime: Runtime | None = None) -> FitPlan:
     """Resolves ``fit_args`` (names from :data:`FIT_ARGS`) for ``strategy`` training ``model`` on ``source``.
 
     ``strategy`` is the :class:`kfitx.Strategy` that will train (its ``name`` and
-    ``grouping()`` are read).
+    ``grouping()`` are read); ``runtime`` the fit's (``kfitx.fit`` resolves it once;
+    by default :func:`kfitx.runtime.resolve` is asked here).
 
     Applies the seed (``keras.utils.set_random_seed``), so that layers' randomness
     is reproducible whichever strategy trains.
@@ -329,8 +321,7 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
     """
     import keras
 
-    check_fit_args(fit_args)
-    args = dict(fit_args)
+    args = dict(check_fit_args(fit_args))
     train, validation = _split(source, args.pop("sample_weight", None), args.pop("validation_split", 0.0) or 0.0,
                                args.pop("validation_data", None))
     targets = _needs_targets(model)
@@ -362,8 +353,9 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
 
         warnings.warn(f"Limiting epochs to {max_epochs}", stacklevel=3)  # as model.fit does
         epochs = max_epochs
-    callbacks = distribute.chief_only(callbacks_list(args.pop("callbacks", None)), model)
-    group, reason = _grouping(model, strategy, callbacks, (steps, validation_steps))
+    runtime = runtime or resolve(model)
+    callbacks = distribute.chief_only(args.pop("callbacks", None) or [], runtime)
+    group, reason = _grouping(model, strategy, callbacks, (steps, validation_steps), runtime)
     seed = args.pop("seed", None)
     if seed is not None:
         keras.utils.set_random_seed(seed)  # dropout and other layers' randomness
@@ -373,5 +365,5 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
         validation_batch_size=args.pop("validation_batch_size", None) or batch_size,
         shuffle=args.pop("shuffle", True), seed=seed, verbose=args.pop("verbose", "auto"),
         class_weight=args.pop("class_weight", None), steps_per_epoch=steps, validation_steps=validation_steps,
-        validation_freq=args.pop("validation_freq", 1), callbacks=callbacks, targets=targets,
+        validation_freq=args.pop("validation_freq", 1), callbacks=callbacks, targets=targets, runtime=runtime,
     )

@@ -46,13 +46,23 @@ def closest(name: str, candidates: list[str]) -> str:
 
 
 
-def check_fit_args(fit_args: Mapping[str, Any], strategy_options: list[str] | None = None) -> None:
-    """Raises :class:`OptionError` for an unknown fit argument or a bad value.
+class CheckedFitArgs(dict[str, Any]):
+    """Fit arguments :func:`check_fit_args` has checked, ``callbacks`` made a list: ``build_plan`` does not
+    check them again."""
+
+
+def check_fit_args(fit_args: Mapping[str, Any], strategy_options: list[str] | None = None) -> CheckedFitArgs:
+    """Raises :class:`OptionError` for an unknown fit argument or a bad value; the arguments, checked.
 
     Args:
         fit_args: The keyword arguments meant for the fit.
         strategy_options: The strategy's option names, listed in the message.
+
+    Returns:
+        The same arguments, ``callbacks`` as a list (a ``CallbackList`` kept as it is).
     """
+    if isinstance(fit_args, CheckedFitArgs):
+        return fit_args
     for key in fit_args:
         if key in FIT_ARGS:
             continue
@@ -67,6 +77,10 @@ def check_fit_args(fit_args: Mapping[str, Any], strategy_options: list[str] | No
             + (" or a strategy option (" + ", ".join(strategy_options) + ")" if strategy_options else ""),
             repr(key), closest(key, known).strip() or "Remove it."))
     _check_values(fit_args)
+    checked = CheckedFitArgs(fit_args)
+    if "callbacks" in checked:
+        checked["callbacks"] = callbacks_list(checked["callbacks"])
+    return checked
 
 
 _POSITIVE_OR_NONE = ("batch_size", "steps_per_epoch", "validation_steps", "validation_batch_size")
@@ -107,7 +121,6 @@ def _check_values(fit_args: Mapping[str, Any]) -> None:
                                             for k in weights)):
         raise bad("class_weight", "None or a non-empty dict {class index: weight}",
                   "e.g. class_weight={0: 1.0, 1: 5.0}.")
-    callbacks_list(fit_args.get("callbacks"))
 
 
 def callbacks_list(callbacks: Any) -> Any:

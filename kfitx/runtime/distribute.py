@@ -2,8 +2,8 @@
 
 Separation of concerns:
 
-* which strategy trains: the model's (``model.distribute_strategy``: the one it
-  was built under), or the one in scope; :func:`strategy_of`, :func:`multi_worker`;
+* which strategy trains is resolved once per fit (:func:`kfitx.runtime.resolve`); every
+  function here takes that :class:`~kfitx.runtime.Runtime`;
 * the fit's body (:func:`training`, entered by ``FitPlan.grouped``): inside the
   model's strategy scope, and under ``MultiWorkerMirroredStrategy`` with Keras's
   two multi-worker faults worked around (:func:`kfitx._keras.multi_worker_fit`),
@@ -15,8 +15,8 @@ Separation of concerns:
 * results: per-replica outputs reduced to one value (:func:`reduce`);
 * files: only the chief writes checkpoints and backups (:func:`chief_only`).
 
-Nothing here runs without TensorFlow: every function returns early when
-TensorFlow is not imported or no strategy is in use.
+Nothing here runs without a ``tf.distribute`` strategy in the runtime, except
+:func:`training` and :func:`chief_only`, which then change nothing.
 """
 
 from __future__ import annotations
@@ -27,52 +27,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from kfitx import _keras
+from kfitx.runtime import Runtime
 
 
 def _tf() -> Any:
     return sys.modules.get("tensorflow")
 
 
-def strategy_of(model: Any = None) -> Any | None:
-    """The ``tf.distribute`` strategy training ``model`` (or the one in scope), ``None`` for the default."""
-    tf = _tf()
-    if tf is None:
-        return None
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return None
-    strategy = getattr(model, "distribute_strategy", None) if model is not None else None
-    if strategy is None or strategy is tf.distribute.get_strategy():
-        strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
-    return strategy
-
-
-def replicas(strategy: Any) -> int:
-    """Replicas in sync (all workers together); 1 without a strategy."""
-    return 1 if strategy is None else int(strategy.num_replicas_in_sync)
-
-
-def multi_worker(strategy: Any) -> bool:
-    """Whether ``strategy`` is a ``MultiWorkerMirroredStrategy`` with several workers."""
-    tf = _tf()
-    if tf is None or strategy is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return False
-    resolver = strategy.cluster_resolver
-    if resolver is None:
-        return False
-    return sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values()) > 1
-
-
-def is_chief(strategy: Any) -> bool:
-    """Whether this process writes files: the chief (``chief``, else ``worker`` 0), or the only process."""
-    return strategy is None or not multi_worker(strategy) or bool(strategy.extended.should_checkpoint)
-
-
 @contextlib.contextmanager
-def training(model: Any) -> Iterator[None]:
+def training(model: Any, runtime: Runtime) -> Iterator[None]:
     """The body of a fit: inside the model's strategy scope; Keras's multi-worker faults worked around."""
-    strategy = strategy_of(model)
+    strategy = runtime.tf_strategy
     if strategy is None:
         yield
         return
@@ -80,12 +45,12 @@ def training(model: Any) -> Iterator[None]:
         tf = _tf()
         if not tf.distribute.has_strategy():
             stack.enter_context(strategy.scope())
-        if multi_worker(strategy):
+        if runtime.multi_worker:
             stack.enter_context(_keras.multi_worker_fit(model))
         yield
 
 
-def distribute(dataset: Any, strategy: Any) -> Any:
+def distribute(dataset: Any, runtime: Runtime) -> Any:
     """``dataset`` (of global batches) distributed over the replicas, as ``model.fit`` distributes it.
 
     With several workers each worker keeps its share of every batch
@@ -95,14 +60,14 @@ def distribute(dataset: Any, strategy: Any) -> Any:
     tf = _tf()
     if isinstance(dataset, tf.distribute.DistributedDataset):  # distributed by the user already
         return dataset
-    if multi_worker(strategy):
+    if runtime.multi_worker:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         dataset = dataset.with_options(options)
-    return strategy.experimental_distribute_dataset(dataset)
+    return runtime.tf_strategy.experimental_distribute_dataset(dataset)
 
 
-def split(batch: Any, strategy: Any) -> Any:
+def split(batch: Any, runtime: Runtime) -> Any:
     """A global batch read in Python, split over the replicas as :func:`distribute` splits it.
 
     Replica ``r`` of ``R`` (all workers counted) gets rows ``[r*n/R, (r+1)*n/R)``
@@ -112,7 +77,7 @@ def split(batch: Any, strategy: Any) -> Any:
     import keras
 
     tf = _tf()
-    total = replicas(strategy)
+    total = runtime.replicas
     leaves = [leaf for leaf in keras.tree.flatten(batch) if leaf is not None]
     n = tf.shape(leaves[0])[0] if leaves else 0
 
@@ -121,10 +86,10 @@ def split(batch: Any, strategy: Any) -> Any:
         begin, end = (r * n) // total, ((r + 1) * n) // total
         return keras.tree.map_structure(lambda t: None if t is None else t[begin:end], batch)
 
-    return strategy.experimental_distribute_values_from_function(part)
+    return runtime.tf_strategy.experimental_distribute_values_from_function(part)
 
 
-def reduce(outputs: Any, strategy: Any) -> Any:
+def reduce(outputs: Any, runtime: Runtime) -> Any:
     """Per-replica outputs of ``strategy.run`` as single values: their mean over all replicas and workers.
 
     A step returns the model's metrics, already the same on every replica (their
@@ -132,7 +97,7 @@ def reduce(outputs: Any, strategy: Any) -> Any:
     that value; a number that differs per replica is averaged.
     """
     tf = _tf()
-    across_workers = multi_worker(strategy)
+    strategy, across_workers = runtime.tf_strategy, runtime.multi_worker
 
     def one(value: Any) -> Any:
         if across_workers or isinstance(value, tf.distribute.DistributedValues):
@@ -144,16 +109,10 @@ def reduce(outputs: Any, strategy: Any) -> Any:
 
 def local_spec(spec: Any) -> Any:
     """The element spec of one replica's batch, from a distributed iterator's (``PerReplicaSpec``)."""
-    tf = _tf()
-
-    def one(s: Any) -> Any:
-        specs = getattr(s, "_value_specs", None)  # tf.distribute's PerReplicaSpec
-        return specs[0] if specs else s
-
-    return tf.nest.map_structure(one, spec)
+    return _tf().nest.map_structure(_keras.one_replica_spec, spec)
 
 
-def build(model: Any, batch: Any, strategy: Any) -> None:
+def build(model: Any, batch: Any, runtime: Runtime) -> None:
     """Builds the model's optimizer and metrics from one batch (or its spec) before the first distributed step.
 
     Under a ``tf.distribute`` strategy they cannot be created inside the compiled
@@ -162,14 +121,14 @@ def build(model: Any, batch: Any, strategy: Any) -> None:
     """
     if not _keras.unbuilt(model):
         return
-    with strategy.scope():
+    with runtime.tf_strategy.scope():
         _keras.symbolic_build(model, batch)
 
 
 # -- checkpoints and backups: the chief's -----------------------------------------------------------
 
 
-def chief_only(callbacks: list[Any], model: Any) -> list[Any]:
+def chief_only(callbacks: list[Any], runtime: Runtime) -> list[Any]:
     """``callbacks`` as this process runs them: only the chief writes checkpoints and backups.
 
     Saving takes part in the workers' collective operations, so every worker
@@ -178,8 +137,7 @@ def chief_only(callbacks: list[Any], model: Any) -> list[Any]:
     its own, removed when training ends (as tf.keras did). Such a worker still
     *restores* from the chief's backup (the workers share one file system there).
     """
-    strategy = strategy_of(model)
-    if is_chief(strategy) or not isinstance(callbacks, list):
+    if runtime.chief or not isinstance(callbacks, list):
         return callbacks
     import keras
 

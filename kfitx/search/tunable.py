@@ -57,6 +57,9 @@ class Tunable:
 
     __slots__ = ("fn",)
 
+    #: Strategies refuse an unresolved Tunable as an option value by this mark (they do not import this module).
+    kfitx_tunable = True
+
     def __init__(self, fn: Callable[[Any], Any]) -> None:
         if not callable(fn) or isinstance(fn, Tunable):
             raise OptionError(message("Tunable(fn) takes a function hp -> option value",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from kfitx.data import Source, coerce
+from kfitx.data import Source
 from kfitx.errors import OptionError, StrategyNotFoundError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.strategies.generator import GeneratorStrategy
@@ -27,7 +27,7 @@ from kfitx.strategy import BACKENDS, Decision, Strategy
 if TYPE_CHECKING:  # pragma: no cover
     from kfitx.plan import FitPlan
 
-__all__ = ["AutoStrategy", "Decision", "explain"]
+__all__ = ["AutoStrategy", "Decision", "choose", "decide"]
 
 logger = logging.getLogger("kfitx")
 
@@ -67,16 +67,14 @@ def decide(source: Source, options: dict[str, Any]) -> Decision:
         name = "generator"
         reason = f"the data is a {source.kind} stream, not arrays in memory"
     else:
-        budgeted = MemoryStrategy(memory_budget=options.get("memory_budget", 0.5))
-        refusal = budgeted.supports(source)
-        if refusal:
+        budget = MemoryStrategy(memory_budget=options.get("memory_budget", 0.5)).budget_bytes(source)
+        if source.nbytes > budget:
             name = "generator"
-            reason = (f"the arrays ({_size(source.nbytes)}) are over the memory budget of "
-                      f"{_size(budgeted.budget_bytes(source))}, so they are streamed")
+            reason = f"the arrays ({_size(source.nbytes)}) are over the memory budget of {_size(budget)}, so they are streamed"
         else:
             name = "memory"
-            reason = (f"the arrays ({_size(source.nbytes)}) fit the memory budget of "
-                      f"{_size(budgeted.budget_bytes(source))} and there is no augmentation")
+            reason = (f"the arrays ({_size(source.nbytes)}) fit the memory budget of {_size(budget)} "
+                      "and there is no augmentation")
     accepted = _CHOICES[name].defaults
     passed = {k: v for k, v in options.items() if k in accepted}
     unused = tuple(sorted(k for k in options if k not in accepted and k != "memory_budget"))
@@ -88,29 +86,16 @@ def kfitx_choose_strategy(source: Source, options: dict[str, Any]) -> Decision:
     return decide(source, options)
 
 
-def _choose(source: Source, options: dict[str, Any]) -> Decision:
-    from kfitx.registry import get_registry
-
-    decision = get_registry().pm.hook.kfitx_choose_strategy(source=source, options=dict(options))
-    if decision is None:  # a registry without kfitx's built-ins
+def choose(source: Source, options: dict[str, Any], registry: Any = None) -> Decision:
+    """The answer of ``registry``'s ``kfitx_choose_strategy`` hook (kfitx's rules answer last), checked."""
+    decision = None if registry is None else registry.pm.hook.kfitx_choose_strategy(source=source,
+                                                                                    options=dict(options))
+    if decision is None:  # no registry, or one without kfitx's built-ins
         decision = decide(source, options)
     if not isinstance(decision, Decision):
         raise OptionError(message("kfitx_choose_strategy to return a kfitx.Decision or None",
                                   repr(decision), "Fix the plugin that answered."))
     return decision
-
-
-def explain(data: Any, y: Any = None, **options: Any) -> Decision:
-    """What ``strategy="auto"`` would choose for this data and these options, and why.
-
-    Example:
-        ```python
-        >>> print(kfitx.explain(x_train, y_train, augment=ImageDataGenerator(rotation_range=20)))
-        kfitx auto: generator -- augmentation on the fly is the generator strategy's job
-        ```
-    """
-    strategy = AutoStrategy(**options)
-    return _choose(coerce(data, y), strategy.given)
 
 
 class AutoStrategy(Strategy):
@@ -130,23 +115,23 @@ class AutoStrategy(Strategy):
         super().__init__(**options)
         self.given = dict(options)  # what the user set: the rules look at these
 
-    def resolve(self, source: Source) -> tuple[Strategy, Decision]:
-        from kfitx.registry import get_registry
-
-        decision = _choose(source, self.given)
-        try:
-            return get_registry().get(decision.strategy, **decision.options), decision
-        except StrategyNotFoundError:
-            if decision.strategy not in _CHOICES:
-                raise
-            # kfitx's own rules chose a built-in that this registry lacks (one made with builtins=False)
-            return _CHOICES[decision.strategy](**decision.options), decision
+    def resolve(self, source: Source, registry: Any = None) -> tuple[Strategy, Decision]:
+        decision = choose(source, self.given, registry)
+        if registry is not None:
+            try:
+                return registry.get(registry.strategy_class(decision.strategy), **decision.options), decision
+            except StrategyNotFoundError:
+                if decision.strategy not in _CHOICES:
+                    raise
+        # kfitx's own rules chose a built-in that this registry lacks (one made with builtins=False)
+        return _CHOICES[decision.strategy](**decision.options), decision
 
     def supports(self, source: Source) -> str | None:
         return self.resolve(source)[0].supports(source)
 
     def fit(self, model: Any, plan: FitPlan) -> Any:
-        """Trains with the strategy chosen for ``plan.train`` (``kfitx.fit`` resolves it before the plan)."""
+        """Trains with the strategy kfitx's rules choose for ``plan.train`` (``kfitx.fit`` trains the one
+        ``resolve`` chose instead: this runs only when a strategy calls ``AutoStrategy().fit`` itself)."""
         return self.resolve(plan.train)[0].fit(model, plan)
 
 

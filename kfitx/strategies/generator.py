@@ -35,7 +35,6 @@ from kfitx.errors import AugmentationError, OptionError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.plan import FitPlan
 from kfitx.plan.checks import closest
-from kfitx.search.tunable import Tunable
 from kfitx.strategy import BACKENDS, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,10 +99,6 @@ class GeneratorStrategy(Strategy):
                                       repr(self.options["use_multiprocessing"])))
         self.augmentation: Augmentation | None = None
         augment = self.options["augment"]
-        if isinstance(augment, Tunable):
-            raise OptionError(message("`augment` to be an augmentation; a kfitx.tuner.Tunable is resolved per trial "
-                                      "by kfitx.tuner (StrategyHyperModel, kfitx.tuner.fit)", repr(augment),
-                                      "Pass the value itself to kfitx.fit, or put the Tunable in strategy_options."))
         if isinstance(augment, str):
             if augment not in AUGMENT_PRESETS:
                 raise AugmentationError(message(

@@ -71,7 +71,7 @@ class AccumulateStrategy(kfitx.Strategy):
             return kfitx.fit_loop(model, plan, endless_after=self.options["endless_after"])
         plan.report.note(accumulate_steps=self.accumulate_steps,
                          micro_batch_size=math.ceil(plan.batch_size / self.accumulate_steps))
-        return kfitx.fit_loop(model, plan, kfitx.TrainStep(_Accumulate(self.accumulate_steps)),
+        return kfitx.fit_loop(model, plan, kfitx.TrainStep(_Accumulate(self.accumulate_steps, plan.runtime)),
                               endless_after=self.options["endless_after"])
 
 
@@ -91,17 +91,15 @@ def _own_step(model: Any, plan: kfitx.FitPlan) -> str | None:
 class _Accumulate:
     """``step(model, batch)``: the batch in ``parts`` micro-batches, one optimizer step."""
 
-    def __init__(self, parts: int) -> None:
-        self.parts = parts
+    def __init__(self, parts: int, runtime: Any) -> None:
+        self.parts, self.runtime = parts, runtime
         self.sums: list[Any] = []
         self.__name__ = "accumulate"
 
     def __call__(self, model: Any, batch: Any) -> Any:
-        import keras
-
-        backend = keras.backend.backend()
+        backend = self.runtime.backend  # the fit's, resolved once by kfitx (plan.runtime)
         if backend == "jax":
-            return _jax_step(model, batch, self.parts)
+            return _jax_step(model, batch, self.parts, self.runtime.jax_distribution)
         if backend == "torch":
             return _torch_step(model, batch, self.parts)
         return self._tf_step(model, batch)
@@ -212,13 +210,12 @@ def _torch_step(model: Any, batch: Any, parts: int) -> Any:
     return model.get_metrics_result()
 
 
-def _laid_out(cuts: list[tuple[int, int, Any, Any, Any]]) -> list[tuple[int, int, Any, Any, Any]]:
+def _laid_out(cuts: list[tuple[int, int, Any, Any, Any]], distribution: Any) -> list[tuple[int, int, Any, Any, Any]]:
     """Under a ``keras.distribution`` (``DataParallel``, ...), each micro-batch split over the devices as
     ``model.fit`` splits a batch, so that every device computes its share; one whose size does not divide
     over them stays whole (every device then computes all of it: the same numbers)."""
     import keras
 
-    distribution = keras.distribution.distribution()
     if distribution is None:
         return cuts
     mesh = distribution.device_mesh
@@ -231,12 +228,12 @@ def _laid_out(cuts: list[tuple[int, int, Any, Any, Any]]) -> list[tuple[int, int
             if (end - begin) % shards == 0 else (begin, end, *parts) for begin, end, *parts in cuts]
 
 
-def _jax_step(model: Any, batch: Any, parts: int) -> Any:
+def _jax_step(model: Any, batch: Any, parts: int, distribution: Any) -> Any:
     """Micro-batches with ``jax.value_and_grad`` of the model's stateless loss, one ``stateless_apply``."""
     import jax
 
     n, cuts = _pieces(batch, parts)
-    cuts = _laid_out(cuts)
+    cuts = _laid_out(cuts, distribution)
     grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
