@@ -39,8 +39,8 @@ from kfitx.bench.plot import PLAIN, label, plain_speed, plot, require_matplotlib
 from kfitx.errors import OptionError, message
 from kfitx.hookspecs import hookimpl
 
-__all__ = ["BenchResult", "BenchSpec", "bench", "build_model", "check_backends", "format_table", "label", "load_data", "plain_speed",
-           "plot", "require_matplotlib", "run_one"]
+__all__ = ["BenchResult", "BenchSpec", "bench", "build_model", "check_backends", "format_table", "label", "load_data",
+           "plain_speed", "plot", "require_matplotlib", "run_one"]
 
 RESULT_TAG = "KFITX_BENCH_RESULT "
 MODELS = ("mlp", "cnn")
@@ -200,8 +200,8 @@ def run_one(spec: BenchSpec, strategy: str, progress: Callable[[str], None] = pr
             progress(f"  {strategy}: epoch {epoch + 1}/{spec.epochs} {times[-1]:.2f} s  {shown}")
 
     measure, registry = _Measure(), get_registry()
-    args = dict(epochs=spec.epochs, batch_size=spec.batch_size, validation_data=(x_val, y_val),
-                callbacks=[EpochTimer()], verbose=0)
+    args = {"epochs": spec.epochs, "batch_size": spec.batch_size, "validation_data": (x_val, y_val),
+            "callbacks": [EpochTimer()], "verbose": 0}
     if strategy == PLAIN:  # the baseline: Keras alone
         keras.utils.set_random_seed(spec.seed)
         measure.rss_before_mib, start = _rss_mib(), time.perf_counter()

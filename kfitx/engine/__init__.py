@@ -99,7 +99,10 @@ def should_validate(epoch: int, freq: Any) -> bool:
 
 
 def _adapter() -> Any:
-    """The backend adapter of the active Keras backend (``kfitx.engine.backend_tf``, ``backend_jax``, ``backend_torch``)."""
+    """The backend adapter of the active Keras backend.
+
+    ``kfitx.engine.backend_tf``, ``backend_jax`` or ``backend_torch``.
+    """
     import importlib
 
     import keras
@@ -189,7 +192,8 @@ class _PythonSteps:
                 if changed is None:
                     raise OptionError(message(
                         "A batch hook must return the batch to train on (the one it got, or a new one)",
-                        f"None from {_name(hook)} at step {index} of epoch {epoch}", "End the hook with `return batch`."))
+                        f"None from {_name(hook)} at step {index} of epoch {epoch}",
+                        "End the hook with `return batch`."))
                 batch = changed
             if self.compiled is not None:
                 logs = self.compiled([batch])

@@ -95,7 +95,8 @@ def _rule_registration(c: Checker) -> str:
     except pluggy.PluginValidationError as err:
         raise Broken("hook implementations that match kfitx's hook specs (pluggy's validation)", str(err),
                      "Implement only kfitx_strategies(), kfitx_choose_strategy(source, options) and "
-                     "kfitx_fit(strategy, model, plan) with the argument names in kfitx.hookspecs, each decorated with @kfitx.hookimpl.") from None
+                     "kfitx_fit(strategy, model, plan) with the argument names in kfitx.hookspecs, "
+                     "each decorated with @kfitx.hookimpl.") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PluginWarning)
         provided = {info.name: info.cls for info in registry.available()}

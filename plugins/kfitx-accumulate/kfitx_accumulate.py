@@ -181,7 +181,7 @@ def _pieces(batch: Any, parts: int) -> tuple[int, list[tuple[int, int, Any, Any,
     cuts = []
     for i in range(pieces):
         begin, end = (i * n) // pieces, ((i + 1) * n) // pieces
-        cut = lambda t: None if t is None else t[begin:end]
+        cut = lambda t: None if t is None else t[begin:end]  # noqa: B023 (used within this iteration)
         cuts.append((begin, end, *(keras.tree.map_structure(cut, part) for part in (x, y, sample_weight))))
     return n, cuts
 

@@ -170,7 +170,7 @@ class Producer:
             where = f"batch {index} of pass {number + 1} of the {self.kind}"
             if kind == "batch":
                 try:
-                    batch = _normalise(payload, lambda: where, self.kind)
+                    batch = _normalise(payload, lambda: where, self.kind)  # noqa: B023 (called before the loop moves on)
                     if self.signature is None:
                         if self.reading is not None:
                             require_targets(self.reading, isinstance(batch, tuple) and len(batch) >= 2, self.kind,
