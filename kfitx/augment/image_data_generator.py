@@ -26,7 +26,7 @@ _LEGACY_MODULE = _keras.LEGACY_IMAGE_MODULE
 _NUMPY_RANDOM = threading.Lock()  # ImageDataGenerator draws from numpy's global RNG
 
 
-def image_data_generator_class() -> type:
+def image_data_generator_class() -> type[Any]:
     """Keras's ``ImageDataGenerator`` class.
 
     Keras 3 keeps it only in its legacy namespace, reachable as

@@ -26,7 +26,7 @@ def _shift_draw(spec: Any, u: Any, sign_u: Any, size: Any) -> Any:
     """A width / height shift drawn as ``get_random_transform`` draws it, in pixels."""
     import tensorflow as tf
 
-    if np.ndim(spec) == 1 or (isinstance(spec, numbers.Integral) and spec > 0):  # np.random.choice(spec)
+    if np.ndim(spec) == 1 or (isinstance(spec, numbers.Integral) and int(spec) > 0):  # np.random.choice(spec)
         values = np.arange(spec) if np.ndim(spec) == 0 else np.asarray(spec, dtype=np.float64)
         index = tf.minimum(tf.cast(u * len(values), tf.int32), len(values) - 1)
         value = tf.gather(tf.constant(values, tf.float32), index) * tf.where(sign_u < 0.5, -1.0, 1.0)

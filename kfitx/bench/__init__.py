@@ -307,7 +307,8 @@ def bench(spec: BenchSpec, strategies: Sequence[str], *, progress: Callable[[str
         if not subprocesses:
             raise OptionError(message("one process per strategy to compare backends (Keras fixes its backend "
                                       "at import)", "in-process runs", "Drop --in-process."))
-    runs = [(backend, name) for backend in (backends or [None]) for name in strategies]
+    on: list[str | None] = [*backends] if backends else [None]
+    runs = [(backend, name) for backend in on for name in strategies]
     results = []
     for i, (backend, name) in enumerate(runs, 1):
         progress(f"[{i}/{len(runs)}] {name}{f' on {backend}' if backend else ''}: {spec.describe()}")

@@ -25,9 +25,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard, cast
 
-from kfitx.data import KerasSource, Reading, Source, coerce
+from kfitx.data import ArraySource, KerasSource, Reading, Source, coerce
 from kfitx.errors import DataError, OptionError, message
 from kfitx.plan.checks import (
     FIT_ARGS,
@@ -144,6 +144,7 @@ class FitPlan:
         ``validation_steps``, no shuffling. ``options`` set the rest of
         :class:`kfitx.data.Reading` (a strategy's worker settings, ...).
         """
+        base: dict[str, Any]
         if validation:
             base = {"batch_size": self.validation_batch_size, "steps": self.validation_steps,
                     "targets": self.targets}
@@ -245,11 +246,13 @@ class FitPlan:
 # -- the training and validation sources -----------------------------------------------------------
 
 
-def _keras_cuts(source: Source) -> bool:
+def _keras_cuts(source: Source) -> TypeGuard[ArraySource]:
     """Whether ``source`` goes to Keras as arrays (:meth:`FitPlan.train_input`)."""
     import keras
 
-    return source.in_memory and keras.backend.backend() != "tensorflow" and not source.memory_mapped
+    # in memory: arrays (Source.in_memory)
+    return (source.in_memory and keras.backend.backend() != "tensorflow"
+            and not cast(ArraySource, source).memory_mapped)
 
 
 def _split(source: Source, sample_weight: Any, validation_split: float,
@@ -338,6 +341,7 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
         if isinstance(part, KerasSource) and part.array_like:
             check_input_dtypes(model, part.x, role)
         if part is not None and part.in_memory:
+            part = cast(ArraySource, part)  # in memory: arrays (Source.in_memory)
             check_inputs(model, part.x, role)
             if targets and part.y is None:
                 raise DataError(message(

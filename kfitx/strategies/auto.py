@@ -14,9 +14,9 @@ prints it when ``verbose`` is not 0) and records it in ``history.kfitx``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from kfitx.data import Source, coerce
+from kfitx.data import ArraySource, Source, coerce
 from kfitx.errors import OptionError, StrategyNotFoundError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.strategies.generator import GeneratorStrategy
@@ -67,6 +67,7 @@ def decide(source: Source, options: dict[str, Any]) -> Decision:
         name = "generator"
         reason = f"the data is a {source.kind} stream, not arrays in memory"
     else:
+        source = cast(ArraySource, source)  # in memory: arrays (Source.in_memory)
         budgeted = MemoryStrategy(memory_budget=options.get("memory_budget", 0.5))
         refusal = budgeted.supports(source)
         if refusal:

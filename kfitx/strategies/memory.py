@@ -19,7 +19,7 @@ generators, torch ``DataLoader``, Grain, ragged and sparse tensors) is handed to
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import psutil
 
@@ -65,6 +65,7 @@ class MemoryStrategy(Strategy):
     def supports(self, source: Source) -> str | None:
         if not source.in_memory:  # model.fit reads it as it is
             return None
+        source = cast(ArraySource, source)  # in memory: arrays (Source.in_memory)
         budget = self.budget_bytes(source)
         if source.nbytes > budget:
             return (
