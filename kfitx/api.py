@@ -18,8 +18,8 @@ from kfitx.data import boundary, coerce
 from kfitx.errors import KfitxError, message
 from kfitx.plan import FIT_ARGS, build_plan, check_fit_args, check_model
 from kfitx.registry import get_registry
-from kfitx.strategies.auto import AutoStrategy, choose
 from kfitx.runtime import resolve
+from kfitx.strategies.auto import AutoStrategy, choose
 from kfitx.strategy import Decision, Strategy
 
 __all__ = ["explain", "fit"]

@@ -29,7 +29,7 @@ def _list(args: argparse.Namespace) -> int:
     from kfitx.registry import available_strategies
 
     infos = available_strategies()
-    rows = [("name", "description", "backends", "provided by", "version", "plugin")]
+    rows: list[tuple[str, ...]] = [("name", "description", "backends", "provided by", "version", "plugin")]
     names = [info.name for info in infos]
     for info in infos:
         name = info.name + (" (CONFLICT)" if names.count(info.name) > 1 else "")

@@ -205,7 +205,8 @@ class Registry:
             plugin = impl.plugin_name
             dist, version = self._providers.get(plugin, ("unknown", ""))
             try:
-                classes = list(impl.function() or [])
+                answer: Any = impl.function()
+                classes = list(answer or [])
             except Exception as err:  # a plugin's hook raised: skip that plugin only
                 self._warn(plugin, dist, version, "raised in kfitx_strategies()", err)
                 continue

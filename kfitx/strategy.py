@@ -232,5 +232,6 @@ def check_fit_signature(cls: type, where: str) -> None:
             "Change it to `def fit(self, model, plan):` and read the data and fit arguments from the plan: "
             "plan.train / plan.validation (sources, split and weighted), plan.batch_size, plan.epochs, "
             "plan.callbacks, ...; delegate with `with plan.grouped(model): return "
-            "model.fit(**plan.fit_kwargs(plan.train.arrays(), validation))`. kfitx.split_data, kfitx.choose_steps_per_execution and "
-            "kfitx.steps_per_execution are gone: the plan did that work. See CHANGELOG.md (0.2.0)."))
+            "model.fit(**plan.fit_kwargs(plan.train.arrays(), validation))`. kfitx.split_data, "
+            "kfitx.choose_steps_per_execution and kfitx.steps_per_execution are gone: the plan did that work. "
+            "See CHANGELOG.md (0.2.0)."))

@@ -226,7 +226,8 @@ def multi_worker_fit(model: Any) -> Iterator[None]:
             for _, _, it in iterator:
                 data_batch = next(it)
                 break
-        local = lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+        local = lambda v: (strategy.experimental_local_results(v)[0]
+                           if isinstance(v, tf.distribute.DistributedValues) else v)
         with strategy.scope():
             model._symbolic_build(data_batch=tf.nest.map_structure(local, data_batch))
 
@@ -293,7 +294,7 @@ def one_replica_spec(spec: Any) -> Any:
 
 
 # The two other parts of the boundary, re-exported: callers use ``_keras.<name>``.
-from kfitx._keras.data import (  # noqa: E402
+from kfitx._keras.data import (  # noqa: E402, F401
     adapter_dataset,
     adapts,
     array_like,
@@ -303,7 +304,7 @@ from kfitx._keras.data import (  # noqa: E402
     sparse_or_ragged,
     train_validation_split,
 )
-from kfitx._keras.tuner import (  # noqa: E402
+from kfitx._keras.tuner import (  # noqa: E402, F401
     serve_oracle,
     tuner_base_class,
     tuner_callbacks,

@@ -64,7 +64,7 @@ def adapt(augment: Any) -> Augmentation | None:
     raise AugmentationError(message(_ACCEPTED, shown, "See docs/augment.md for an example of each."))
 
 
-def map_dataset(dataset: Any, augmentation: Augmentation, *, seed: int | None = None,
+def map_dataset(dataset: Any, augmentation: Any, *, seed: int | None = None,
                 steps_per_epoch: int | None = None, initial_epoch: int = 0) -> Any:
     """Applies ``augmentation`` to the x of every batch of ``dataset``.
 

@@ -26,7 +26,7 @@ _LEGACY_MODULE = _keras.LEGACY_IMAGE_MODULE
 _NUMPY_RANDOM = threading.Lock()  # ImageDataGenerator draws from numpy's global RNG
 
 
-def image_data_generator_class() -> type:
+def image_data_generator_class() -> type[Any]:
     """Keras's ``ImageDataGenerator`` class.
 
     Keras 3 keeps it only in its legacy namespace, reachable as
@@ -159,7 +159,7 @@ class _ImageDataGeneratorAugmentation(Augmentation):
     def _per_image_body(self, dtype: Any) -> Callable[..., list[np.ndarray]]:
         idg, np_dtype = self.idg, np.dtype(dtype.as_numpy_dtype)
         split = all(callable(getattr(idg, m, None)) for m in ("get_random_transform", "apply_transform")) and (
-            getattr(type(idg), "random_transform", None) is getattr(image_data_generator_class(), "random_transform"))
+            getattr(type(idg), "random_transform", None) is image_data_generator_class().random_transform)
 
         def body(n: int, seed_words: np.ndarray, images: np.ndarray) -> list[np.ndarray]:
             seeds = np.random.default_rng(seed_words.view(np.uint64)).integers(0, 2**32 - 1, len(images))

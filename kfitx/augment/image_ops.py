@@ -26,7 +26,7 @@ def _shift_draw(spec: Any, u: Any, sign_u: Any, size: Any) -> Any:
     """A width / height shift drawn as ``get_random_transform`` draws it, in pixels."""
     import tensorflow as tf
 
-    if np.ndim(spec) == 1 or (isinstance(spec, numbers.Integral) and spec > 0):  # np.random.choice(spec)
+    if np.ndim(spec) == 1 or (isinstance(spec, numbers.Integral) and int(spec) > 0):  # np.random.choice(spec)
         values = np.arange(spec) if np.ndim(spec) == 0 else np.asarray(spec, dtype=np.float64)
         index = tf.minimum(tf.cast(u * len(values), tf.int32), len(values) - 1)
         value = tf.gather(tf.constant(values, tf.float32), index) * tf.where(sign_u < 0.5, -1.0, 1.0)
@@ -126,7 +126,7 @@ def _input_coordinates(m: Any, rows: Any, cols: Any) -> tuple[Any, Any]:
     import tensorflow as tf
 
     ys, xs = tf.meshgrid(tf.range(tf.cast(rows, tf.float32)), tf.range(tf.cast(cols, tf.float32)), indexing="ij")
-    entry = lambda i, j: m[:, i, j][:, None, None]  # noqa: E731
+    entry = lambda i, j: m[:, i, j][:, None, None]
     return (entry(0, 0) * xs + entry(0, 1) * ys + entry(0, 2),
             entry(1, 0) * xs + entry(1, 1) * ys + entry(1, 2))
 
@@ -143,7 +143,7 @@ def _bilinear(images: Any, x_in: Any, y_in: Any) -> Any:
     x1, y1 = tf.minimum(x0 + 1, cols - 1), tf.minimum(y0 + 1, rows - 1)
     pixels = tf.reshape(images, [-1, shape[3]])  # one row per pixel: the channels are read together
     base = (tf.range(batch) * rows * cols)[:, None, None]
-    at = lambda yy, xx: tf.gather(pixels, base + yy * cols + xx)  # noqa: E731
+    at = lambda yy, xx: tf.gather(pixels, base + yy * cols + xx)
     top = at(y0, x0) * (1 - wx) + at(y0, x1) * wx
     bottom = at(y1, x0) * (1 - wx) + at(y1, x1) * wx
     return top * (1 - wy) + bottom * wy
@@ -168,7 +168,7 @@ def _compiled_warp(fill_mode: str) -> Any:
             x_in, y_in = _input_coordinates(m, rows, cols)
             last_col, last_row = tf.cast(cols - 1, tf.float32), tf.cast(rows - 1, tf.float32)
             # A point computed a float32 rounding error outside the edge is on it (scipy's float64 says so).
-            inside = lambda c, last: (c >= -_EDGE) & (c <= last + _EDGE)  # noqa: E731
+            inside = lambda c, last: (c >= -_EDGE) & (c <= last + _EDGE)
             mask = inside(x_in, last_col) & inside(y_in, last_row)
             if fill_mode == "wrap":  # scipy's "wrap": period size - 1, not size (TF's WRAP)
                 def wrap(c: Any, last: Any) -> Any:

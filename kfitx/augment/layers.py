@@ -30,7 +30,7 @@ class _LayersAugmentation(Augmentation):
         self.layers = layers
 
     def describe(self) -> str:
-        names = []
+        names: list[str] = []
         for layer in self.layers:
             inner = getattr(layer, "layers", None) or [layer]  # a Sequential: name what it holds
             names.extend(type(sub).__name__ for sub in inner)

@@ -35,13 +35,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kfitx.runtime import resolve
 from kfitx.bench.plot import PLAIN, label, plain_speed, plot, require_matplotlib
 from kfitx.errors import OptionError, message
 from kfitx.hookspecs import hookimpl
+from kfitx.runtime import resolve
 
-__all__ = ["BenchResult", "BenchSpec", "bench", "build_model", "check_backends", "format_table", "label", "load_data", "plain_speed",
-           "plot", "require_matplotlib", "run_one"]
+__all__ = ["BenchResult", "BenchSpec", "bench", "build_model", "check_backends", "format_table", "label", "load_data",
+           "plain_speed", "plot", "require_matplotlib", "run_one"]
 
 RESULT_TAG = "KFITX_BENCH_RESULT "
 MODELS = ("mlp", "cnn")
@@ -201,8 +201,8 @@ def run_one(spec: BenchSpec, strategy: str, progress: Callable[[str], None] = pr
             progress(f"  {strategy}: epoch {epoch + 1}/{spec.epochs} {times[-1]:.2f} s  {shown}")
 
     measure, registry = _Measure(), get_registry()
-    args = dict(epochs=spec.epochs, batch_size=spec.batch_size, validation_data=(x_val, y_val),
-                callbacks=[EpochTimer()], verbose=0)
+    args = {"epochs": spec.epochs, "batch_size": spec.batch_size, "validation_data": (x_val, y_val),
+            "callbacks": [EpochTimer()], "verbose": 0}
     if strategy == PLAIN:  # the baseline: Keras alone
         keras.utils.set_random_seed(spec.seed)
         measure.rss_before_mib, start = _rss_mib(), time.perf_counter()
@@ -308,7 +308,8 @@ def bench(spec: BenchSpec, strategies: Sequence[str], *, progress: Callable[[str
         if not subprocesses:
             raise OptionError(message("one process per strategy to compare backends (Keras fixes its backend "
                                       "at import)", "in-process runs", "Drop --in-process."))
-    runs = [(backend, name) for backend in (backends or [None]) for name in strategies]
+    on: list[str | None] = [*backends] if backends else [None]
+    runs = [(backend, name) for backend in on for name in strategies]
     results = []
     for i, (backend, name) in enumerate(runs, 1):
         progress(f"[{i}/{len(runs)}] {name}{f' on {backend}' if backend else ''}: {spec.describe()}")

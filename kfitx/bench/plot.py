@@ -47,7 +47,7 @@ def plot(results: Sequence[Any], path: str | os.PathLike[str], spec: Any = None)
     ratios = [r.samples_per_s / plain if (plain := plain_speed(results, r.backend)) else None for r in done]
     speed = [r.samples_per_s for r in done]
     speed_labels = [f"{v:,.0f}" + ("" if q is None else f"\n{q:.2f}x") for v, q in zip(speed, ratios)]
-    panels = [
+    panels: list[tuple[str, list[Any], str | list[str]]] = [
         ("samples/s (higher is better)" + (", x plain model.fit" if any(ratios) else ""), speed, speed_labels),
         ("seconds per epoch (lower is better)", [r.seconds_per_epoch for r in done], "{:.3f}"),
         ("peak RSS, MiB (lower is better)", [r.peak_rss_mib for r in done], "{:.0f}"),

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from kfitx.errors import KfitxError
 
@@ -72,7 +72,7 @@ class Boundary:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+                 tb: TracebackType | None) -> Literal[False]:
         stack = _stack()
         if self in stack:
             stack.remove(self)

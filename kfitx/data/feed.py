@@ -148,7 +148,7 @@ class DatasetFeed:
         tf = sys.modules.get("tensorflow")
         if tf is not None:
             ended += (tf.errors.OutOfRangeError,)
-        batches = []
+        batches: list[Any] = []
         try:
             while len(batches) < self.group:
                 batches.append(next(iterator))
@@ -166,6 +166,7 @@ class DatasetFeed:
                 if data is None:
                     return
                 yield begin, begin + self.group - 1, data
+            return  # not reached: the loop above ends by returning
         if self._iterator is None or self.steps_per_epoch is None:
             self._iterator, self._seen = self._iter(), 0
         for begin in range(0, steps, self.group):
@@ -313,6 +314,7 @@ class PythonFeed:
         and, as in ``model.fit``, ends the epoch early ("ran out of data") when it is shorter.
         """
         steps, begin = self.steps_per_epoch, 0
+        assert steps is not None  # called only with steps_per_epoch (see epoch)
         while begin < steps:
             if self.pass_length and self._seen >= self.pass_length:
                 _out_of_data_warning()

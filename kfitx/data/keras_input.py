@@ -102,7 +102,7 @@ class KerasSource(Source):
         """Keras's data adapter for this reading; made once per reading (a generator is peeked only once)."""
         from kfitx import _keras
 
-        key = (reading.batch_size, reading.shuffle, reading.steps, id(reading.class_weight))
+        key: tuple[Any, ...] = (reading.batch_size, reading.shuffle, reading.steps, id(reading.class_weight))
         if not self.array_like:
             key = ()  # one adapter for the stream: making another would read from it again
         if key not in self._adapters:

@@ -57,7 +57,9 @@ class PyDatasetSource(Source):
         length = ds.num_batches
         rng = np.random.default_rng(reading.seed)
         shuffle = reading.shuffle is True
-        workers = reading.worker(self)["workers"]
+        settings = reading.worker(self)
+        assert settings is not None  # a PyDataset has worker settings (worker_settings above)
+        workers = settings["workers"]
 
         def one_pass() -> Iterator[Any]:
             ds.on_epoch_begin()

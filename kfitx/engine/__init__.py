@@ -188,7 +188,8 @@ class _PythonSteps:
                 if changed is None:
                     raise OptionError(message(
                         "A batch hook must return the batch to train on (the one it got, or a new one)",
-                        f"None from {_name(hook)} at step {index} of epoch {epoch}", "End the hook with `return batch`."))
+                        f"None from {_name(hook)} at step {index} of epoch {epoch}",
+                        "End the hook with `return batch`."))
                 batch = changed
             if self.compiled is not None:
                 logs = self.compiled([batch])
@@ -236,6 +237,7 @@ def _runner(adapter: BackendAdapter, model: Any, step: TrainStep,
         raise OptionError(message("epoch_logs='means' averages in Python", "a compiled step without hooks",
                                   "Return the model's metrics from the step (model.get_metrics_result()), "
                                   "or pass compiled=False."))
+    assert compiled is not None  # a step run in Python goes per batch (step.per_batch), above
     if step.fn is not None and group > 1:  # a step of one batch, run on each batch of the group
         return (lambda data, index, epoch: _each_of_group(compiled, data, group)), None
     return (lambda data, index, epoch: compiled(data)), None

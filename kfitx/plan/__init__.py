@@ -146,6 +146,7 @@ class FitPlan:
         ``validation_steps``, no shuffling. ``options`` set the rest of
         :class:`kfitx.data.Reading` (a strategy's worker settings, ...).
         """
+        base: dict[str, Any]
         if validation:
             base = {"batch_size": self.validation_batch_size, "steps": self.validation_steps,
                     "targets": self.targets, "runtime": self.runtime}

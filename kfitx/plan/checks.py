@@ -117,7 +117,7 @@ def _check_values(fit_args: Mapping[str, Any]) -> None:
         raise bad("validation_freq", "a positive int or a list of epoch numbers (1-based)")
     weights = fit_args.get("class_weight")
     if weights is not None and not (isinstance(weights, Mapping) and weights
-                                    and all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 0
+                                    and all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and int(k) >= 0
                                             for k in weights)):
         raise bad("class_weight", "None or a non-empty dict {class index: weight}",
                   "e.g. class_weight={0: 1.0, 1: 5.0}.")

@@ -106,7 +106,8 @@ class _Cache:
         return cached[1]
 
 
-def median_at(project_dir: str, epoch: int, exclude: str, cache: _Cache | None = None) -> tuple[float | None, list[str]]:
+def median_at(project_dir: str, epoch: int, exclude: str,
+              cache: _Cache | None = None) -> tuple[float | None, list[str]]:
     """The median objective at ``epoch`` (0-based) over finished, unpruned trials other than ``exclude``.
 
     Returns:
@@ -139,7 +140,10 @@ def callback(rule: MedianPruning, objective: Any, trial_dir: str, trial_id: str,
     import keras
 
     class Pruner(keras.callbacks.Callback):
-        """Writes the objective of each epoch; stops training when the trial is losing (see :mod:`kfitx.search.pruning`)."""
+        """Writes the objective of each epoch; stops training when the trial is losing.
+
+        See :mod:`kfitx.search.pruning`.
+        """
 
         def __init__(self) -> None:
             super().__init__()
@@ -183,7 +187,8 @@ def callback(rule: MedianPruning, objective: Any, trial_dir: str, trial_id: str,
                     if int(k) <= epoch and (best is None or self.objective.better_than(v, best)):
                         best = v
                 median, over = median_at(self.project_dir, epoch, trial_id, self._cache)
-                if median is not None and len(over) >= self.rule.min_trials and self.objective.better_than(median, best):
+                if (median is not None and len(over) >= self.rule.min_trials
+                        and self.objective.better_than(median, best)):
                     state, self.pruned_epoch = "pruned", epoch + 1
                     self.decision = {"epoch": epoch + 1, "value": best, "median": median, "trials": over}
                     self.model.stop_training = True

@@ -68,12 +68,14 @@ def decide(source: Source, options: dict[str, Any]) -> Decision:
         reason = f"the data is a {source.kind} stream, not arrays in memory"
     else:
         budget = MemoryStrategy(memory_budget=options.get("memory_budget", 0.5)).budget_bytes(source)
-        if source.nbytes > budget:
+        nbytes = source.nbytes or 0  # arrays know their size
+        if nbytes > budget:
             name = "generator"
-            reason = f"the arrays ({_size(source.nbytes)}) are over the memory budget of {_size(budget)}, so they are streamed"
+            reason = (f"the arrays ({_size(nbytes)}) are over the memory budget of {_size(budget)}, "
+                      "so they are streamed")
         else:
             name = "memory"
-            reason = (f"the arrays ({_size(source.nbytes)}) fit the memory budget of {_size(budget)} "
+            reason = (f"the arrays ({_size(nbytes)}) fit the memory budget of {_size(budget)} "
                       "and there is no augmentation")
     accepted = _CHOICES[name].defaults
     passed = {k: v for k, v in options.items() if k in accepted}

@@ -50,7 +50,7 @@ AUGMENT_PRESETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _positive(options: dict[str, Any], name: str, kind: type = int) -> None:
+def _positive(options: dict[str, Any], name: str, kind: type[int] | type[float] = int) -> None:
     value = options[name]
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, kind)) or value <= 0):
         raise OptionError(message(f"`{name}` must be a positive {kind.__name__} or None", repr(value)))

@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from kfitx.data import ArraySource, Source
+from kfitx.data import Source
 from kfitx.errors import MemoryBudgetError, OptionError, UnsupportedDataError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.plan import FitPlan
@@ -47,7 +47,7 @@ class MemoryStrategy(Strategy):
     description = "Arrays in RAM through model.fit: zero-copy input, grouped steps when no callback acts per batch"
     defaults = {"memory_budget": 0.5, "steps_per_execution": "auto"}
 
-    def budget_bytes(self, source: ArraySource) -> float:
+    def budget_bytes(self, source: Source) -> float:
         budget = self.options["memory_budget"]
         if budget is None:
             return float("inf")
@@ -66,9 +66,10 @@ class MemoryStrategy(Strategy):
         if not source.in_memory:  # model.fit reads it as it is
             return None
         budget = self.budget_bytes(source)
-        if source.nbytes > budget:
+        nbytes = source.nbytes or 0  # arrays know their size
+        if nbytes > budget:
             return (
-                f"The data needs {source.nbytes / 2**30:.2f} GiB, over the memory budget of "
+                f"The data needs {nbytes / 2**30:.2f} GiB, over the memory budget of "
                 f"{budget / 2**30:.2f} GiB. Use strategy='generator', which streams batches "
                 "from memory-mapped files (kfitx.data.npy), or raise memory_budget."
             )

@@ -81,7 +81,7 @@ def _tolerance(cls: type[Strategy], tolerance: float | None | str) -> float | No
         return getattr(cls, "weight_tolerance", DEFAULT_TOLERANCE)
     if tolerance is not None and not (isinstance(tolerance, (int, float)) and tolerance >= 0):
         raise OptionError(message("`tolerance` must be a number >= 0, None (no claim) or 'class'", repr(tolerance)))
-    return tolerance  # type: ignore[return-value]
+    return tolerance
 
 
 def check_strategy(

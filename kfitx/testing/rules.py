@@ -95,7 +95,8 @@ def _rule_registration(c: Checker) -> str:
     except pluggy.PluginValidationError as err:
         raise Broken("hook implementations that match kfitx's hook specs (pluggy's validation)", str(err),
                      "Implement only kfitx_strategies(), kfitx_choose_strategy(source, options) and "
-                     "kfitx_fit(strategy, model, plan) with the argument names in kfitx.hookspecs, each decorated with @kfitx.hookimpl.") from None
+                     "kfitx_fit(strategy, model, plan) with the argument names in kfitx.hookspecs, "
+                     "each decorated with @kfitx.hookimpl.") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PluginWarning)
         provided = {info.name: info.cls for info in registry.available()}
@@ -179,16 +180,16 @@ def _rule_history(c: Checker) -> str:
 
 def _rule_callback_order(c: Checker) -> str:
     ours, ref = c.run("candidate-full").ok("2 epochs with validation_data"), c.run("reference-full")
-    if ours.spy.calls != ref.spy.calls:
+    if ours.calls != ref.calls:
         raise Broken("every callback hook in model.fit's order, with the same steps and log keys "
                      "(a callback acting per batch was present, so no grouping)",
-                     _calls_diff(ref.spy.calls, ours.spy.calls), _CALLBACK_FIX)
-    return f"{len(ours.spy.calls)} calls as model.fit makes them"
+                     _calls_diff(ref.calls, ours.calls), _CALLBACK_FIX)
+    return f"{len(ours.calls)} calls as model.fit makes them"
 
 
 def _rule_epochs(c: Checker) -> str:
     ours = c.run("candidate-full").ok("epochs=2")
-    epochs = [call[1] for call in ours.spy.calls if call[0] == "on_epoch_begin"]
+    epochs = [call[1] for call in ours.calls if call[0] == "on_epoch_begin"]
     history_epochs = list(getattr(ours.history, "epoch", []))
     if epochs != [0, 1] or history_epochs != [0, 1]:
         raise Broken("epochs=2 to train epochs [0, 1]",
@@ -204,9 +205,9 @@ def _rule_initial_epoch(c: Checker) -> str:
     if list(getattr(ours.history, "epoch", [])) != [1, 2]:
         raise Broken("epochs=3, initial_epoch=1 to train epochs [1, 2]",
                      f"History.epoch {list(getattr(ours.history, 'epoch', []))}", fix)
-    if ours.spy.calls != ref.spy.calls:
+    if ours.calls != ref.calls:
         raise Broken("the epoch-level hooks in model.fit's order (no callback acting per batch, so "
-                     "grouping was allowed)", _calls_diff(ref.spy.calls, ours.spy.calls), fix)
+                     "grouping was allowed)", _calls_diff(ref.calls, ours.calls), fix)
     return "epochs [1, 2]; epoch-level hooks as model.fit"
 
 
@@ -228,7 +229,7 @@ def _rule_validation_data(c: Checker) -> str:
 def _rule_early_stopping(c: Checker) -> str:
     ours = c.run("early").ok("EarlyStopping")
     epochs = list(getattr(ours.history, "epoch", []))
-    last = ours.spy.calls[-1][0] if ours.spy.calls else None
+    last = ours.calls[-1][0] if ours.calls else None
     if epochs != [0, 1] or last != "on_train_end":
         raise Broken("EarlyStopping(monitor='loss', min_delta=10, patience=1) to stop epochs=10 after "
                      "epoch 1, as in model.fit, then on_train_end",
@@ -240,8 +241,8 @@ def _rule_early_stopping(c: Checker) -> str:
 
 def _rule_stop_training(c: Checker) -> str:
     ours = c.run("stop").ok("model.stop_training set in on_train_batch_end(1)")
-    batches = [call[1] for call in ours.spy.calls if call[0] == "on_train_batch_begin"]
-    epochs = [call[1] for call in ours.spy.calls if call[0] == "on_epoch_begin"]
+    batches = [call[1] for call in ours.calls if call[0] == "on_train_batch_begin"]
+    epochs = [call[1] for call in ours.calls if call[0] == "on_epoch_begin"]
     if batches != [0, 1] or epochs != [0]:
         raise Broken("model.stop_training set after batch 1 to end the epoch and the fit there",
                      f"epochs {epochs}, training batches {batches}",

@@ -43,6 +43,12 @@ class _Run:
     error: BaseException | None = None
     spy: Spy | None = None
 
+    @property
+    def calls(self) -> list[tuple[Any, ...]]:
+        """The spy's calls (every run :meth:`Checker.run` makes has a spy)."""
+        assert self.spy is not None
+        return self.spy.calls
+
     def ok(self, what: str) -> _Run:
         if self.error is not None:
             raise Broken(f"fit() to run ({what})", f"{type(self.error).__name__}: {self.error}",
@@ -110,7 +116,7 @@ class Checker:
 
         if key.startswith("reference"):
             strategy: Strategy = MemoryStrategy(memory_budget=None)
-            source = arrays(self.x, self.y)
+            source: Source = arrays(self.x, self.y)
         else:
             strategy, source = self.instance(), self.make_source(self.x, self.y)
         if key.endswith("full"):

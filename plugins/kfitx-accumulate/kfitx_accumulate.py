@@ -179,7 +179,7 @@ def _pieces(batch: Any, parts: int) -> tuple[int, list[tuple[int, int, Any, Any,
     cuts = []
     for i in range(pieces):
         begin, end = (i * n) // pieces, ((i + 1) * n) // pieces
-        cut = lambda t: None if t is None else t[begin:end]
+        cut = lambda t: None if t is None else t[begin:end]  # noqa: B023 (used within this iteration)
         cuts.append((begin, end, *(keras.tree.map_structure(cut, part) for part in (x, y, sample_weight))))
     return n, cuts
 
@@ -224,8 +224,12 @@ def _laid_out(cuts: list[tuple[int, int, Any, Any, Any]], distribution: Any) -> 
     def one(t: Any) -> Any:
         return keras.distribution.distribute_tensor(t, distribution.get_data_layout(t.shape))
 
-    return [(begin, end, *(keras.tree.map_structure(one, part) if part is not None else None for part in parts))
-            if (end - begin) % shards == 0 else (begin, end, *parts) for begin, end, *parts in cuts]
+    def spread(part: Any) -> Any:
+        return keras.tree.map_structure(one, part) if part is not None else None
+
+    return [(begin, end, spread(x), spread(y), spread(sample_weight))
+            if (end - begin) % shards == 0 else (begin, end, x, y, sample_weight)
+            for begin, end, x, y, sample_weight in cuts]
 
 
 def _jax_step(model: Any, batch: Any, parts: int, distribution: Any) -> Any:

@@ -1,9 +1,9 @@
 """Per-batch checks: each batch normalised, then held to the first batch's structure, shapes and dtypes.
 
 :func:`_normalise` turns a yielded batch into tuples of numpy arrays (floats as
-``keras.config.floatx()``, as Keras casts them, the same rule as the array pipeline); :class:`_Signature` records the first batch
-and makes every later one agree with it, or raises a :class:`DataError` naming
-the batch and what differs.
+``keras.config.floatx()``, as Keras casts them, the same rule as the array pipeline);
+:class:`_Signature` records the first batch and makes every later one agree with it,
+or raises a :class:`DataError` naming the batch and what differs.
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ class Producer:
             where = f"batch {index} of pass {number + 1} of the {self.kind}"
             if kind == "batch":
                 try:
-                    batch = _normalise(payload, lambda: where, self.kind)
+                    batch = _normalise(payload, lambda: where, self.kind)  # noqa: B023 (called before the loop moves on)
                     if self.signature is None:
                         if self.reading is not None:
                             require_targets(self.reading, isinstance(batch, tuple) and len(batch) >= 2, self.kind,
@@ -198,17 +198,17 @@ class Producer:
                     f"more than {index - 1} batches in pass {number + 1} (endless_after)",
                     "For an endless generator pass steps_per_epoch=N (to kfitx.fit or kfitx.data.generator).")))
             else:  # "error"
-                err = payload
-                if isinstance(err, KfitxError):
-                    raise self._fail(err)
-                if isinstance(err, _RemoteError) and err.kfitx:  # kfitx's own message, from the worker
-                    raise self._fail(DataError(err.text))
+                raised = payload
+                if isinstance(raised, KfitxError):
+                    raise self._fail(raised)
+                if isinstance(raised, _RemoteError) and raised.kfitx:  # kfitx's own message, from the worker
+                    raise self._fail(DataError(raised.text))
                 text = message(f"The {self.kind} must produce batches without raising",
-                               f"{_describe(err)} at {where}",
+                               f"{_describe(raised)} at {where}",
                                "Fix the generator; the traceback above shows where it failed.")
-                if isinstance(err, _RemoteError):
-                    text += "\nWorker process traceback:\n" + err.traceback
-                raise self._fail(DataError(text), err)
+                if isinstance(raised, _RemoteError):
+                    text += "\nWorker process traceback:\n" + raised.traceback
+                raise self._fail(DataError(text), raised)
 
     # -- shutdown ---------------------------------------------------------------
 

@@ -5,7 +5,8 @@ Separation of concerns:
 * :mod:`kfitx.search.launch.workers` -- ids, ports, GPUs and each process's environment (pure functions);
 * :mod:`kfitx.search.launch.supervisor` -- the processes: start, watch, recycle, replace, stop;
 * :mod:`kfitx.search.launch.runner` -- what runs inside each of them around the user's script;
-* :mod:`kfitx.search.launch.status` -- the files they talk through; :mod:`kfitx.search.launch.progress` -- one line per trial.
+* :mod:`kfitx.search.launch.status` -- the files they talk through;
+  :mod:`kfitx.search.launch.progress` -- one line per trial.
 
 :func:`launch` is the in-process entry point (notebooks); ``kfitx tune`` on the
 command line is the same thing. Importing this package imports neither
