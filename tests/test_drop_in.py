@@ -232,3 +232,29 @@ def test_a_pydataset_with_steps_per_epoch_trains_the_batches_model_fit_trains(st
 def test_class_weight_that_omits_a_class_weighs_it_1_as_model_fit_does(strategy):
     x, y = data()
     assert_same_as_plain(strategy, lambda: (x, y), class_weight={0: 2.0, 1: 0.5}, epochs=2)  # class 2 omitted
+
+
+def test_a_pydataset_is_shuffled_alike_by_every_strategy_that_reads_it_itself():
+    """model.fit shuffles a PyDataset's batches (shuffle=True); generator and loop read it the same way."""
+
+    class Numbered(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.read = []
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            self.read.append(i)
+            return np.full((4, 3), i, "float32"), np.zeros((4, 1), "float32")
+
+    orders = {}
+    for strategy in ("generator", "loop"):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        data = Numbered()
+        kfitx.fit(model, data, strategy=strategy, epochs=1, verbose=0, seed=1)
+        orders[strategy] = data.read[:8]  # the first pass (generator's worker reads ahead into the next)
+        assert sorted(orders[strategy]) == list(range(8)) and orders[strategy] != list(range(8)), orders
+    assert orders["generator"] == orders["loop"]

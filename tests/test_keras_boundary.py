@@ -305,7 +305,7 @@ def test_keras_adapters_read_what_model_fit_reads():
     adapter = _keras.data_adapter(np.zeros((10, 4)), np.zeros((10, 2)), None, batch_size=4, steps=None,
                                   shuffle=False, class_weight=None)
     assert adapter.num_batches == 3, moved("get_data_adapter", "data_adapter")
-    assert [b[0].shape[0] for b in _keras.backend_batches(adapter)] == [4, 4, 2]
+    assert [b[0].shape[0] for b in _keras.backend_batches(adapter, "tensorflow")] == [4, 4, 2]
     dataset = _keras.adapter_dataset(_keras.data_adapter(gen, None, None, batch_size=None, steps=None, shuffle=False,
                                                          class_weight=None))
     assert isinstance(dataset, tf.data.Dataset) and len(list(dataset)) == 1, moved("get_tf_dataset", "adapter_dataset")
@@ -315,10 +315,63 @@ def test_cached_evaluate_keeps_one_validation_iterator_until_forgotten():
     model = _model()
     x, y = np.zeros((8, 4), "float32"), np.zeros((8, 2), "float32")
     model.fit(x, y, verbose=0)
-    logs = _keras.cached_evaluate(model, x, y, None, batch_size=4, steps=None, callbacks=None)
+    logs = _keras.cached_evaluate(model, x, y, None, batch_size=4, steps=None, callbacks=None,
+                                  backend="tensorflow")
     iterator = model._eval_epoch_iterator
     assert "loss" in logs and iterator is not None, moved("fit's cached validation iterator", "cached_evaluate")
-    _keras.cached_evaluate(model, x, y, None, batch_size=4, steps=None, callbacks=None)
+    _keras.cached_evaluate(model, x, y, None, batch_size=4, steps=None, callbacks=None, backend="tensorflow")
     assert model._eval_epoch_iterator is iterator  # reused, as model.fit reuses it across epochs
     _keras.forget_validation(model)
     assert model._eval_epoch_iterator is None
+
+
+# --- model.fit's loop around the steps (kfitx/engine/__init__.py copies it through fit_begin / fit_end) ---
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_model_fit_does_what_fit_begin_and_fit_end_do_around_its_epochs(backend):
+    """Each backend trainer's ``fit`` still clears stop_training, drops and caches the validation iterator,
+    makes the train function and finalizes the optimizer's variables, which is what kfitx's loop repeats."""
+    trainer = pytest.importorskip(f"keras.src.backend.{backend}.trainer")
+    source = inspect.getsource(next(c for c in vars(trainer).values()
+                                    if inspect.isclass(c) and c.__name__.endswith("Trainer") and hasattr(c, "fit")).fit)
+    for step in ("self.stop_training = False", "self._eval_epoch_iterator = None", "self.make_train_function()",
+                 "finalize_variable_values", "callbacks.on_train_begin()", "callbacks.on_train_end("):
+        assert step in source, moved(f"{backend} model.fit's `{step}`", "fit_begin / fit_end")
+    assert source.index("self.make_train_function()") < source.index("callbacks.on_train_begin()")
+    assert source.index("finalize_variable_values") < source.index("callbacks.on_train_end(")
+
+
+def test_fit_begin_and_fit_end_leave_the_trainer_as_model_fit_does():
+    model = _model()
+    model.fit(np.zeros((8, 4), "float32"), np.zeros((8, 2), "float32"), verbose=0)
+    model.stop_training, model._eval_epoch_iterator, model.train_function = True, object(), None
+    _keras.fit_begin(model)
+    assert model.stop_training is False and model._eval_epoch_iterator is None and model.train_function is not None
+    model._eval_epoch_iterator = object()
+    _keras.fit_end(model, trained=True)
+    assert model._eval_epoch_iterator is None
+
+
+def test_tuner_callbacks_finds_keras_tuners_own_callbacks_by_class(tmp_path):
+    import keras_tuner
+    from keras_tuner.src.engine import tuner_utils
+
+    tuner = keras_tuner.RandomSearch(lambda hp: _model(), objective="loss", max_trials=1, directory=str(tmp_path))
+    trial = tuner.oracle.create_trial("t")
+    found, best = tuner_utils.TunerCallback(tuner, trial), tuner_utils.SaveBestEpoch(tuner.oracle.objective,
+                                                                                    str(tmp_path / "m"))
+    callbacks = [keras.callbacks.History(), found, best]
+    assert _keras.tuner_callbacks(callbacks) == (found, [best]), moved("TunerCallback / SaveBestEpoch",
+                                                                      "tuner_callbacks")
+    assert _keras.tuner_callbacks(keras.callbacks.CallbackList(callbacks))[0] is found
+    assert _keras.tuner_callbacks([keras.callbacks.History()]) == (None, [])
+
+
+def test_one_replica_spec_reads_a_per_replica_spec():
+    devices = tf.config.list_logical_devices("CPU")[:1]
+    strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(np.zeros((4, 2))).batch(2))
+    spec = tf.nest.map_structure(_keras.one_replica_spec, iter(dataset).element_spec)
+    assert isinstance(spec, tf.TensorSpec) and spec.shape.as_list()[-1] == 2, moved("PerReplicaSpec._value_specs",
+                                                                                    "one_replica_spec")

@@ -63,10 +63,7 @@ class PyDatasetSource(Source):
 
         def one_pass() -> Iterator[Any]:
             ds.on_epoch_begin()
-            if length is None:
-                order: Any = itertools.count()
-            else:
-                order = rng.permutation(length).tolist() if shuffle else range(length)
+            order = _order(length, shuffle, rng)
             try:
                 if workers <= 1:
                     for index in order:
@@ -103,15 +100,22 @@ class PyDatasetSource(Source):
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
         from kfitx.data.feed import PythonFeed
 
-        ds, steps = self.dataset, reading.steps
+        ds = self.dataset
         length = ds.num_batches
-        if length is None and steps is None:
-            raise DataError(message("An infinite PyDataset (num_batches None) needs steps_per_epoch",
-                                    "steps_per_epoch=None", "Pass steps_per_epoch=N."))
+        self.default_steps(reading.steps, "steps_per_epoch")  # an endless one needs steps
+        rng = np.random.default_rng(reading.seed)
+        shuffle = reading.shuffle is True
 
         def open_epoch() -> tuple[Iterator[Any], Callable[[], None]]:
             ds.on_epoch_begin()
-            indices = itertools.count() if length is None else range(length)
-            return (ds[i] for i in indices), ds.on_epoch_end
+            return (ds[i] for i in _order(length, shuffle, rng)), ds.on_epoch_end
 
         return PythonFeed(open_epoch, reading, length, group, self.kind)
+
+
+def _order(length: int | None, shuffle: bool, rng: Any) -> Any:
+    """The batch indices of one pass: every index, permuted with ``shuffle`` (``shuffle=True``, as
+    ``model.fit`` shuffles a PyDataset's batches), endless when the length is unknown."""
+    if length is None:
+        return itertools.count()
+    return rng.permutation(length).tolist() if shuffle else range(length)
