@@ -43,9 +43,12 @@ from kfitx.engine.adapter import BackendAdapter
 from kfitx.errors import OptionError, message
 from kfitx.runtime import Runtime
 
-__all__ = ["BatchHook", "StepFunction", "TrainStep", "fit_loop", "should_validate"]
+__all__ = ["ONE_BATCH_PER_CALL", "BatchHook", "StepFunction", "TrainStep", "fit_loop", "should_validate"]
 
 StepFunction = Callable[[Any, Any], Mapping[str, Any]]
+
+#: Why a step that goes per batch runs one batch per call.
+ONE_BATCH_PER_CALL = "a step run in Python or batch hooks: one batch at a time through Python"
 BatchHook = Callable[[Any, int, int], Any]
 
 
@@ -89,6 +92,22 @@ class TrainStep:
     def per_batch(self) -> bool:
         """Batches go through Python one at a time (batch hooks, or a step run in Python)."""
         return bool(self.hooks) or (self.fn is not None and not self.compiled)
+
+    def grouping(self, requested: int | str = "auto") -> int | str | tuple[int, str]:
+        """Steps per compiled call this step allows, as :meth:`kfitx.Strategy.grouping` answers: ``requested``
+        (``"auto"`` or an int), or ``(1, reason)`` for a step that goes per batch. The one place that rule lives.
+
+        Raises:
+            OptionError: ``requested`` more than 1 for a step that goes per batch.
+        """
+        if not self.per_batch:
+            return requested
+        if requested not in ("auto", 1):
+            raise OptionError(message(
+                "A step run in Python or batch hooks train one batch per call (`steps_per_execution` groups only "
+                "the model's own compiled step)", f"steps_per_execution={requested!r}",
+                "Leave steps_per_execution='auto', or drop the step / batch hooks to group compiled steps."))
+        return 1, ONE_BATCH_PER_CALL
 
 
 def should_validate(epoch: int, freq: Any) -> bool:
@@ -281,10 +300,11 @@ def fit_loop(model: Any, plan: Any, step: TrainStep | None = None, *, batches: A
     """
     step = step or TrainStep()
     group = plan.steps_per_execution
-    if group != 1 and step.per_batch:
-        raise OptionError(message(
-            "A Python step function or batch hooks train one batch per call", f"steps_per_execution={group}",
-            "Return (1, 'why') from your strategy's grouping() so that the plan does not group steps."))
+    try:
+        step.grouping(group)
+    except OptionError as err:  # the plan grouped steps: the strategy's grouping() did not ask the step
+        raise OptionError(f"{err} A strategy running this step returns step.grouping(...) from its "
+                          "grouping(), so that the plan does not group steps.") from None
     adapter = _adapter(plan.runtime)
     feed = batches
     if feed is None:

@@ -101,29 +101,21 @@ class LoopStrategy(Strategy):
         limit = self.options["endless_after"]
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise OptionError(message("`endless_after` must be a positive int", repr(limit)))
-        if self.per_batch and self.options["steps_per_execution"] not in ("auto", 1):
-            raise OptionError(message(
-                "`steps_per_execution` groups the model's own compiled step; with `step` or "
-                "`batch_hooks` every batch goes through Python on its own",
-                f"steps_per_execution={self.options['steps_per_execution']!r}",
-                "Leave steps_per_execution='auto', or drop step / batch_hooks to group compiled steps.",
-            ))
+        self.train_step = TrainStep(self.step, compiled=False, hooks=self.hooks,
+                                    epoch_logs="metrics" if self.step is None else "means")
+        self.grouping()  # a step run in Python with steps_per_execution > 1: an OptionError now
 
     @property
     def per_batch(self) -> bool:
         """Batches go one at a time through Python (a user step or batch hooks)."""
-        return self.step is not None or bool(self.hooks)
+        return self.train_step.per_batch
 
     def grouping(self) -> int | str | tuple[int, str]:
-        if self.per_batch:
-            return 1, "a user step or batch hooks: one batch at a time through Python"
-        return self.options["steps_per_execution"]
+        return self.train_step.grouping(self.options["steps_per_execution"])
 
     def fit(self, model: Any, plan: FitPlan) -> Any:
         plan.report.note(step="model" if self.step is None else "user", batch_hooks=len(self.hooks))
-        step = TrainStep(self.step, compiled=False, hooks=self.hooks,
-                         epoch_logs="metrics" if self.step is None else "means")
-        return fit_loop(model, plan, step, endless_after=self.options["endless_after"])
+        return fit_loop(model, plan, self.train_step, endless_after=self.options["endless_after"])
 
 
 @hookimpl
