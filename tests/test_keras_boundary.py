@@ -375,3 +375,42 @@ def test_one_replica_spec_reads_a_per_replica_spec():
     spec = tf.nest.map_structure(_keras.one_replica_spec, iter(dataset).element_spec)
     assert isinstance(spec, tf.TensorSpec) and spec.shape.as_list()[-1] == 2, moved("PerReplicaSpec._value_specs",
                                                                                     "one_replica_spec")
+
+
+def test_route_trials_sees_each_trials_begin_run_end_and_the_oracles_end_trial(tmp_path):
+    import keras_tuner
+
+    class Plain(_keras.tuner_base_class()):
+        def run_trial(self, trial, *args, **kwargs):
+            return {"loss": trial.hyperparameters.Float("x", 0.0, 1.0)}
+
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="loss", max_trials=2, seed=1)
+    tuner = Plain(oracle, directory=str(tmp_path), project_name="p")
+    seen = []
+
+    def route(name):
+        def call(trial, *args, **kwargs):
+            seen.append((name, trial.trial_id))
+            return originals[["begin", "run", "end"].index(name)](trial, *args, **kwargs)
+        return call
+
+    originals = _keras.route_trials(tuner, route("begin"), route("run"), route("end"),
+                                    reported=lambda trial: seen.append(("reported", trial.trial_id)))
+    tuner.search()
+    ids = [trial.trial_id for trial in oracle.trials.values()]
+    assert len(ids) == 2 and all(t.status == "COMPLETED" for t in oracle.trials.values())
+    expected = [(name, i) for i in ids for name in ("begin", "run", "end", "reported")]  # on_trial_end reports it
+    assert seen == expected, moved("BaseTuner.search's per-trial calls (on_trial_begin, run_trial, "
+                                   "oracle.end_trial, on_trial_end)", "route_trials")
+
+
+def test_saw_epoch_raises_save_best_epochs_best_value_only_for_a_better_epoch(tmp_path):
+    import keras_tuner
+    from keras_tuner.src.engine import tuner_utils
+
+    best = tuner_utils.SaveBestEpoch(keras_tuner.Objective("val_loss", "min"), str(tmp_path / "m"))
+    assert best.best_value == float("inf"), moved("SaveBestEpoch.best_value", "saw_epoch")
+    _keras.saw_epoch(best, {"val_loss": 0.5})
+    _keras.saw_epoch(best, {"val_loss": 0.7})
+    _keras.saw_epoch(best, {"loss": 0.1})  # no value for the objective: nothing seen
+    assert best.best_value == 0.5

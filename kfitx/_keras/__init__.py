@@ -305,6 +305,8 @@ from kfitx._keras.data import (  # noqa: E402, F401
     train_validation_split,
 )
 from kfitx._keras.tuner import (  # noqa: E402, F401
+    route_trials,
+    saw_epoch,
     serve_oracle,
     tuner_base_class,
     tuner_callbacks,

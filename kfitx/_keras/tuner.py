@@ -8,8 +8,8 @@ from typing import Any
 # --- keras-tuner internals -------------------------------------------------
 #
 # ``kfitx tune`` runs an unchanged search script in keras-tuner's chief and worker
-# processes; kfitx's runner (``kfitx/tune/runner.py``) reaches into keras-tuner
-# only through these functions.
+# processes; kfitx's runner (``kfitx/search/launch/runner.py``) reaches into
+# keras-tuner only through these functions.
 
 
 def tuner_base_class() -> Any:
@@ -115,3 +115,39 @@ def tuner_callbacks(callbacks: Any) -> tuple[Any, list[Any]]:
         elif isinstance(cb, tuner_utils.SaveBestEpoch):
             best.append(cb)
     return found, best
+
+
+def route_trials(tuner: Any, begin: Any, run: Any, end: Any, reported: Any) -> tuple[Any, Any, Any]:
+    """Routes this ``tuner``'s ``on_trial_begin``, ``run_trial`` and ``on_trial_end`` through ``begin(trial)``,
+    ``run(trial, *args, **kwargs)`` and ``end(trial)``, and calls ``reported(trial)`` each time its oracle's
+    ``end_trial`` returned (in a worker: the chief has the trial). Returns the three original methods, which the
+    routes call to do keras-tuner's own work.
+
+    keras-tuner offers no per-trial hook to a launcher; these are the methods
+    ``BaseTuner._try_run_and_update_trial`` and ``search`` call for each trial.
+    """
+    originals = tuner.on_trial_begin, tuner.run_trial, tuner.on_trial_end
+    tuner.on_trial_begin, tuner.run_trial, tuner.on_trial_end = begin, run, end
+    end_trial = tuner.oracle.end_trial
+
+    def end_and_report(trial: Any) -> Any:
+        result = end_trial(trial)
+        reported(trial)
+        return result
+
+    tuner.oracle.end_trial = end_and_report
+    return originals
+
+
+def saw_epoch(save_best_epoch: Any, logs: dict[str, Any]) -> None:
+    """Tells keras-tuner's ``SaveBestEpoch`` callback that an epoch with ``logs`` was seen before it was made.
+
+    A resumed trial starts at a later epoch; the checkpoint on disk is the best of
+    the earlier ones, so the callback's best value must be theirs, or it would
+    overwrite that checkpoint with a worse epoch.
+    """
+    objective = save_best_epoch.objective
+    if objective.has_value(logs):
+        value = objective.get_value(logs)
+        if objective.better_than(value, save_best_epoch.best_value):
+            save_best_epoch.best_value = value

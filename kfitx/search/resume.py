@@ -67,10 +67,7 @@ class Resume:
                     resume.earlier = [e for e in json.load(f) if e["epoch"] < epoch]
                 for cb in resume.best_epoch:  # its checkpoint on disk is the best of the earlier epochs
                     for entry in resume.earlier:
-                        if cb.objective.has_value(entry["logs"]):
-                            value = cb.objective.get_value(entry["logs"])
-                            if cb.objective.better_than(value, cb.best_value):
-                                cb.best_value = value
+                        _keras.saw_epoch(cb, entry["logs"])
 
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 numbers = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}

@@ -177,7 +177,9 @@ class _Trials:
         self.fail_cause = os.environ.get(ENV_FAIL_CAUSE, "")
         self.done = 0
         self.peak: Any = None
-        self.begin_, self.run_, self.end_ = tuner.on_trial_begin, tuner.run_trial, tuner.on_trial_end
+        self.begin_: Any = None  # keras-tuner's own methods, set by _keras.route_trials
+        self.run_: Any = None
+        self.end_: Any = None
 
     def trial_dir(self, trial: Any) -> str:
         return os.path.join(self.tuner.project_dir, f"trial_{trial.trial_id}")
@@ -224,21 +226,17 @@ class _Trials:
 def _worker_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
     import keras_tuner
 
+    from kfitx import _keras
+
     project = os.path.abspath(tuner.project_dir)
     log = status.log_path(project, _State.tuner_id)
     with _output_to(log, keep=False):
         _status(state="running", project_dir=project, log=log, trial=None, done=0)
         trials = _Trials(tuner)
-        tuner.on_trial_begin, tuner.run_trial, tuner.on_trial_end = \
-            trials.on_trial_begin, trials.run_trial, trials.on_trial_end
-        report_end = tuner.oracle.end_trial
-
-        def end_trial(trial: Any) -> Any:  # once the chief has the trial, a crash after it costs no retry
-            result = report_end(trial)
-            _status(state="running", trial=None, done=trials.done + 1)
-            return result
-
-        tuner.oracle.end_trial = end_trial
+        # once the chief has the trial, a crash after it costs no retry
+        trials.begin_, trials.run_, trials.end_ = _keras.route_trials(
+            tuner, trials.on_trial_begin, trials.run_trial, trials.on_trial_end,
+            reported=lambda trial: _status(state="running", trial=None, done=trials.done + 1))
         if isinstance(tuner, keras_tuner.Tuner):  # trains Keras models: count their epochs
             kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _epoch_counter()]
         original(tuner, *args, **kwargs)
