@@ -13,13 +13,11 @@ keras = pytest.importorskip("keras")
 
 from kfitx.augment import (  # noqa: E402
     Augmentation,
-    _apply_transform,
-    _random_params,
-    _standardize,
     adapt,
     image_data_generator_class,
     map_dataset,
 )
+from kfitx.augment.image_ops import _apply_transform, _random_params, _standardize  # noqa: E402
 import kfitx  # noqa: E402
 from kfitx.errors import AugmentationError  # noqa: E402
 
@@ -452,3 +450,21 @@ def test_vectorised_idg_is_much_faster_than_idg_per_image():
     print(f"\n512 images 32x32: vectorised {vectorised * 1e3:.0f} ms, idg.flow {per_image * 1e3:.0f} ms, "
           f"{per_image / vectorised:.1f}x")
 
+
+
+def test_one_augmentation_feeds_two_pipelines_each_naming_its_own_batches():
+    """The state a pipeline needs (where faults go, how batches are named) is its own copy's, not the shared one's."""
+    def fails(x, y):
+        raise ValueError("boom")
+
+    augmentation = adapt(fails)
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((8, 2), "float32"), np.zeros(8))).batch(2)
+    reported = {"a": [], "b": []}
+    a = map_dataset(dataset, augmentation, steps_per_epoch=4, initial_epoch=2, report=reported["a"].append)
+    b = map_dataset(dataset, augmentation, report=reported["b"].append)
+    for stream in (a, b):
+        with pytest.raises(Exception):
+            list(stream)
+    assert "of epoch 3" in str(reported["a"][0]) and "of its epoch" in str(reported["b"][0])
+    assert reported["a"][0].__cause__.args == ("boom",)
+    assert augmentation._report is None  # the augmentation given is unchanged

@@ -25,14 +25,8 @@ TensorFlow and Keras are imported inside functions only.
 
 from __future__ import annotations
 
-from kfitx.augment import image_ops as _image_ops
 from kfitx.augment.base import Augmentation
 from kfitx.augment.dispatch import adapt, map_dataset
 from kfitx.augment.image_data_generator import image_data_generator_class
 
 __all__ = ["Augmentation", "adapt", "image_data_generator_class", "map_dataset"]
-
-# Private, but reachable here as before the split: the tests check these batched twins directly.
-_apply_transform = _image_ops._apply_transform
-_random_params = _image_ops._random_params
-_standardize = _image_ops._standardize

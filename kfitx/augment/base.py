@@ -3,13 +3,14 @@
 An :class:`Augmentation` knows how to augment *one batch* (``apply``), given a
 per-batch random seed and the batch's index; :func:`_numpy_call` runs the
 Python parts of a kind in ``tf.numpy_function`` and reports what they raise,
-as an :class:`AugmentationError` naming the batch, to the fit's boundary
-(:mod:`kfitx.data.boundaries`).
+as an :class:`AugmentationError` naming the batch, to where the pipeline's
+copy of the augmentation reports (:meth:`Augmentation.for_pipeline`).
 TensorFlow is imported inside functions only.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -29,10 +30,21 @@ class Augmentation:
     kind: str = "augmentation"
     in_graph: bool = True
 
+    #: Where a pipeline's faults go, and how it names a batch index: set on the copy :meth:`for_pipeline` makes.
+    _report: Callable[[KfitxError], Any] | None = None
+    _where: Callable[[int], str] = staticmethod(lambda index: f"training batch {index} of its epoch")
+
     def __init__(self) -> None:
-        # Where faults go, and how a batch index is named: set by map_dataset for each pipeline.
-        self._boundary: Any = None
-        self._where: Callable[[int], str] = lambda index: f"training batch {index} of its epoch"
+        pass
+
+    def for_pipeline(self, report: Callable[[KfitxError], Any] | None,
+                     where: Callable[[int], str]) -> Augmentation:
+        """A copy of this augmentation for one pipeline: its faults go to ``report(fault)``, its batches are named
+        ``where(index)``. The augmentation itself is not changed, so that one augmentation can feed several
+        pipelines (a strategy's fits, trials, validation splits) at once."""
+        bound = copy.copy(self)
+        bound._report, bound._where = report, where
+        return bound
 
     def describe(self) -> str:
         """One line for logs."""
@@ -83,8 +95,8 @@ class Augmentation:
                 f"{type(error).__name__}({str(error)!r}) at {self._where(batch)}",
                 f"Fix the augmentation ({self.describe()}); the traceback above shows where it failed."))
             fault.__cause__ = error
-        if self._boundary is not None:
-            self._boundary.report(fault)
+        if self._report is not None:
+            self._report(fault)
         return fault
 
 

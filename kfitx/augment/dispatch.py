@@ -7,6 +7,7 @@ each a seed and maps ``apply`` over x.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kfitx.augment.base import Augmentation
@@ -17,7 +18,7 @@ from kfitx.augment.image_data_generator import (
 )
 from kfitx.augment.layers import _as_layers, _LayersAugmentation
 from kfitx.data import boundaries as _boundary
-from kfitx.errors import AugmentationError, message
+from kfitx.errors import AugmentationError, KfitxError, message
 from kfitx.runtime.lazy import is_instance as _is_instance
 
 _ACCEPTED = (
@@ -65,7 +66,8 @@ def adapt(augment: Any) -> Augmentation | None:
 
 
 def map_dataset(dataset: Any, augmentation: Any, *, seed: int | None = None,
-                steps_per_epoch: int | None = None, initial_epoch: int = 0) -> Any:
+                steps_per_epoch: int | None = None, initial_epoch: int = 0,
+                report: Callable[[KfitxError], Any] | None = None) -> Any:
     """Applies ``augmentation`` to the x of every batch of ``dataset``.
 
     Each batch gets a stateless seed from ``tf.data.Dataset.random(seed,
@@ -83,6 +85,8 @@ def map_dataset(dataset: Any, augmentation: Any, *, seed: int | None = None,
         steps_per_epoch: Batches per epoch of a stream that runs across epochs
             (so that a failed batch is named by its epoch), or ``None``.
         initial_epoch: The fit's first epoch, for those names.
+        report: Called with the :class:`AugmentationError` of a failed batch;
+            by default the boundary open here (``kfitx.fit`` opens one) reports it.
 
     Returns:
         The dataset with x augmented: same structure, shapes and dtypes (integer x
@@ -104,7 +108,9 @@ def map_dataset(dataset: Any, augmentation: Any, *, seed: int | None = None,
             "Batches must be x, (x,), (x, y) or (x, y, sample_weight)", f"tuples of {len(spec)} items",
             "Pack several inputs as a tuple or dict inside x: ((x1, x2), y)."))
     augmentation.check(spec[0] if packed else spec)
-    augmentation._boundary = _boundary.current()
+    if report is None:
+        opened = _boundary.current()
+        report = None if opened is None else opened.report
 
     def where(index: int) -> str:
         if steps_per_epoch:
@@ -112,7 +118,7 @@ def map_dataset(dataset: Any, augmentation: Any, *, seed: int | None = None,
                     f"{initial_epoch + index // steps_per_epoch + 1}")
         return f"training batch {index} of its epoch"
 
-    augmentation._where = where
+    augmentation = augmentation.for_pipeline(report, where)
 
     @tf.autograph.experimental.do_not_convert
     def augment(indexed: Any, random: Any) -> Any:
