@@ -20,8 +20,9 @@ Sources make their feed (:meth:`kfitx.data.Source.feed`):
   Under a ``tf.distribute`` strategy (``reading.runtime``) a compiled step reads a
   distributed iterator: each replica its share of every batch.
 * :class:`PythonFeed` -- generators and PyDatasets: a fresh iterator every epoch
-  (the generator factory is called again; a PyDataset is read in index order in
-  this process, its ``workers`` unused, with ``on_epoch_begin/end`` called), and
+  (the generator factory is called again; a PyDataset is read in this process, in
+  the order :mod:`kfitx.data.pydataset` gives, its ``workers`` unused, with
+  ``on_epoch_begin/end`` called), and
   ``data`` a list of batches. An epoch is ``steps_per_epoch`` batches, or one
   pass when that is not given. A generator that ends before ``steps_per_epoch``,
   yields nothing, or seems never to end is a :class:`DataError`, not a hang.

@@ -1,8 +1,9 @@
 """``keras.utils.PyDataset`` sources: :class:`PyDatasetSource`, read by index.
 
-A pass calls ``on_epoch_begin``, reads the batches in index order (a new
-random order each pass when shuffled, as ``model.fit`` does) and calls
-``on_epoch_end``. For a tf.data stream a background worker reads it with the
+A pass calls ``on_epoch_begin``, reads the batches in index order, or in a new
+random order each pass when the fit shuffles (``model.fit``'s default for a
+PyDataset of known length; the same order for every strategy, :func:`_order`),
+and calls ``on_epoch_end``. For a tf.data stream a background worker reads it with the
 PyDataset's own ``workers`` / ``use_multiprocessing`` / ``max_queue_size``
 unless the fit sets them; a strategy's own loop reads it in this thread.
 """

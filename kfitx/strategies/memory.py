@@ -4,10 +4,11 @@ It delegates to ``model.fit``, so callbacks, History, the progress bar,
 ``stop_training``, ``initial_epoch`` and ``BackupAndRestore`` behave exactly as
 Keras makes them behave. Two things differ, both invisible to callbacks:
 
-* the arrays are fed through their source's tf.data stream
-  (:func:`kfitx.data.arrays.array_dataset`), which holds
-  at most one copy of them (none for memory maps and aligned arrays) where
-  ``model.fit`` holds two;
+* on TensorFlow the arrays are fed through their source's tf.data stream
+  (:func:`kfitx.data.arrays.array_dataset`), which holds at most one copy of
+  them (none for memory maps and aligned arrays) where ``model.fit`` holds two;
+  on JAX and torch Keras's own array adapter cuts them, as in ``model.fit``
+  (memory maps keep the stream: :func:`kfitx.data.keras_cuts`);
 * when no callback acts per batch, several steps run per compiled call
   (decided by the plan, :mod:`kfitx.plan`); the choice is in ``history.kfitx``.
 
