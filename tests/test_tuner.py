@@ -214,7 +214,8 @@ def test_resume_backup_keeps_grouping_and_is_removed_after_each_execution(xy, re
 # The model and data both subprocess searches below train.
 SEARCH_MODEL_AND_DATA = '''
 def build(hp):
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hp.Int("units", 4, 16, step=4), activation="relu"),
+    first = [] if "unbuilt" in sys.argv else [keras.Input((8,))]  # unbuilt: keras-tuner's guide has no Input
+    model = keras.Sequential([*first, keras.layers.Dense(hp.Int("units", 4, 16, step=4), activation="relu"),
                               keras.layers.Dense(3)])
     model.compile(keras.optimizers.SGD(hp.Float("lr", 0.01, 0.3, sampling="log")),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
@@ -259,7 +260,8 @@ tuner.search(x[:150], y[:150], epochs=6, validation_data=(x[150:], y[150:]), ver
 '''
 
 
-@pytest.mark.parametrize("strategy", ["memory", pytest.param("loop", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("strategy", ["memory", pytest.param("loop", marks=pytest.mark.slow),
+                                      pytest.param("memory unbuilt", marks=pytest.mark.slow)])
 def test_killed_search_resumes_with_the_interrupted_trial_at_its_last_epoch(strategy, tmp_path):
     import json
     import signal
@@ -269,8 +271,8 @@ def test_killed_search_resumes_with_the_interrupted_trial_at_its_last_epoch(stra
     script = tmp_path / "search.py"
     script.write_text(RESUMABLE_SEARCH)
     env = {**os.environ, "KFITX_BACKUP_INTERVAL_S": "0"}  # a backup after every epoch: resumes where it was killed
-    run = lambda mode: subprocess.run([sys.executable, str(script), str(tmp_path), mode, strategy], timeout=300,
-                                      capture_output=True, text=True, env=env)
+    run = lambda mode: subprocess.run([sys.executable, str(script), str(tmp_path), mode, *strategy.split()],
+                                      timeout=300, capture_output=True, text=True, env=env)
     killed = run("kill")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     first_trial = (tmp_path / "resume" / "trial_0" / "trial.json").read_text()
@@ -361,3 +363,48 @@ def test_the_trial_backup_is_written_at_most_every_interval(xy, registry, tmp_pa
     monkeypatch.setenv("KFITX_BACKUP_INTERVAL_S", "soon")
     with pytest.raises(kfitx.OptionError, match="KFITX_BACKUP_INTERVAL_S"):
         kfitx.search.resume.backup_interval_s()
+
+
+@pytest.mark.parametrize("strategy", ["memory", "generator", "loop"])
+def test_the_keras_tuner_guides_unbuilt_sequential_completes_every_trial_with_resume(strategy, registry, tmp_path,
+                                                                                     caplog):
+    """keras.io's "Getting started with KerasTuner" model: no Input, built by fit. Resume must not cost a trial."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(96, 4, 4)).astype("float32"), rng.integers(0, 3, 96)
+
+    def build_model(hp):
+        model = keras.Sequential()
+        model.add(keras.layers.Flatten())
+        model.add(keras.layers.Dense(units=hp.Int("units", 8, 16, step=8), activation="relu"))
+        model.add(keras.layers.Dense(3, activation="softmax"))
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    backups = []
+
+    class Seen(StrategyHyperModel):
+        def fit(self, hp, model, *args, **kwargs):
+            history = super().fit(hp, model, *args, **kwargs)
+            backups.append(model.built)
+            return history
+
+    tuner = keras_tuner.RandomSearch(Seen(build_model, strategies=[strategy]), objective="val_accuracy",
+                                     max_trials=2, directory=tmp_path, project_name="guide")
+    tuner.search(x[:64], y[:64], epochs=2, validation_data=(x[64:], y[64:]), verbose=0)
+    assert [t.status for t in tuner.oracle.trials.values()] == ["COMPLETED", "COMPLETED"]
+    assert backups == [True, True] and "trains without resume" not in caplog.text
+
+
+def test_an_unbuilt_model_on_a_stream_read_once_trains_without_resume_and_says_why(registry, tmp_path, caplog):
+    def build_model(hp):
+        model = keras.Sequential([keras.layers.Dense(3, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        return model
+
+    rng = np.random.default_rng(0)
+    batches = ((rng.normal(size=(8, 4)).astype("float32"), rng.integers(0, 3, 8)) for _ in range(1000))
+    tuner = keras_tuner.RandomSearch(StrategyHyperModel(build_model, strategies="memory"), objective="loss",
+                                     max_trials=1, directory=tmp_path, project_name="stream")
+    tuner.search(batches, steps_per_epoch=4, epochs=2, verbose=0)
+    assert [t.status for t in tuner.oracle.trials.values()] == ["COMPLETED"]
+    assert "trains without resume" in caplog.text and "read once" in caplog.text

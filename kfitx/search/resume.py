@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import time
 from typing import Any
@@ -22,7 +23,9 @@ import numpy as np
 from kfitx import _keras
 from kfitx.errors import OptionError, message
 
-__all__ = ["Resume", "backup_interval_s"]
+__all__ = ["Resume", "backup_interval_s", "build_for_backup"]
+
+logger = logging.getLogger("kfitx")
 
 
 def backup_interval_s() -> float:
@@ -36,6 +39,40 @@ def backup_interval_s() -> float:
         raise OptionError(message("KFITX_BACKUP_INTERVAL_S to be a number of seconds >= 0", repr(value),
                                   "Set it to e.g. 5, or 0 to back up after every epoch."))
     return seconds
+
+
+def build_for_backup(model: Any, source: Any) -> str | None:
+    """Builds an unbuilt model as ``model.fit`` builds it before its first step; returns why it cannot, else ``None``.
+
+    Keras's ``BackupAndRestore`` refuses an unbuilt model on TensorFlow (keras-tuner's
+    guide builds a ``keras.Sequential`` with no ``Input``), and restoring a backup
+    needs the variables. The model is built from the shapes and dtypes of the
+    data (arrays: ``x`` and ``y`` with an unknown batch size; a tf.data dataset:
+    its ``element_spec``), which is what ``model.fit`` reads from its first batch.
+    Streams that can be read only once cannot be looked at first: the execution
+    then trains without the backup (the caller logs the reason).
+    """
+    if getattr(model, "built", True):
+        return None
+    import keras
+
+    from kfitx.data.base import train_dtype
+    from kfitx.runtime.lazy import is_instance
+
+    passthrough = source.passthrough()
+    if source.in_memory:
+        batch = tuple(keras.tree.map_structure(
+            lambda a: keras.KerasTensor((None, *np.shape(a)[1:]), str(train_dtype(a.dtype))), part)
+            for part in source.arrays())
+    elif is_instance(passthrough, "tensorflow", "data.Dataset"):
+        batch = keras.tree.map_structure(
+            lambda spec: keras.KerasTensor(tuple(spec.shape), spec.dtype.name), passthrough.element_spec)
+    else:
+        return (f"the model is not built and its data ({source.describe()}) is read once, so it cannot be "
+                "looked at before training; build the model (keras.Input, or call it on a batch) to resume "
+                "killed trials")
+    _keras.symbolic_build(model, batch)
+    return None
 
 
 class Resume:

@@ -66,6 +66,7 @@ from kfitx.search.measure import PEAK_RSS_MIB, SAMPLES_PER_S
 from kfitx.search.pruning import MedianPruning, as_pruning
 from kfitx.search.pruning import callback as _pruner
 from kfitx.search.resume import Resume as _Resume
+from kfitx.search.resume import build_for_backup
 from kfitx.search.tunable import Tunable, declare
 
 __all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "MedianPruning", "StrategyHyperModel", "Tunable", "fit", "is_chief",
@@ -186,6 +187,11 @@ def fit(
         execution = _next_execution(tuner_callback.trial) if tuner_callback is not None else 0
         pruner = _pruning_callback(rule, hp, callbacks, execution)
         resumer = _resumer(callbacks, execution) if resume else None
+        if resumer is not None:
+            unbuildable = build_for_backup(model, source)
+            if unbuildable is not None:
+                logging.getLogger("kfitx").warning("kfitx: trial trains without resume: %s.", unbuildable)
+                resumer = None
         extra = [*([pruner] if pruner is not None else []), *(resumer.callbacks() if resumer is not None else [])]
         if extra:
             kwargs["callbacks"] = [*callbacks, *extra]
