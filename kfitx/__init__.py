@@ -26,6 +26,7 @@ from kfitx.errors import (
     StrategyNotFoundError,
     UnsupportedBackendError,
     UnsupportedDataError,
+    UserCodeError,
     WorkerError,
 )
 from kfitx.hookspecs import hookimpl, hookspec
@@ -66,6 +67,7 @@ __all__ = [
     "TrainStep",
     "UnsupportedBackendError",
     "UnsupportedDataError",
+    "UserCodeError",
     "WorkerError",
     "__version__",
     "augment",

@@ -14,6 +14,8 @@ already catches ``ValueError`` or ``LookupError`` keeps working::
     ├── WorkerError              (RuntimeError) a data worker died, or gave no batch in time
     ├── ConformanceError         (AssertionError) a strategy breaks the fit contract (kfitx.testing)
     ├── TuneError                (RuntimeError) a `kfitx tune` search cannot start or go on
+    ├── UserCodeError            (RuntimeError) a training step or batch hook of the user's failed on a batch
+    ├── UnsupportedBackendError  (RuntimeError) the strategy does not declare the active Keras backend
     └── UnsupportedDataError     (ValueError)   a strategy cannot serve this data
         └── MemoryBudgetError    (MemoryError)  the data does not fit the memory budget
 
@@ -37,9 +39,12 @@ __all__ = [
     "StrategyConflictError",
     "StrategyNotFoundError",
     "TuneError",
+    "UnsupportedBackendError",
     "UnsupportedDataError",
+    "UserCodeError",
     "WorkerError",
     "message",
+    "user_code_error",
 ]
 
 
@@ -105,3 +110,28 @@ class MemoryBudgetError(UnsupportedDataError, MemoryError):
 
 class UnsupportedBackendError(KfitxError, RuntimeError):
     """The chosen strategy does not declare the active Keras backend (``Strategy.backends``)."""
+
+
+class UserCodeError(KfitxError, RuntimeError):
+    """A function of the user's (a training step, a batch hook) raised, or returned what cannot be trained on.
+
+    The message names the function and the batch; the user's exception is the ``__cause__``.
+    """
+
+
+def user_code_error(what: str, fn: Any, where: str, error: BaseException,
+                    cls: type[KfitxError] = UserCodeError) -> KfitxError:
+    """The one wording of "the user's ``fn`` failed at ``where``": ``cls`` with ``error`` as its cause.
+
+    Args:
+        what: What the function is, e.g. ``"batch hook"``, ``"training step"``.
+        fn: The function (its name is shown).
+        where: Which batch, e.g. ``"step 3 of epoch 1"``.
+        error: What it raised.
+    """
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    fault = cls(message(f"The {what} {name} to run on every batch without raising",
+                        f"{type(error).__name__}({str(error)[:500]!r}) at {where}",
+                        f"Fix {name}; the traceback of the cause shows the line that failed."))
+    fault.__cause__ = error
+    return fault

@@ -438,3 +438,54 @@ def test_each_mistake_is_its_kfitx_error_in_bounded_time(case):
         assert "Received:" in str(error), str(error)
     assert seconds < LIMIT_S, f"took {seconds:.1f} s"
     assert not _leftovers(before)
+
+
+# -- round two: user code that fails, and the tuner's keywords ---------------------------------------
+
+def hooked(hook: Callable[..., Any]) -> Any:
+    return fit(X, Y, strategy="loop", batch_hooks=[hook], batch_size=16)
+
+
+def stepped(step: Callable[..., Any]) -> Any:
+    return fit(X, Y, strategy="loop", step=step, batch_size=16)
+
+
+def _raises(*args: Any) -> Any:
+    raise ValueError("user code fails")
+
+
+USER = "user code"
+ROUND_TWO = [
+    Case(USER, "a training step that raises", lambda: stepped(_raises), errors.UserCodeError,
+         r"training step _raises.*ValueError\('user code fails'\) at training batch 0 of epoch 1"),
+    Case(USER, "a batch hook that raises", lambda: hooked(_raises), errors.UserCodeError,
+         r"batch hook _raises.*at training batch 0 of epoch 1"),
+    Case(USER, "a batch hook with the wrong arguments", lambda: hooked(lambda batch: batch), errors.UserCodeError,
+         r"batch hook .*lambda.*TypeError"),
+    Case(USER, "a batch hook that returns x alone", lambda: hooked(lambda b, i, e: b[0]), errors.UserCodeError,
+         r"targets with the inputs"),
+    Case(USER, "a batch hook that changes the feature width",
+         lambda: hooked(lambda b, i, e: (tf.concat([b[0], b[0]], axis=1), b[1])), errors.UserCodeError,
+         r"(shape the model's input.*\(16, 8\).*batch hook|step on the batch returned by the batch hook.*"
+         r"\(16, 8\).*at training batch 0)"),
+    Case(USER, "a batch hook that returns y shorter than x", lambda: hooked(lambda b, i, e: (b[0], b[1][:-1])),
+         errors.UserCodeError, r"one batch size.*\[15, 16\]"),
+    Case(TUNER, "StrategyHyperModel(strategy=...)", lambda: kfitx.tuner.StrategyHyperModel(build, strategy="loop"),
+         errors.OptionError, r"Did you mean 'strategies'"),
+    Case(TUNER, "MedianPruning(warmup=2)", lambda: kfitx.tuner.MedianPruning(warmup=2), errors.OptionError,
+         r"warmup=2.*Did you mean 'warmup_epochs'"),
+    Case(TUNER, "kfitx.tuner.fit without hp", lambda: kfitx.tuner.fit(model(), X, Y), errors.OptionError,
+         r"HyperParameters first"),
+    Case(TUNER, "kfitx.tuner.fit(strategy=...)",
+         lambda: kfitx.tuner.fit(__import__("keras_tuner").HyperParameters(), model(), X, Y, strategy="loop"),
+         errors.OptionError, r"Did you mean 'strategies'"),
+]
+
+
+@pytest.mark.parametrize("case", ROUND_TWO, ids=[f"{c.category}: {c.name}" for c in ROUND_TWO])
+def test_each_mistake_of_round_two_is_its_kfitx_error_in_bounded_time(case):
+    test_each_mistake_is_its_kfitx_error_in_bounded_time(case)
+    if case.error is errors.UserCodeError and "raises" in case.name:
+        with pytest.raises(errors.UserCodeError) as info:
+            case.run()
+        assert isinstance(info.value.__cause__, ValueError)  # the user's exception is kept as the cause

@@ -40,6 +40,7 @@ from typing import Any
 
 from kfitx import _keras
 from kfitx.engine.adapter import BackendAdapter
+from kfitx.engine.steps import runner as _runner
 from kfitx.errors import OptionError, message
 from kfitx.runtime import Runtime
 
@@ -152,119 +153,6 @@ def _build(model: Any, feed: Any) -> None:
         getattr(groups, "close", lambda: None)()
     getattr(feed, "restart", lambda: None)()
     _keras.symbolic_build(model, data[0])
-
-
-def _num_samples(batch: Any) -> int:
-    import keras
-
-    x, _, _ = keras.utils.unpack_x_y_sample_weight(tuple(batch) if isinstance(batch, list) else batch)
-    leaves = [leaf for leaf in keras.tree.flatten(x) if getattr(leaf, "shape", None)]
-    return int(leaves[0].shape[0] or 1) if leaves else 1
-
-
-class _EpochMeans:
-    """Per-epoch means of the numbers a step returns, weighted by samples per batch."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.weights: dict[str, int] = {}
-        self.last: dict[str, Any] = {}
-
-    def add(self, logs: Mapping[str, Any], samples: int) -> None:
-        import numpy as np
-
-        for key, value in logs.items():
-            array = np.asarray(value)
-            if array.ndim == 0 and array.dtype.kind in "biuf":
-                self.sums[key] = self.sums.get(key, 0.0) + float(array) * samples
-                self.weights[key] = self.weights.get(key, 0) + samples
-            self.last[key] = value
-
-    def result(self) -> dict[str, Any]:
-        return {k: self.sums[k] / self.weights[k] if k in self.sums else v for k, v in self.last.items()}
-
-
-def _name(fn: Any) -> str:
-    return getattr(fn, "__name__", repr(fn))
-
-
-class _PythonSteps:
-    """Batches read in Python: the hooks, then the step, on each; keeps the epoch means."""
-
-    def __init__(self, model: Any, step: TrainStep, compiled: Callable[[Any], Any] | None,
-                 as_batch: Callable[[Any], Any]) -> None:
-        self.model, self.step, self.compiled, self.as_batch = model, step, compiled, as_batch
-        self.means = _EpochMeans()
-
-    def __call__(self, data: list[Any], index: int, epoch: int) -> Any:
-        logs = None
-        for batch in map(self.as_batch, data):
-            for hook in self.step.hooks:
-                changed = hook(batch, index, epoch)
-                if changed is None:
-                    raise OptionError(message(
-                        "A batch hook must return the batch to train on (the one it got, or a new one)",
-                        f"None from {_name(hook)} at step {index} of epoch {epoch}",
-                        "End the hook with `return batch`."))
-                batch = changed
-            if self.compiled is not None:
-                logs = self.compiled([batch])
-            else:
-                logs = self.step.fn(self.model, batch)  # type: ignore[misc]
-                if not isinstance(logs, Mapping):
-                    raise OptionError(message(
-                        "A training step must return a dict of logs, e.g. {'loss': loss}",
-                        f"{type(logs).__name__} from {_name(self.step.fn)}",
-                        "Return a dict of the batch's numbers (an empty dict if there is nothing to log)."))
-                logs = dict(logs)
-            if self.step.epoch_logs == "means":
-                self.means.add(logs, _num_samples(batch))
-        return logs
-
-
-class _EachBatch:
-    """``fn(model, batch) -> logs`` on each batch of a list, as the adapter's ``as_batch`` makes it."""
-
-    def __init__(self, model: Any, fn: StepFunction, as_batch: Callable[[Any], Any]) -> None:
-        self.model, self.fn, self.as_batch = model, fn, as_batch
-
-    def __call__(self, data: Any) -> Any:
-        logs = None
-        for batch in data or ():
-            logs = self.fn(self.model, self.as_batch(batch))
-        return logs
-
-
-def _runner(adapter: BackendAdapter, model: Any, step: TrainStep,
-            group: int) -> tuple[Callable[[Any, int, int], Any], Any]:
-    """``(run(data, index, epoch) -> logs or None, epoch means or None)`` for ``step``."""
-    as_batch = adapter.as_batch
-    compiled: Callable[[Any], Any] | None
-    if step.fn is None:
-        compiled = adapter.model_function(model, group)
-    elif not step.compiled:
-        compiled = None
-    else:  # JAX, torch: a step of backend ops is called in Python on each batch (its author may jit it)
-        compiled = adapter.compiled_step(model, step.fn) or _EachBatch(model, step.fn, as_batch)
-    if step.per_batch:
-        python = _PythonSteps(model, step, compiled, as_batch)
-        return python, python.means if step.epoch_logs == "means" else None
-    if step.epoch_logs == "means":
-        raise OptionError(message("epoch_logs='means' averages in Python", "a compiled step without hooks",
-                                  "Return the model's metrics from the step (model.get_metrics_result()), "
-                                  "or pass compiled=False."))
-    assert compiled is not None  # a step run in Python goes per batch (step.per_batch), above
-    if step.fn is not None and group > 1:  # a step of one batch, run on each batch of the group
-        return (lambda data, index, epoch: _each_of_group(compiled, data, group)), None
-    return (lambda data, index, epoch: compiled(data)), None
-
-
-def _each_of_group(compiled: Callable[[Any], Any], data: Any, group: int) -> Any:
-    """A one-batch step over a group: each batch of the list the feed read (``fit_loop`` pulls them)."""
-    return compiled(data if isinstance(data, list) else [next(data)])
 
 
 def _callback_list(model: Any, plan: Any, steps: int | None) -> Any:

@@ -39,7 +39,7 @@ __all__ = ["CURVE", "MedianPruning", "as_pruning", "callback", "median_at", "rea
 CURVE = "kfitx-epochs.json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class MedianPruning:
     """Stops a trial whose objective is worse than the median of finished trials at the same epoch.
 
@@ -55,7 +55,16 @@ class MedianPruning:
     warmup_epochs: int = 1
     min_trials: int = 4
 
-    def __post_init__(self) -> None:
+    def __init__(self, warmup_epochs: int = 1, min_trials: int = 4, **unknown: Any) -> None:
+        if unknown:
+            from kfitx.plan.checks import closest
+
+            name = sorted(unknown)[0]
+            raise OptionError(message("MedianPruning's arguments to be warmup_epochs and min_trials",
+                                      ", ".join(f"{k}={v!r}" for k, v in sorted(unknown.items())),
+                                      "Fix the keyword." + closest(name, ["warmup_epochs", "min_trials"])))
+        object.__setattr__(self, "warmup_epochs", warmup_epochs)
+        object.__setattr__(self, "min_trials", min_trials)
         for name, low in (("warmup_epochs", 0), ("min_trials", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

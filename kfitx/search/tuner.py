@@ -59,6 +59,7 @@ from kfitx import _keras
 from kfitx.api import fit as kfitx_fit
 from kfitx.data import coerce
 from kfitx.errors import KfitxError, OptionError, message
+from kfitx.plan.checks import closest
 from kfitx.registry import get_registry
 from kfitx.search import trial_record
 from kfitx.search.launch import is_chief, launch
@@ -172,6 +173,11 @@ def fit(
     Raises:
         keras_tuner.errors.FatalError: for a kfitx configuration mistake; it ends the search.
     """
+    _check_hp(hp, model)
+    if "strategy" in kwargs:
+        raise OptionError(message("kfitx.tuner.fit to get the strategies to try as `strategies`",
+                                  f"strategy={kwargs['strategy']!r}", "Did you mean 'strategies'? "
+                                  f"e.g. strategies={kwargs['strategy']!r} or strategies=['memory', 'loop']."))
     try:
         names = _candidates(strategies)
         _check_option_keys(strategy_options, names)
@@ -213,6 +219,16 @@ def fit(
         history.kfitx["pruned_epoch"] = pruner.pruned_epoch
     _record(callbacks, chosen, history, started, pruner)
     return history
+
+
+def _check_hp(hp: Any, model: Any) -> None:
+    """``kfitx.tuner.fit`` takes the trial's hyperparameters first, as ``HyperModel.fit(hp, model, ...)`` gets them."""
+    if not isinstance(hp, keras_tuner.HyperParameters):
+        raise OptionError(message(
+            "kfitx.tuner.fit(hp, model, x, y, ...) to get the trial's keras_tuner.HyperParameters first",
+            f"fit({type(hp).__name__}, {type(model).__name__}, ...)",
+            "Call it from HyperModel.fit(self, hp, model, *args, **kwargs) as kfitx.tuner.fit(hp, model, "
+            "*args, **kwargs); outside a search, use kfitx.fit(model, x, y, strategy=...)."))
 
 
 def _check_option_keys(strategy_options: Mapping[str, Any] | None, names: list[str]) -> None:
@@ -283,6 +299,13 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         pruning: str | MedianPruning | None = None,
         **kwargs: Any,
     ) -> None:
+        unknown = sorted(set(kwargs) - {"name", "tunable"})
+        if unknown:
+            accepted = ["strategies", "strategy_options", "tune_batch_size", "resume", "pruning", "name", "tunable"]
+            raise OptionError(message(
+                "StrategyHyperModel's keyword arguments to be among " + ", ".join(accepted),
+                ", ".join(f"{k}={kwargs[k]!r}" for k in unknown),
+                "Fix the keyword." + closest(unknown[0], accepted)))
         super().__init__(**kwargs)
         if not callable(build_model):
             raise OptionError(message("`build_model` must be a function hp -> compiled keras.Model",
