@@ -120,7 +120,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.best:
         print()
         print(report.describe_best(search))
-    return 0
+    return 1 if any(t.status == report.UNREADABLE for t in search.trials) else 0
 
 
 def _parser() -> argparse.ArgumentParser:

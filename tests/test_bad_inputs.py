@@ -454,6 +454,24 @@ def _raises(*args: Any) -> Any:
     raise ValueError("user code fails")
 
 
+def tune_script_with_a_syntax_error() -> Any:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        script = os.path.join(directory, "search.py")
+        with open(script, "w") as f:
+            f.write("import keras_tuner\n\ntuner = keras_tuner.RandomSearch(\n")
+        return tune(script)
+
+
+def tune_on_a_port_bound_but_not_listening() -> Any:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: nothing answers a connect there
+        return tune(port=sock.getsockname()[1])
+
+
 USER = "user code"
 ROUND_TWO = [
     Case(USER, "a training step that raises", lambda: stepped(_raises), errors.UserCodeError,
@@ -479,6 +497,10 @@ ROUND_TWO = [
     Case(TUNER, "kfitx.tuner.fit(strategy=...)",
          lambda: kfitx.tuner.fit(__import__("keras_tuner").HyperParameters(), model(), X, Y, strategy="loop"),
          errors.OptionError, r"Did you mean 'strategies'"),
+    Case(TUNE, "a script with a syntax error", tune_script_with_a_syntax_error, errors.TuneError,
+         r"valid Python.*SyntaxError.*search.py, line 3.*Fix that line"),
+    Case(TUNE, "a --port bound but not listening", tune_on_a_port_bound_but_not_listening, errors.TuneError,
+         r"a port the chief can bind.*--port \d+.*(in use|Address)"),
 ]
 
 

@@ -95,6 +95,21 @@ def test_cli_report_prints_table_plot_and_best(search_dir, tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
 
 
+def test_a_corrupt_trial_json_is_shown_with_its_cause_and_the_report_exits_1(search_dir, capsys):
+    project = search_dir / "digits"
+    (project / "trial_4").mkdir()
+    (project / "trial_4" / "trial.json").write_text('{"trial_id": "4", "status": "COMP')  # cut off mid-write
+    (project / "trial_5").mkdir()  # keras-tuner has not written its trial.json yet: not a row
+    search = report.load(str(search_dir))
+    row = next(t for t in search.trials if t.trial_id == "4")
+    assert row.status == "UNREADABLE" and "JSONDecodeError" in row.message
+    assert [t.trial_id for t in search.trials if t.trial_id == "5"] == []
+    assert main(["report", str(search_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "UNREADABLE" in out and "trial 4: unreadable" in out and "trial.json: JSONDecodeError" in out
+    assert search.trials[0].trial_id == "1" and search.trials[1].trial_id == "0"  # the readable ones ranked as before
+
+
 def test_best_hyperparameters_retrain_the_best_trial_with_its_strategy(tmp_path, registry, xy):
     import keras
     import keras_tuner

@@ -166,6 +166,18 @@ def test_runner_refuses_to_start_by_hand():
     assert proc.returncode == 2 and "kfitx tune SCRIPT" in proc.stderr
 
 
+def test_a_script_that_fails_before_its_search_says_so_and_nothing_to_resume(tmp_path):
+    script = tmp_path / "search.py"
+    script.write_text("import keras_tuner\nraise NameError('no such thing')\n")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KFITX_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.run([sys.executable, "-m", "kfitx.cli", "tune", "--workers", "1", str(script)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=env)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert "before its search started: the script raised NameError: no such thing" in output
+    assert "Run the same command again" not in output and "fix the script" in output
+
+
 # -- slow: whole searches -------------------------------------------------------------------------------------
 
 class Tune:

@@ -34,6 +34,7 @@ __all__ = ["Search", "TrialRow", "best_hyperparameters", "find_project", "leader
 SAMPLES_PER_S = "kfitx_samples_per_s"  # the History keys of kfitx.tuner (kfitx.search.measure)
 PEAK_RSS_MIB = "kfitx_peak_rss_mib"
 FINISHED = ("COMPLETED", "FAILED", "INVALID")
+UNREADABLE = "UNREADABLE"  # the status of a trial whose trial.json cannot be read
 
 
 @dataclass
@@ -111,10 +112,19 @@ def _best(observations: list[dict[str, Any]], direction: str) -> float | None:
 
 
 def read_trial(trial_dir: str) -> TrialRow | None:
-    """A trial from keras-tuner's ``trial.json`` (its on-disk format) and kfitx's record; ``None`` if unreadable."""
-    data = read_json(os.path.join(trial_dir, "trial.json"))
-    if not data.get("trial_id"):
+    """A trial from keras-tuner's ``trial.json`` (its on-disk format) and kfitx's record.
+
+    ``None`` while keras-tuner has not written ``trial.json`` yet; a ``trial.json`` that
+    cannot be read is a row with status ``UNREADABLE`` and the cause as its message.
+    """
+    path = os.path.join(trial_dir, "trial.json")
+    if not os.path.exists(path):
         return None
+    data, cause = _read_trial_json(path)
+    if cause is not None:
+        trial_id = os.path.basename(os.path.normpath(trial_dir)).removeprefix("trial_")
+        return TrialRow(trial_id=trial_id, status=UNREADABLE, score=None, values={},
+                        record=trial_record.read(trial_dir), message=f"{path}: {cause}")
     metrics = {}
     for name, metric in ((data.get("metrics") or {}).get("metrics") or {}).items():
         best = _best(metric.get("observations") or [], metric.get("direction", "max"))
@@ -125,6 +135,18 @@ def read_trial(trial_dir: str) -> TrialRow | None:
     return TrialRow(trial_id=str(data["trial_id"]), status=str(data.get("status") or "-"), score=score,
                     values=dict((data.get("hyperparameters") or {}).get("values") or {}), metrics=metrics,
                     record=trial_record.read(trial_dir), message=data.get("message"))
+
+
+def _read_trial_json(path: str) -> tuple[dict[str, Any], str | None]:
+    """``(data, None)``, or ``({}, why it cannot be read)``."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        return {}, f"{type(err).__name__}: {err}"
+    if not isinstance(data, dict) or not data.get("trial_id"):
+        return {}, "not a keras-tuner trial (no trial_id)"
+    return data, None
 
 
 def find_project(directory: str, project: str | None = None) -> str:
@@ -208,16 +230,23 @@ def leaderboard(search: Search) -> str:
 
 
 def failures(search: Search) -> str:
-    """The failed trials, each with its cause (the last line keras-tuner kept of the error), or ``""``."""
+    """The failed trials, each with its cause (the last line keras-tuner kept of the error), and the trials
+    whose ``trial.json`` cannot be read, with why; or ``""``."""
     lines = []
     for t in search.trials:
+        if t.status == UNREADABLE:
+            lines.append(f"  trial {t.trial_id}: unreadable, {t.message}")
+            continue
         if t.status != "FAILED":
             continue
         text = [line.strip() for line in (t.message or "").strip().splitlines() if line.strip()]
         cause = next((line for line in reversed(text) if not line.startswith("kfitx: trial")), "no message kept")
         named = next((line.removeprefix("kfitx: ") for line in text if line.startswith("kfitx: trial")), None)
         lines.append(f"  trial {t.trial_id}: {cause}" + (f"  [{named}]" if named else ""))
-    return "" if not lines else "Failed trials:\n" + "\n".join(lines)
+    if not lines:
+        return ""
+    unreadable = any(t.status == UNREADABLE for t in search.trials)
+    return ("Failed or unreadable trials:\n" if unreadable else "Failed trials:\n") + "\n".join(lines)
 
 
 def summary(search: Search) -> str:

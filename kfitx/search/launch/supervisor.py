@@ -46,6 +46,19 @@ STOP_GRACE_S = 3.0
 POLL_S = 0.1
 
 
+def _check_syntax(script: str) -> None:
+    """A script Python cannot parse fails in every process before any search: said once, before they start."""
+    try:
+        with open(script, "rb") as f:
+            compile(f.read(), script, "exec", dont_inherit=True)
+    except SyntaxError as err:
+        where = f"{err.filename}, line {err.lineno}" + (f", column {err.offset}" if err.offset else "")
+        shown = (err.text or "").rstrip()
+        raise TuneError(message("the search script to be valid Python", f"{type(err).__name__}: {err.msg} at "
+                                f"{where}" + (f": {shown.strip()}" if shown else ""),
+                                "Fix that line, then run the command again.")) from None
+
+
 @dataclass
 class TuneOptions:
     """What ``kfitx tune`` was asked for (the command's options; see ``kfitx tune --help``)."""
@@ -102,6 +115,7 @@ class Supervisor:
         if not os.path.isfile(options.script):
             raise TuneError(message("the search script to run (a .py file calling tuner.search)",
                                     repr(options.script), "Check the path."))
+        _check_syntax(options.script)
         if options.trials_per_worker < 0:
             raise TuneError(message("`--trials-per-worker` must be 0 (never replace) or more",
                                     options.trials_per_worker))
@@ -128,6 +142,11 @@ class Supervisor:
             raise TuneError(message("a free port for the chief", f"{options.port} is in use",
                                     "Pick another --port or leave it out (a free one is chosen); to join the "
                                     "search listening there, use --chief HOST:PORT."))
+        bound = None if self.joining or not options.port else w.bind_error(options.bind, options.port)
+        if bound is not None:
+            raise TuneError(message("a port the chief can bind", f"--port {options.port} on {options.bind}: "
+                                    f"{bound.strerror or bound}", "Pick another --port, or leave it out (a free "
+                                    "one is chosen)."))
         self.control = tempfile.mkdtemp(prefix="kfitx-tune-")
         self.slots = [_Slot(tid, w.worker_env(self.environ, self.connect, tid, self.control, gpus=dev,
                                               cores=self.cores, workers=count,
@@ -216,10 +235,15 @@ class Supervisor:
         code = self.chief.poll()
         if code is None:
             return None
-        searched = status.read(self.control, "chief").get("state") == "searched"
+        chief = status.read(self.control, "chief")
+        searched = chief.get("state") == "searched"
         if code == 0 and searched:
             return 0
-        log = status.read(self.control, "chief").get("log")
+        log = chief.get("log")
+        if code != 0 and "project_dir" not in chief:  # the script failed before it reached tuner.search
+            cause = f": the script raised {chief['message']}" if chief.get("message") else ""
+            raise TuneError(f"The keras-tuner chief {describe_exit(code)} before its search started{cause} (its "
+                            "traceback is above). Nothing was searched: fix the script, then run the command again.")
         if code == 0:
             raise TuneError(message("the script to call tuner.search (keras-tuner's chief serves the search "
                                     "from there)", "the script ended in the chief without a search",
