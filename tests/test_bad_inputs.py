@@ -472,6 +472,22 @@ def tune_on_a_port_bound_but_not_listening() -> Any:
         return tune(port=sock.getsockname()[1])
 
 
+def two_inputs() -> Any:
+    a, b = keras.Input((FEATURES,), name="a"), keras.Input((2,), name="b")
+    out = keras.layers.Dense(CLASSES, activation="softmax")(keras.layers.Concatenate()([a, b]))
+    m = keras.Model([a, b], out)
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    return m
+
+
+def npy_directory() -> Any:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        os.makedirs(os.path.join(directory, "x.npy"))
+        return fit(os.path.join(directory, "x.npy"))
+
+
 USER = "user code"
 ROUND_TWO = [
     Case(USER, "a training step that raises", lambda: stepped(_raises), errors.UserCodeError,
@@ -497,6 +513,20 @@ ROUND_TWO = [
     Case(TUNER, "kfitx.tuner.fit(strategy=...)",
          lambda: kfitx.tuner.fit(__import__("keras_tuner").HyperParameters(), model(), X, Y, strategy="loop"),
          errors.OptionError, r"Did you mean 'strategies'"),
+    Case(DATA, "labels out of range for a sparse loss", lambda: fit(X, Y + CLASSES), errors.DataError,
+         r"class indices in \[0, 3\).*labels from 3 to 5"),
+    Case(DATA, "one-hot targets with a sparse loss", lambda: fit(X, np.eye(CLASSES)[Y]), errors.DataError,
+         r"integer class indices.*one-hot.*argmax"),
+    Case(DATA, "a dict input whose names the model lacks", lambda: fit({"a": X, "c": X[:, :2]}, Y, m=two_inputs()),
+         errors.DataError, r"key for each model input: a, b.*no 'b'"),
+    Case(DATA, "a two-input model given one array", lambda: fit(X, Y, m=two_inputs()), errors.DataError,
+         r"one array per model input.*takes 2"),
+    Case(DATA, "an unbatched tf.data dataset", lambda: fit(tf.data.Dataset.from_tensor_slices((X, Y))),
+         errors.DataError, r"dataset of batches.*single samples.*\.batch"),
+    Case(DATA, "a directory given as a .npy path", npy_directory, errors.DataError, r"must be a .npy file.*directory"),
+    Case(USER, "no loss, validation_data and a step of one's own",
+         lambda: fit(X, Y, m=model(None), strategy="loop", step=lambda m, b: {}, validation_data=(X, Y)),
+         errors.ModelError, r"compiled with a loss to validate"),
     Case(TUNE, "a script with a syntax error", tune_script_with_a_syntax_error, errors.TuneError,
          r"valid Python.*SyntaxError.*search.py, line 3.*Fix that line"),
     Case(TUNE, "a --port bound but not listening", tune_on_a_port_bound_but_not_listening, errors.TuneError,

@@ -78,8 +78,8 @@ def test_grouping_is_decided_once_with_its_reason(make_model, xy, registry):
     per_batch = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: None)
     assert plan_for(model, xy, callbacks=[per_batch]).report.grouping.startswith("callbacks act per batch")
     loop = build_plan(model, kfitx.data.coerce(xy), kfitx.get_strategy("loop", step=lambda m, b: {}), {})
-    assert (loop.steps_per_execution, loop.grouping) == (1, "a user step or batch hooks: one batch at a time "
-                                                            "through Python")
+    assert (loop.steps_per_execution, loop.grouping) == (1, "a step run in Python or batch hooks: one batch at "
+                                                            "a time through Python")
     assert plan_for(model, xy, steps_per_epoch=10).steps_per_execution == 10
 
 

@@ -241,9 +241,12 @@ def npy(
             return None
         if not os.path.exists(path):
             raise DataError(message(f"`{role}` must be an existing .npy file", repr(str(path))))
+        if os.path.isdir(path):
+            raise DataError(message(f"`{role}` must be a .npy file", f"a directory, {str(path)!r}",
+                                    "Pass the path of the file saved with np.save(path, array)."))
         try:
             return np.load(path, mmap_mode="c", allow_pickle=False)
-        except ValueError as err:  # pickled object arrays, not .npy, ...
+        except (ValueError, OSError) as err:  # pickled object arrays, not .npy, unreadable, ...
             raise DataError(
                 message(f"`{role}` must be a .npy file of a numeric array", f"{path}: {err}",
                         "Save it with np.save(path, array).")

@@ -41,7 +41,7 @@ from typing import Any
 from kfitx import _keras
 from kfitx.engine.adapter import BackendAdapter
 from kfitx.engine.steps import runner as _runner
-from kfitx.errors import OptionError, message
+from kfitx.errors import ModelError, OptionError, message
 from kfitx.runtime import Runtime
 
 __all__ = ["ONE_BATCH_PER_CALL", "BatchHook", "StepFunction", "TrainStep", "fit_loop", "should_validate"]
@@ -257,9 +257,17 @@ def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: A
         if validation is not None and should_validate(epoch, plan.validation_freq):
             # Tensors Keras cuts (a tuple), or a stream; one validation iterator for the whole fit, as in model.fit.
             x, y, weights = (*validation, None, None)[:3] if isinstance(validation, tuple) else (validation, None, None)
-            val_logs = _keras.cached_evaluate(model, x, y, weights, batch_size=plan.validation_batch_size,
-                                              steps=plan.validation_steps, callbacks=callbacks,
-                                              backend=plan.runtime.backend)
+            try:
+                val_logs = _keras.cached_evaluate(model, x, y, weights, batch_size=plan.validation_batch_size,
+                                                  steps=plan.validation_steps, callbacks=callbacks,
+                                                  backend=plan.runtime.backend)
+            except ValueError as err:
+                if "No loss to compute" not in str(err):
+                    raise
+                raise ModelError(message(
+                    "A model compiled with a loss to validate on `validation_data` (Keras's evaluate computes "
+                    "the loss; a training step of your own does not need one)", "model.compile(loss=None)",
+                    "Compile with the loss to report (loss=...), or drop validation_data.")) from err
             epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
         callbacks.on_epoch_end(epoch, epoch_logs)
         training_logs = epoch_logs

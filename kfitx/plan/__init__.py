@@ -29,6 +29,7 @@ from typing import Any
 
 from kfitx.data import KerasSource, Reading, Source, coerce, keras_cuts
 from kfitx.errors import DataError, OptionError, message
+from kfitx.plan.against_model import check_against_model
 from kfitx.plan.checks import (
     FIT_ARGS,
     check_fit_args,
@@ -322,11 +323,13 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
     """
     import keras
 
+    runtime = runtime or resolve(model)
     args = dict(check_fit_args(fit_args))
     train, validation = _split(source, args.pop("sample_weight", None), args.pop("validation_split", 0.0) or 0.0,
                                args.pop("validation_data", None))
     targets = _needs_targets(model)
     for role, part in (("x", train), ("validation_data x", validation)):
+        check_against_model(model, part, role, runtime.backend)
         if isinstance(part, KerasSource) and part.array_like:
             check_input_dtypes(model, part.x, role)
         if part is not None and part.in_memory:
@@ -354,7 +357,6 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
 
         warnings.warn(f"Limiting epochs to {max_epochs}", stacklevel=3)  # as model.fit does
         epochs = max_epochs
-    runtime = runtime or resolve(model)
     callbacks = distribute.chief_only(args.pop("callbacks", None) or [], runtime)
     group, reason = _grouping(model, strategy, callbacks, (steps, validation_steps), runtime)
     seed = args.pop("seed", None)

@@ -1,0 +1,133 @@
+"""Checks of the data against what the model is: its inputs' names and count, its compiled loss.
+
+Each refuses only what ``model.fit`` would certainly refuse too (or, on JAX, train on
+silently as garbage: then a warning), from what the plan already holds (the arrays of
+an in-memory source, a tf.data dataset's ``element_spec``), before any training.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from kfitx.errors import DataError, message
+
+__all__ = ["check_against_model"]
+
+logger = logging.getLogger("kfitx")
+
+_SPARSE = ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy")
+
+
+def check_against_model(model: Any, source: Any, role: str, backend: str) -> None:
+    """Raises :class:`DataError` for data ``model.fit`` cannot train ``model`` on (see the module docstring).
+
+    Args:
+        model: The compiled model.
+        source: The training or validation source.
+        role: ``"x"`` or ``"validation_data x"``, for messages.
+        backend: The Keras backend (labels out of range: an error where Keras fails, a warning on JAX).
+    """
+    if source is None:
+        return
+    if source.in_memory:
+        _check_input_names(model, source.x, role)
+        if source.y is not None:
+            _check_sparse_labels(model, source.y, role.replace("x", "y"), backend)
+    else:
+        _check_batched(model, source, role)
+
+
+def _input_names(model: Any) -> list[str]:
+    """The built model's input names (a functional model's ``keras.Input`` names), or ``[]`` when unknown."""
+    try:
+        inputs = model.inputs if model.built else None
+        return [getattr(t, "name", None) or "" for t in inputs or ()]
+    except Exception:  # a subclassed model without symbolic inputs: nothing is known, nothing refused
+        return []
+
+
+def _check_input_names(model: Any, x: Any, role: str) -> None:
+    names = _input_names(model)
+    if len(names) < 2:
+        return
+    if isinstance(x, np.ndarray):
+        raise DataError(message(
+            f"`{role}` with one array per model input: the model takes {len(names)} ({', '.join(names)})",
+            f"one array of shape {x.shape}",
+            "Pass a list in the inputs' order or a dict by name, e.g. {" + ", ".join(f"'{n}': ..." for n in names)
+            + "}."))
+    if isinstance(x, dict):
+        missing = [n for n in names if n not in x]
+        if missing:
+            raise DataError(message(
+                f"`{role}` as a dict with a key for each model input: {', '.join(names)}",
+                f"keys {sorted(x)}, no {', '.join(repr(n) for n in missing)}",
+                "Name the dict's keys as the model's inputs (keras.Input(name=...))."))
+
+
+def _sparse_classes(model: Any) -> tuple[int, Any] | None:
+    """``(number of classes, ignore_class)`` for a single-output model compiled with a sparse categorical loss."""
+    loss = getattr(model, "loss", None)
+    name = loss if isinstance(loss, str) else getattr(loss, "__name__", None) or type(loss).__name__
+    if name not in _SPARSE:
+        return None
+    outputs = getattr(model, "outputs", None) if getattr(model, "built", False) else None
+    try:
+        if not outputs or len(outputs) != 1:
+            return None
+        classes = outputs[0].shape[-1]
+    except (AttributeError, ValueError, IndexError):
+        return None
+    if not isinstance(classes, int) or classes < 2:
+        return None
+    return classes, getattr(loss, "ignore_class", None)
+
+
+def _check_sparse_labels(model: Any, y: Any, role: str, backend: str) -> None:
+    found = _sparse_classes(model)
+    if found is None or not isinstance(y, np.ndarray) or y.size == 0 or y.dtype.kind not in "biuf":
+        return
+    classes, ignore = found
+    out_rank = len(model.outputs[0].shape)
+    if y.ndim == out_rank and y.shape[-1] == classes:
+        raise DataError(message(
+            f"`{role}` as integer class indices for the sparse categorical loss (shape (n,) or (n, 1))",
+            f"{role} of shape {y.shape}: one-hot rows of {classes} classes",
+            "Pass y.argmax(-1), or compile with loss='categorical_crossentropy'."))
+    labels = y if ignore is None else y[y != ignore]
+    if labels.size == 0:
+        return
+    low, high = labels.min(), labels.max()
+    if low >= 0 and high < classes:
+        return
+    text = message(f"`{role}` class indices in [0, {classes}) for the sparse categorical loss: the model's "
+                   f"output has {classes} classes", f"labels from {low} to {high}",
+                   "Map the labels to 0..n-1 (e.g. np.unique(y, return_inverse=True)), or give the output "
+                   "layer as many units as there are classes.")
+    if backend == "jax":  # Keras on JAX trains on them without a word, as plain model.fit does
+        logger.warning("kfitx: %s", text)
+        return
+    raise DataError(text)
+
+
+def _check_batched(model: Any, source: Any, role: str) -> None:
+    """A tf.data dataset of single samples (no ``.batch``): its x has the rank of one sample of the model's input."""
+    from kfitx.runtime.lazy import is_instance
+
+    dataset = source.passthrough()
+    names = _input_names(model)
+    if len(names) != 1 or not is_instance(dataset, "tensorflow", "data.Dataset"):
+        return
+    spec = dataset.element_spec
+    x_spec = spec[0] if isinstance(spec, tuple) else spec
+    shape = getattr(x_spec, "shape", None)
+    expected = tuple(model.inputs[0].shape)
+    if shape is None or shape.rank is None or shape.rank != len(expected) - 1:
+        return
+    if all(e is None or r is None or e == r for e, r in zip(expected[1:], tuple(shape))):
+        raise DataError(message(
+            f"`{role}` as a tf.data dataset of batches: the model's input takes {expected}",
+            f"elements of shape {tuple(shape)} (single samples)", "Batch it: dataset.batch(32)."))
