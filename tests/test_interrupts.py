@@ -1,9 +1,11 @@
 """Ctrl-C during a fit with a worker thread or process: control returns within seconds, no worker left.
 
 The fit runs in a child Python (SIGINT is delivered to it as a terminal would),
-which prints a line once training has started; the test then interrupts it and
-checks that it ends with ``KeyboardInterrupt`` in bounded time and that every
-process it started is gone.
+which prints a line once training has started; the test then interrupts it. The
+child catches the ``KeyboardInterrupt`` around ``kfitx.fit``, as a notebook or a
+script's ``try`` would, and reports when it got control back and whether a kfitx
+thread or worker process is left. A CPU-bound process runs beside it on one core
+the whole time: a user presses Ctrl-C when the machine is busy.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import psutil
 import pytest
 
 SCRIPT = textwrap.dedent("""
-    import os, sys, time
+    import os, sys, threading, time
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import numpy as np, keras, kfitx
+    import numpy as np, keras, kfitx, psutil
 
     def slow():
         rng = np.random.default_rng(0)
@@ -36,29 +38,51 @@ SCRIPT = textwrap.dedent("""
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     model.compile("sgd", "sparse_categorical_crossentropy")
-    kfitx.fit(model, slow, strategy="generator", steps_per_epoch=100000, epochs=1, verbose=0,
-              use_multiprocessing=sys.argv[1] == "process", callbacks=[Started()])
+    try:
+        kfitx.fit(model, slow, strategy="generator", steps_per_epoch=100000, epochs=1, verbose=0,
+                  use_multiprocessing=sys.argv[1] == "process", callbacks=[Started()])
+    except KeyboardInterrupt:
+        back = time.monotonic()
+        threads = [t.name for t in threading.enumerate() if t.name.startswith("kfitx") and t.is_alive()]
+        children = [p.pid for p in psutil.Process().children(recursive=True)
+                    if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        print(f"interrupted {back!r} threads={threads} children={children}", flush=True)
+        raise
 """)
+
+BURN = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\nwhile True: pass"
+
+
+@pytest.fixture
+def busy_machine():
+    """A CPU-bound process pinned to one core for the test's whole length."""
+    burner = subprocess.Popen([sys.executable, "-c", BURN])
+    try:
+        yield burner
+    finally:
+        burner.kill()
+        burner.wait(10)
 
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
-def test_ctrl_c_returns_within_seconds_and_leaves_no_worker(mode, tmp_path):
+def test_ctrl_c_returns_within_seconds_and_leaves_no_worker(mode, tmp_path, busy_machine):
     script = tmp_path / "fit.py"
     script.write_text(SCRIPT)
     child = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         line = ""
         while "training" not in line and time.monotonic() < deadline and child.poll() is None:
             line = child.stdout.readline()
-        assert "training" in line, child.stderr.read() if child.poll() is not None else "no start within 120 s"
+        assert "training" in line, child.stderr.read() if child.poll() is not None else "no start within 180 s"
+        assert busy_machine.poll() is None  # the machine was busy all along
         workers = [p.pid for p in psutil.Process(child.pid).children(recursive=True)]
         assert (mode == "process") == bool(workers), workers
         started = time.monotonic()
         child.send_signal(signal.SIGINT)
-        child.wait(timeout=60)  # the parent; its pipes stay open while a worker that kept them lives
-        seconds = time.monotonic() - started
+        report = child.stdout.readline()  # the child's own report, once the fit returned control to it
+        child.wait(timeout=120)  # the parent; its pipes stay open while a worker that kept them lives
         alive = [pid for pid in workers if psutil.pid_exists(pid)
                  and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
         for pid in alive:
@@ -67,7 +91,10 @@ def test_ctrl_c_returns_within_seconds_and_leaves_no_worker(mode, tmp_path):
         assert not alive, f"worker process(es) {alive} outlived the fit"
         assert child.returncode != 0
         assert "KeyboardInterrupt" in err, err[-2000:]
-        assert seconds < 10, f"took {seconds:.1f} s to return after Ctrl-C"
+        assert report.startswith("interrupted "), (report, err[-2000:])
+        back = float(report.split()[1]) - started  # time.monotonic is one clock for the whole machine
+        assert back < 10, f"took {back:.1f} s to return control after Ctrl-C"
+        assert "threads=[] children=[]" in report, report  # nothing left once kfitx.fit has raised
     finally:
         if child.poll() is None:
             child.kill()
