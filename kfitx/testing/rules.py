@@ -175,7 +175,11 @@ def _rule_history(c: Checker) -> str:
     if bad:
         raise Broken("one finite number per epoch under each key (2 epochs)", bad,
                      "Call on_epoch_end exactly once per epoch with that epoch's logs.")
-    return f"keys {keys}"
+    if ours.history is not getattr(ours.model, "history", None):
+        raise Broken("fit() to return the model's History (model.history), as model.fit does",
+                     f"a History that is not model.history ({type(getattr(ours.model, 'history', None)).__name__})",
+                     "Return what model.fit returned, or the History your CallbackList made (model.history).")
+    return f"keys {keys}; the model's History"
 
 
 def _rule_callback_order(c: Checker) -> str:
@@ -208,7 +212,13 @@ def _rule_initial_epoch(c: Checker) -> str:
     if ours.calls != ref.calls:
         raise Broken("the epoch-level hooks in model.fit's order (no callback acting per batch, so "
                      "grouping was allowed)", _calls_diff(ref.calls, ours.calls), fix)
-    return "epochs [1, 2]; epoch-level hooks as model.fit"
+    if c.tolerance is None:
+        return "epochs [1, 2]; epoch-level hooks as model.fit"
+    diff = max_weight_difference(ours.model, ref.ok("memory").model)
+    if not diff <= c.tolerance:
+        raise Broken(f"epochs [1, 2] to end with the weights 'memory' ends with there, to within {c.tolerance:g} "
+                     "(two epochs trained, as from epoch 0)", f"a largest difference of {diff:.3g}", fix)
+    return f"epochs [1, 2]; epoch-level hooks as model.fit; weights as memory's to {diff:.2g}"
 
 
 def _rule_validation_data(c: Checker) -> str:
@@ -243,11 +253,18 @@ def _rule_stop_training(c: Checker) -> str:
     ours = c.run("stop").ok("model.stop_training set in on_train_batch_end(1)")
     batches = [call[1] for call in ours.calls if call[0] == "on_train_batch_begin"]
     epochs = [call[1] for call in ours.calls if call[0] == "on_epoch_begin"]
-    if batches != [0, 1] or epochs != [0]:
+    history_epochs = list(getattr(ours.history, "epoch", []))
+    fix = "After on_train_batch_end, `if model.stop_training: break`; after on_epoch_end too."
+    if batches != [0, 1] or epochs != [0] or history_epochs != [0]:
         raise Broken("model.stop_training set after batch 1 to end the epoch and the fit there",
-                     f"epochs {epochs}, training batches {batches}",
-                     "After on_train_batch_end, `if model.stop_training: break`; after on_epoch_end too.")
-    return "the fit ended after batch 1 of epoch 0"
+                     f"epochs {epochs}, training batches {batches}, History.epoch {history_epochs}", fix)
+    if c.tolerance is None:  # no claim to make memory's updates: one optimizer step per batch is not owed
+        return "the fit ended after batch 1 of epoch 0"
+    steps = int(keras.ops.convert_to_numpy(ours.model.optimizer.iterations))
+    if steps != 2:
+        raise Broken("2 optimizer steps (batches 0 and 1) when model.stop_training is set after batch 1, "
+                     "as in model.fit", f"{steps} steps (model.optimizer.iterations)", fix)
+    return "the fit ended after batch 1 of epoch 0, after 2 optimizer steps"
 
 
 def _rule_same_weights(c: Checker) -> str:
@@ -329,15 +346,17 @@ RULES: dict[str, tuple[str, Callable[[Checker], str]]] = {
                      "the class", _rule_registration),
     "options": ("constructs with its defaults; unknown options raise OptionError; hyperparameters(hp) "
                 "returns its own options; it supports the kit's data", _rule_options),
-    "history": ("returns a keras.callbacks.History with model.fit's keys, one finite value per epoch",
-                _rule_history),
+    "history": ("returns the model's keras.callbacks.History (model.history) with model.fit's keys, one finite "
+                "value per epoch", _rule_history),
     "callback-order": ("fires every callback hook in model.fit's order, with its steps and log keys",
                        _rule_callback_order),
     "epochs": ("trains `epochs` epochs", _rule_epochs),
-    "initial-epoch": ("starts at `initial_epoch`; epoch-level hooks as model.fit", _rule_initial_epoch),
+    "initial-epoch": ("starts at `initial_epoch`; epoch-level hooks as model.fit; then memory's weights, to the "
+                      "stated tolerance", _rule_initial_epoch),
     "validation-data": ("validates on validation_data every epoch into val_* keys", _rule_validation_data),
     "early-stopping": ("EarlyStopping stops it when model.fit would stop", _rule_early_stopping),
-    "stop-training": ("model.stop_training set in a batch ends the fit there", _rule_stop_training),
+    "stop-training": ("model.stop_training set in a batch ends the fit there (with a tolerance stated: after "
+                      "that batch's optimizer step)", _rule_stop_training),
     "same-weights": ("same data, seed, shuffle=False: the weights of 'memory', to the stated tolerance",
                      _rule_same_weights),
     "no-leftovers": ("no thread or process left behind", _rule_no_leftovers),
