@@ -74,8 +74,8 @@ class BatchLog(keras.callbacks.Callback):
 
 class Leftovers:
     """What was started after this snapshot and still runs: kfitx's threads (any still alive: kfitx leaves none
-    between fits), other non-daemon threads started since, and child processes started since (zombies not
-    counted)."""
+    between fits), other non-daemon threads started since, and child processes started since (zombies too: a
+    worker must be reaped, not only dead)."""
 
     def __init__(self) -> None:
         import psutil
@@ -88,13 +88,7 @@ class Leftovers:
 
         threads = [t for t in threading.enumerate() if t.is_alive() and (
             t.name.startswith("kfitx") or (t not in self.threads and not t.daemon))]
-        children = []
-        for p in psutil.Process().children(recursive=True):
-            try:
-                if p.pid not in self.children and p.status() != psutil.STATUS_ZOMBIE:
-                    children.append(p)
-            except psutil.NoSuchProcess:
-                pass
+        children = [p for p in psutil.Process().children(recursive=True) if p.pid not in self.children]
         return [f"thread {t.name}" for t in threads] + [f"process {p.pid}" for p in children]
 
     def remaining(self, wait: float = 5.0) -> list[str]:
