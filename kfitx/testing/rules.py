@@ -161,24 +161,26 @@ def _rule_options(c: Checker) -> str:
 
 
 def _rule_history(c: Checker) -> str:
-    ours, ref = c.run("candidate-full").ok("2 epochs with validation_data"), c.run("reference-full")
-    if not isinstance(ours.history, keras.callbacks.History):
-        raise Broken("fit() to return a keras.callbacks.History", type(ours.history).__name__,
-                     "Return what model.fit returned, or the History your CallbackList made (model.history).")
-    keys, want = sorted(ours.history.history), sorted(ref.history.history)
+    ours = c.run("candidate-full").ok("2 epochs with validation_data")
+    history = ours.history
+    fix = "Return what model.fit returned, or the History your CallbackList made (model.history)."
+    if not isinstance(history, keras.callbacks.History):
+        raise Broken("fit() to return a keras.callbacks.History", type(history).__name__, fix)
+    on_model = getattr(ours.model, "history", None)
+    returned_the_models = history is on_model
+    if not returned_the_models:
+        raise Broken("fit() to return the model's History (model.history), as model.fit does",
+                     f"a History that is not model.history ({type(on_model).__name__})", fix)
+    keys, want = sorted(history.history), sorted(c.run("reference-full").history.history)
     if keys != want:
         raise Broken(f"the History keys model.fit gives: {want}", keys,
                      "Use the model's metric names (model.get_metrics_result() for training, 'val_' + name "
                      "for model.evaluate's results) and nothing else in the epoch logs.")
-    bad = {k: v for k, v in ours.history.history.items()
+    bad = {k: v for k, v in history.history.items()
            if len(v) != 2 or not all(np.isfinite(np.asarray(v, dtype=float)))}
     if bad:
         raise Broken("one finite number per epoch under each key (2 epochs)", bad,
                      "Call on_epoch_end exactly once per epoch with that epoch's logs.")
-    if ours.history is not getattr(ours.model, "history", None):
-        raise Broken("fit() to return the model's History (model.history), as model.fit does",
-                     f"a History that is not model.history ({type(getattr(ours.model, 'history', None)).__name__})",
-                     "Return what model.fit returned, or the History your CallbackList made (model.history).")
     return f"keys {keys}; the model's History"
 
 
