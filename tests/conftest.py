@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh plugin registry, seeding, tiny models and data."""
+"""Shared fixtures: a fresh plugin registry, seeding, tiny models and data, a check for threads and processes
+left behind. The helpers behind them, and ``BatchLog`` (a callback logging batches), are in ``contract.py``."""
 
 from __future__ import annotations
 
@@ -33,23 +34,24 @@ def seed():
 
 @pytest.fixture
 def make_model():
-    """Factory for a tiny compiled classifier; the same seed gives the same initial weights."""
-    import keras
+    """Factory for a tiny compiled classifier (``contract.build_model``): by default the conformance kit's model,
+    ``make_model(features=8, classes=3, seed=0, hidden=16, softmax=False, optimizer=, loss=, metrics=, **compile)``;
+    the same seed gives the same initial weights."""
+    from contract import build_model
 
-    def make(features: int = 8, classes: int = 3, seed: int = 0, **compile_args):
-        keras.utils.set_random_seed(seed)
-        model = keras.Sequential(
-            [keras.Input((features,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(classes)]
-        )
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.1),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-            **compile_args,
-        )
-        return model
+    return build_model
 
-    return make
+
+@pytest.fixture
+def no_leftovers():
+    """Fails the test if a thread or child process it started still runs after it (``contract.Leftovers``:
+    kfitx's threads, new non-daemon threads, new child processes), after a bounded wait of 5 s."""
+    from contract import Leftovers
+
+    snapshot = Leftovers()
+    yield snapshot
+    left = snapshot.remaining(wait=5.0)
+    assert not left, f"left behind: {left}"
 
 
 @pytest.fixture

@@ -5,21 +5,20 @@ The categories, in order: fit arguments, data sources, generators and
 workers, augmentation, strategy options, plugins, the keras-tuner bridge and
 ``kfitx tune``. Every case must raise its error class with a message that
 matches, say what was received (``Received:``), finish within ``LIMIT_S``
-seconds, and leave no kfitx thread or child process running.
+seconds, and leave no kfitx thread or child process running (the ``no_leftovers`` fixture).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import psutil
 import pytest
+from contract import build_model
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
@@ -45,10 +44,7 @@ class Case:
 
 
 def model(loss: str | None = "sparse_categorical_crossentropy") -> Any:
-    keras.utils.set_random_seed(0)
-    m = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(CLASSES, activation="softmax")])
-    m.compile("sgd", loss)
-    return m
+    return build_model(FEATURES, CLASSES, hidden=None, softmax=True, optimizer="sgd", loss=loss, metrics=None)
 
 
 def data() -> tuple[np.ndarray, np.ndarray]:
@@ -414,19 +410,8 @@ def test_the_table_is_large_and_balanced():
     assert len({(c.category, c.name) for c in CASES}) == len(CASES), "each case checks something else"
 
 
-def _leftovers(before: set[int]) -> list[str]:
-    threads = [t.name for t in threading.enumerate() if t.name.startswith("kfitx")]
-    children = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-    deadline = time.monotonic() + 5.0  # a killed worker is reaped within the boundary's bounded wait
-    while children and time.monotonic() < deadline:
-        time.sleep(0.1)
-        children = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    return threads + [f"process {p.pid}" for p in children]
-
-
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.category}: {c.name}" for c in CASES])
-def test_each_mistake_is_its_kfitx_error_in_bounded_time(case):
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+def test_each_mistake_is_its_kfitx_error_in_bounded_time(case, no_leftovers):
     start = time.monotonic()
     with pytest.raises(errors.KfitxError) as info:
         case.run()
@@ -437,7 +422,6 @@ def test_each_mistake_is_its_kfitx_error_in_bounded_time(case):
     if case.received:
         assert "Received:" in str(error), str(error)
     assert seconds < LIMIT_S, f"took {seconds:.1f} s"
-    assert not _leftovers(before)
 
 
 # -- round two: user code that fails, and the tuner's keywords ---------------------------------------
@@ -535,8 +519,8 @@ ROUND_TWO = [
 
 
 @pytest.mark.parametrize("case", ROUND_TWO, ids=[f"{c.category}: {c.name}" for c in ROUND_TWO])
-def test_each_mistake_of_round_two_is_its_kfitx_error_in_bounded_time(case):
-    test_each_mistake_is_its_kfitx_error_in_bounded_time(case)
+def test_each_mistake_of_round_two_is_its_kfitx_error_in_bounded_time(case, no_leftovers):
+    test_each_mistake_is_its_kfitx_error_in_bounded_time(case, no_leftovers)
     if case.error is errors.UserCodeError and "raises" in case.name:
         with pytest.raises(errors.UserCodeError) as info:
             case.run()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
+from contract import build_model
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
@@ -50,10 +49,6 @@ def every_kind():
     }
 
 
-def kfitx_threads():
-    return [t.name for t in threading.enumerate() if t.name.startswith("kfitx")]
-
-
 def test_each_kind_has_its_adapter_and_says_what_it_is():
     kinds = every_kind()
     assert {name: (s.kind, s.in_memory, s.streams_in_graph) for name, s in kinds.items()} == {
@@ -63,7 +58,7 @@ def test_each_kind_has_its_adapter_and_says_what_it_is():
         "kfitx.data.arrays", "kfitx.data.generators", "kfitx.data.tfdata", "kfitx.data.pydataset"}
 
 
-def test_every_kind_gives_the_same_batches_as_a_tf_data_stream_cast_as_keras_casts():
+def test_every_kind_gives_the_same_batches_as_a_tf_data_stream_cast_as_keras_casts(no_leftovers):
     x, y = xy()
     for name, source in every_kind().items():
         with kfitx.data.boundary():
@@ -75,7 +70,7 @@ def test_every_kind_gives_the_same_batches_as_a_tf_data_stream_cast_as_keras_cas
         np.testing.assert_array_equal(got_y, y, err_msg=name)
         if name != "tf.data":  # a tf.data dataset is the user's: Keras casts it in the step
             assert batches[0][0].dtype == tf.float32, name
-    assert not kfitx_threads()
+    assert not no_leftovers.now()  # at once, not after a wait
 
 
 def test_every_kind_feeds_a_loop_one_epoch_at_a_time():
@@ -103,23 +98,23 @@ def test_worker_settings_come_from_the_fit_then_the_pydataset_then_the_defaults(
     assert Reading().worker(kfitx.data.coerce(x, y)) is None  # no worker reads arrays
 
 
-def test_a_stream_read_outside_a_boundary_says_how_to_open_one():
+def test_a_stream_read_outside_a_boundary_says_how_to_open_one(no_leftovers):
     source = every_kind()["generator"]
     with pytest.raises(KfitxError, match=r"kfitx.data.boundary\(\)"):
         source.as_dataset(Reading())
-    assert not kfitx_threads()
+    assert not no_leftovers.now()  # at once, not after a wait
 
 
-def test_the_boundary_stops_the_workers_it_owns_however_the_body_ends():
+def test_the_boundary_stops_the_workers_it_owns_however_the_body_ends(no_leftovers):
     source = every_kind()["generator"]
     with kfitx.data.boundary():
         iter(source.as_dataset(Reading(steps=3)))  # a worker running ahead, never read to the end
-        assert kfitx_threads()
-    assert not kfitx_threads()
+        assert any(item.startswith("thread kfitx") for item in no_leftovers.now())
+    assert not no_leftovers.now()  # at once, not after a wait
     with pytest.raises(RuntimeError, match="user code"), kfitx.data.boundary():
         source.as_dataset(Reading(steps=3))
         raise RuntimeError("user code")
-    assert not kfitx_threads()
+    assert not no_leftovers.now()  # at once, not after a wait
 
 
 def test_a_reported_fault_is_what_the_fit_raises_even_when_tensorflow_hid_it():
@@ -149,14 +144,11 @@ def test_a_custom_source_without_an_adapter_is_a_data_error_naming_it():
 
 
 def small_model():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-    model.compile("sgd", "sparse_categorical_crossentropy")
-    return model
+    return build_model(4, hidden=None, softmax=True, optimizer="sgd", metrics=None)
 
 
 @pytest.mark.parametrize("strategy", ["memory", "generator", "loop"])
-def test_every_strategy_accepts_every_kind_of_validation_data_with_the_same_result(strategy):
+def test_every_strategy_accepts_every_kind_of_validation_data_with_the_same_result(strategy, no_leftovers):
     x, y = xy()
     losses = {}
     for name, validation in every_kind().items():
@@ -166,11 +158,12 @@ def test_every_strategy_accepts_every_kind_of_validation_data_with_the_same_resu
                             validation_data=data, verbose=0)
         losses[name] = history.history["val_loss"][0]
     assert np.allclose(list(losses.values()), losses["arrays"], rtol=1e-5), losses
-    assert not kfitx_threads()
+    assert not no_leftovers.now()  # at once, not after a wait
 
 
 @pytest.mark.parametrize("strategy", ["generator", "loop"])
-def test_a_long_pass_without_steps_is_told_early_and_a_finite_one_still_trains(strategy, monkeypatch):
+def test_a_long_pass_without_steps_is_told_early_and_a_finite_one_still_trains(strategy, monkeypatch,
+                                                                             no_leftovers):
     import kfitx.data._producer.producer as producer
     import kfitx.data.feed as feed
 
@@ -185,4 +178,4 @@ def test_a_long_pass_without_steps_is_told_early_and_a_finite_one_still_trains(s
     with pytest.warns(RuntimeWarning, match=r"yielded 50 batches in one pass without ending.*steps_per_epoch=N"):
         history = kfitx.fit(small_model(), long_but_finite, strategy=strategy, epochs=1, verbose=0)
     assert len(history.epoch) == 1
-    assert not kfitx_threads()
+    assert not no_leftovers.now()  # at once, not after a wait

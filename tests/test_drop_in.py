@@ -15,31 +15,16 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from contract import BatchLog, build_model, weights_close  # noqa: E402
+
 import kfitx  # noqa: E402
 
 STRATEGIES = ["memory", "generator", "loop"]
 
 
-class Batches(keras.callbacks.Callback):
-    """The batch indices ``on_train_batch_end`` sees, per epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.seen.append([])
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen[-1].append(batch)
-
-
-def make_model(steps_per_execution=1, features=4):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((features,)), keras.layers.Dense(3, activation="softmax")])
-    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy",
-                  steps_per_execution=steps_per_execution)
-    return model
+def linear_model(steps_per_execution=1):
+    """One softmax layer on 4 features, SGD(0.1), no metrics; seed 0."""
+    return build_model(4, hidden=None, softmax=True, metrics=None, steps_per_execution=steps_per_execution)
 
 
 def data(n=80, features=4):
@@ -49,8 +34,8 @@ def data(n=80, features=4):
 
 def train(strategy, make_data, steps_per_execution=1, **fit_args):
     """``(weights, batch indices per epoch, history)`` of one fit: plain ``model.fit`` when ``strategy`` is None."""
-    model = make_model(steps_per_execution)
-    batches = Batches()
+    model = linear_model(steps_per_execution)
+    batches = BatchLog()
     x = make_data()
     args = {"verbose": 0, "shuffle": False, **fit_args, "callbacks": [batches]}
     if callable(args.get("validation_data")):  # made anew for each fit, as the training data
@@ -62,7 +47,8 @@ def train(strategy, make_data, steps_per_execution=1, **fit_args):
         else:
             history = kfitx.fit(model, *x, strategy=strategy, **args) if isinstance(x, tuple) else \
                 kfitx.fit(model, x, strategy=strategy, **args)
-    return [w.numpy() if hasattr(w, "numpy") else np.asarray(w) for w in model.get_weights()], batches.seen, history
+    weights = [w.numpy() if hasattr(w, "numpy") else np.asarray(w) for w in model.get_weights()]
+    return weights, batches.per_epoch, history
 
 
 def assert_same_as_plain(strategy, make_data, steps_per_execution=1, **fit_args):
@@ -143,7 +129,7 @@ def test_a_distributed_dataset_trains_as_with_model_fit(strategy):
     weights = {}
     for name in (None, strategy):
         with scope.scope():
-            model = make_model()
+            model = linear_model()
         dataset = scope.distribute_datasets_from_function(
             lambda context: tf.data.Dataset.from_tensor_slices((x, y)).batch(16))
         if name is None:
@@ -232,6 +218,29 @@ def test_a_pydataset_with_steps_per_epoch_trains_the_batches_model_fit_trains(st
 def test_class_weight_that_omits_a_class_weighs_it_1_as_model_fit_does(strategy):
     x, y = data()
     assert_same_as_plain(strategy, lambda: (x, y), class_weight={0: 2.0, 1: 0.5}, epochs=2)  # class 2 omitted
+
+
+@pytest.mark.parametrize("strategy", ["memory", "loop"])
+def test_backup_and_restore_resumes_to_the_same_weights(strategy, make_model, xy, registry, tmp_path):
+    """Interrupted at the end of epoch 1 of 4 and run again with BackupAndRestore: epochs 2 and 3, and the weights
+    of the uninterrupted fit. (On JAX, tests/backend_contract.py checks memory, generator and loop with Adam.)"""
+    x, y = xy
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("killed")
+
+    args = {"strategy": strategy, "epochs": 4, "shuffle": False, "verbose": 0}
+    uninterrupted = make_model()
+    kfitx.fit(uninterrupted, x, y, **args)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="killed"):
+        kfitx.fit(make_model(), x, y, callbacks=[backup, Crash()], **args)
+    resumed = make_model(seed=99)  # a new process would start from other weights; the backup wins
+    history = kfitx.fit(resumed, x, y, callbacks=[backup], **args)
+    assert history.epoch == [2, 3]
+    assert weights_close(uninterrupted, resumed)
 
 
 def test_a_pydataset_is_shuffled_alike_by_every_strategy_that_reads_it_itself():

@@ -8,7 +8,7 @@ import tensorflow as tf
 import kfitx
 from kfitx.errors import OptionError
 
-from contract import Spy, weights_close
+from contract import BatchLog, Spy, weights_close
 
 
 def tape_step(model, batch):
@@ -40,18 +40,6 @@ class Stepped(kfitx.Strategy):
                               batches=None if batches is None else batches(plan))
 
 
-class CountBatches(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.begins, self.ends = [], []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.begins.append(batch)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.ends.append((batch, dict(logs)))
-
-
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
 def test_a_step_of_ones_own_keeps_model_fits_callbacks_history_and_weights(make_model, xy, registry, compiled):
     x, y = xy
@@ -72,7 +60,7 @@ def test_a_step_of_ones_own_keeps_model_fits_callbacks_history_and_weights(make_
 @pytest.mark.parametrize("fn", [None, tape_step], ids=["model-step", "own-step"])
 def test_every_batch_hook_fires_once_per_batch_with_that_batchs_logs(make_model, xy, registry, fn):
     x, y = xy
-    counter = CountBatches()
+    counter = BatchLog()
     model = make_model()
     kfitx.fit(model, x, y, strategy=Stepped(fn=fn), epochs=3, batch_size=16, verbose=0, callbacks=[counter])
     assert counter.begins == list(range(13)) * 3
@@ -114,7 +102,7 @@ def test_a_dataset_of_unknown_length_ends_each_epoch_when_it_runs_out_as_in_mode
     assert int(dataset.cardinality()) < 0
     seen = {}
     for name in ("model.fit", "fit_loop"):
-        counter, model = CountBatches(), make_model()
+        counter, model = BatchLog(), make_model()
         if name == "model.fit":
             history = model.fit(dataset, epochs=2, shuffle=False, verbose=0, callbacks=[counter])
         else:
@@ -130,7 +118,7 @@ def test_a_model_run_eagerly_trains_the_same(make_model, xy, registry):
     x, y = xy
     eager, compiled = make_model(run_eagerly=True), make_model()
     for model in (eager, compiled):
-        kfitx.fit(model, x, y, strategy=Stepped(), epochs=2, shuffle=False, verbose=0, callbacks=[CountBatches()])
+        kfitx.fit(model, x, y, strategy=Stepped(), epochs=2, shuffle=False, verbose=0, callbacks=[BatchLog()])
     assert weights_close(eager, compiled)
 
 
@@ -177,8 +165,8 @@ def test_the_models_own_step_is_grouped_as_the_plan_says(make_model, xy, registr
 def test_a_model_compiled_with_xla_trains_as_model_fit_does(make_model, xy, registry):
     x, y = xy
     memory, ours = make_model(jit_compile=True), make_model(jit_compile=True)
-    kfitx.fit(memory, x, y, strategy="memory", epochs=2, shuffle=False, verbose=0, callbacks=[CountBatches()])
-    kfitx.fit(ours, x, y, strategy=Stepped(), epochs=2, shuffle=False, verbose=0, callbacks=[CountBatches()])
+    kfitx.fit(memory, x, y, strategy="memory", epochs=2, shuffle=False, verbose=0, callbacks=[BatchLog()])
+    kfitx.fit(ours, x, y, strategy=Stepped(), epochs=2, shuffle=False, verbose=0, callbacks=[BatchLog()])
     assert weights_close(memory, ours)
 
 
@@ -193,7 +181,7 @@ def test_under_a_distribution_scope_the_models_own_step_is_keras_train_function(
     plain = make_model()
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
         ours = make_model()
-        counter = CountBatches()
+        counter = BatchLog()
         kfitx.fit(ours, x, y, strategy=Stepped(), epochs=2, shuffle=False, verbose=0, callbacks=[counter])
     plain.fit(x, y, epochs=2, shuffle=False, verbose=0)
     assert [b for b, _ in counter.ends] == list(range(7)) * 2 and len(calls) == 14

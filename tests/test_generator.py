@@ -8,12 +8,11 @@ import time
 import warnings
 
 import numpy as np
-import psutil
 import pytest
+from contract import BatchLog, weights_close
 
 import kfitx
 from kfitx.errors import DataError, OptionError, WorkerError
-from tests.contract import weights_close
 
 SAMPLES, BATCH = 96, 16
 
@@ -31,42 +30,7 @@ def batches_of(x, y, *extra):
         yield (x[i:i + BATCH], y[i:i + BATCH], *(e[i:i + BATCH] for e in extra))
 
 
-class CountBatches:
-    """A callback acting per batch (so steps are not grouped) that counts batches per epoch."""
-
-    def __new__(cls):
-        import keras
-
-        class Counter(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.per_epoch = []
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self.per_epoch.append(0)
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.per_epoch[-1] += 1
-
-        return Counter()
-
-
-@pytest.fixture
-def no_orphans():
-    """Fails the test if a thread or child process started during it is still there after it."""
-    threads = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        extra = [t for t in threading.enumerate() if t not in threads and t.name.startswith("kfitx")]
-        children = psutil.Process().children(recursive=True)
-        if not extra and not children:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"left behind: threads {extra}, processes {children}")
-
-
-def test_generator_source_matches_memory_weights_and_history(make_model, data, no_orphans):
+def test_generator_source_matches_memory_weights_and_history(make_model, data, no_leftovers):
     x, y = data
     by_memory = make_model()
     memory = kfitx.fit(by_memory, x, y, strategy="memory", epochs=3, batch_size=BATCH, shuffle=False,
@@ -82,7 +46,7 @@ def test_generator_source_matches_memory_weights_and_history(make_model, data, n
 
 
 @pytest.mark.parametrize("kind", ["arrays", "npy", "tf.data", "PyDataset"])
-def test_every_source_kind_trains_like_memory(kind, make_model, data, tmp_path, no_orphans):
+def test_every_source_kind_trains_like_memory(kind, make_model, data, tmp_path, no_leftovers):
     import keras
     import tensorflow as tf
 
@@ -113,7 +77,7 @@ def test_every_source_kind_trains_like_memory(kind, make_model, data, tmp_path, 
     assert weights_close(model, reference)
 
 
-def test_finite_generator_is_restarted_and_never_runs_out(make_model, data, no_orphans):
+def test_finite_generator_is_restarted_and_never_runs_out(make_model, data, no_leftovers):
     x, y = data
     starts = []
 
@@ -121,27 +85,27 @@ def test_finite_generator_is_restarted_and_never_runs_out(make_model, data, no_o
         starts.append(1)
         return batches_of(x, y)
 
-    counter = CountBatches()
+    counter = BatchLog()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "ran out of data"
         history = kfitx.fit(make_model(), factory, strategy="generator", epochs=8, verbose=0,
                             callbacks=[counter])
-    assert counter.per_epoch == [SAMPLES // BATCH] * 8
+    assert counter.counts == [SAMPLES // BATCH] * 8
     assert len(history.history["loss"]) == 8
     assert 8 <= len(starts) <= 10  # once per epoch, plus passes the worker started ahead (queue of 10)
 
     # steps_per_epoch longer than a pass: the generator is started again mid-epoch
     starts.clear()
-    counter = CountBatches()
+    counter = BatchLog()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         kfitx.fit(make_model(), factory, strategy="generator", epochs=3, steps_per_epoch=10, verbose=0,
                   callbacks=[counter])
-    assert counter.per_epoch == [10, 10, 10]
+    assert counter.counts == [10, 10, 10]
     assert len(starts) >= 5
 
 
-def test_endless_generator_reads_steps_per_epoch_batches(make_model, data, no_orphans):
+def test_endless_generator_reads_steps_per_epoch_batches(make_model, data, no_leftovers):
     x, y = data
     read = []
 
@@ -151,14 +115,14 @@ def test_endless_generator_reads_steps_per_epoch_batches(make_model, data, no_or
                 read.append(1)
                 yield batch
 
-    counter = CountBatches()
+    counter = BatchLog()
     kfitx.fit(make_model(), kfitx.data.generator(endless, steps_per_epoch=4), strategy="generator",
               epochs=3, verbose=0, callbacks=[counter])
-    assert counter.per_epoch == [4, 4, 4]
+    assert counter.counts == [4, 4, 4]
     assert len(read) <= 12 + 10 + 4  # trained on, plus at most the queue and the prefetch
 
 
-def test_endless_generator_without_steps_is_a_clear_error(make_model, data, no_orphans):
+def test_endless_generator_without_steps_is_a_clear_error(make_model, data, no_leftovers):
     x, y = data
 
     def endless():
@@ -182,7 +146,7 @@ def test_sample_weights_from_the_generator(make_model, data):
     assert weights_close(streamed, weighted)
 
 
-def test_generator_validation_data(make_model, data, no_orphans):
+def test_generator_validation_data(make_model, data, no_leftovers):
     x, y = data
     history = kfitx.fit(make_model(), lambda: batches_of(x, y), strategy="generator", epochs=2,
                         verbose=0, validation_data=kfitx.data.generator(lambda: batches_of(x, y)))
@@ -203,7 +167,7 @@ def _fails(make_model, factory, error, match, **options):
 
 
 @pytest.mark.parametrize("processes", [False, True], ids=["thread", "process"])
-def test_a_generator_that_raises(make_model, data, processes, no_orphans):
+def test_a_generator_that_raises(make_model, data, processes, no_leftovers):
     x, y = data
 
     def broken():
@@ -218,7 +182,7 @@ def test_a_generator_that_raises(make_model, data, processes, no_orphans):
         assert isinstance(err.__cause__, ValueError)
 
 
-def test_a_batch_of_the_wrong_shape(make_model, data, no_orphans):
+def test_a_batch_of_the_wrong_shape(make_model, data, no_leftovers):
     x, y = data
 
     def ragged():
@@ -228,7 +192,7 @@ def test_a_batch_of_the_wrong_shape(make_model, data, no_orphans):
     _fails(make_model, ragged, DataError, r"x must have shape \(batch, 8\).*shape \(16, 5\) at batch 2")
 
 
-def test_a_batch_of_the_wrong_dtype(make_model, data, no_orphans):
+def test_a_batch_of_the_wrong_dtype(make_model, data, no_leftovers):
     x, y = data
 
     def floats_then_words():
@@ -244,7 +208,7 @@ def test_a_batch_of_the_wrong_dtype(make_model, data, no_orphans):
     _fails(make_model, ints_then_floats, DataError, r"y must have dtype int64.*float32 at batch 1")
 
 
-def test_a_worker_process_that_dies(make_model, data, no_orphans):
+def test_a_worker_process_that_dies(make_model, data, no_leftovers):
     x, y = data
 
     def crashing():
@@ -256,7 +220,7 @@ def test_a_worker_process_that_dies(make_model, data, no_orphans):
     _fails(make_model, crashing, WorkerError, r"died \(exit code 3\)", use_multiprocessing=True)
 
 
-def test_a_worker_process_killed_while_sending_a_batch(make_model, no_orphans):
+def test_a_worker_process_killed_while_sending_a_batch(make_model, no_leftovers):
     big = np.zeros((64, 8), "float32"), np.zeros(64, "int64")
 
     def killed_mid_send():
@@ -268,7 +232,7 @@ def test_a_worker_process_killed_while_sending_a_batch(make_model, no_orphans):
     _fails(make_model, killed_mid_send, WorkerError, r"died \(signal SIGKILL\)", use_multiprocessing=True)
 
 
-def test_a_stuck_generator_times_out_and_is_stopped(make_model, data, no_orphans):
+def test_a_stuck_generator_times_out_and_is_stopped(make_model, data, no_leftovers):
     x, y = data
 
     def stuck():
@@ -278,7 +242,7 @@ def test_a_stuck_generator_times_out_and_is_stopped(make_model, data, no_orphans
     _fails(make_model, stuck, WorkerError, r"timeout=1 s", use_multiprocessing=True, timeout=1.0)
 
 
-def test_an_empty_generator(make_model, no_orphans):
+def test_an_empty_generator(make_model, no_leftovers):
     _fails(make_model, lambda: iter([]), DataError, "at least one batch")
 
 
@@ -291,7 +255,7 @@ def test_options_are_checked():
 # -- compat.fit_generator: Keras 2 code -------------------------------------------------------------
 
 
-def test_fit_generator_with_a_generator_object_and_steps(make_model, data, no_orphans):
+def test_fit_generator_with_a_generator_object_and_steps(make_model, data, no_leftovers):
     x, y = data
 
     def endless(*arrays):
@@ -347,7 +311,7 @@ def _augmentations():
 
 
 @pytest.mark.parametrize("kind", ["callable", "keras layers", "ImageDataGenerator"])
-def test_augmentation_changes_training_batches_only(kind, no_orphans):
+def test_augmentation_changes_training_batches_only(kind, no_leftovers):
     rng = np.random.default_rng(0)
     x = rng.random((BATCH, 8, 8, 1)).astype("float32")
     y = rng.integers(0, 3, BATCH)
@@ -373,7 +337,7 @@ def test_augmentation_is_reproducible_with_a_seed():
     np.testing.assert_array_equal(seen[0], seen[1])
 
 
-def test_an_augmentation_that_raises_names_the_batch(make_model, data, no_orphans):
+def test_an_augmentation_that_raises_names_the_batch(make_model, data, no_leftovers):
     x, y = data
     calls = []
 
@@ -390,7 +354,7 @@ def test_an_augmentation_that_raises_names_the_batch(make_model, data, no_orphan
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
-def test_fit_generator_serves_image_data_generator_flow_from_its_arrays(no_orphans):
+def test_fit_generator_serves_image_data_generator_flow_from_its_arrays(no_leftovers):
     rng = np.random.default_rng(0)
     x = rng.random((4 * BATCH, 8, 8, 1)).astype("float32")
     y = rng.integers(0, 3, 4 * BATCH)
@@ -404,7 +368,7 @@ def test_fit_generator_serves_image_data_generator_flow_from_its_arrays(no_orpha
 
 
 @pytest.mark.parametrize("processes", [False, True], ids=["thread", "process"])
-def test_a_factory_that_returns_no_iterator_gets_kfitxs_message(make_model, processes, no_orphans):
+def test_a_factory_that_returns_no_iterator_gets_kfitxs_message(make_model, processes, no_leftovers):
     _fails(make_model, lambda: 5, DataError, r"^The generator factory must return an iterator\. Received: int",
            use_multiprocessing=processes)
 

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from contract import build_model
 
 from kfitx import _keras
 
@@ -34,10 +35,7 @@ def test_the_tested_keras_range_is_the_one_installed_and_the_one_pyproject_state
 
 
 def _model():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    model.compile("sgd", "mse")
-    return model
+    return build_model(4, 2, hidden=None, optimizer="sgd", loss="mse", metrics=None)
 
 
 def test_initial_epoch_is_what_backup_and_restore_sets(tmp_path):

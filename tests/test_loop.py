@@ -1,4 +1,9 @@
-"""The loop strategy runs its own loop and keeps model.fit's contract: callbacks, History, weights."""
+"""The loop strategy runs its own loop and keeps model.fit's contract: callbacks, History, weights.
+
+The rules every strategy owes (callback order, epochs, initial_epoch, validation, EarlyStopping, stop_training,
+weights) are the conformance kit's, run for loop by tests/test_testing.py; BackupAndRestore is
+tests/test_drop_in.py's, for memory and loop. The tests here are loop's own.
+"""
 
 import keras
 import numpy as np
@@ -8,18 +13,7 @@ import tensorflow as tf
 import kfitx
 from kfitx.errors import DataError, OptionError
 
-from contract import Spy, weights_close
-
-
-class Batches(keras.callbacks.Callback):
-    """Records the logs of each on_train_batch_end."""
-
-    def __init__(self):
-        super().__init__()
-        self.logs = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.logs.append((batch, dict(logs)))
+from contract import BatchLog, Spy, weights_close
 
 
 def assert_same_history(ours, theirs):
@@ -29,20 +23,16 @@ def assert_same_history(ours, theirs):
         np.testing.assert_allclose(ours.history[key], theirs.history[key], rtol=1e-5)
 
 
-def test_callback_order_history_and_weights_match_model_fit(make_model, xy, registry):
+def test_with_a_batch_callback_it_runs_ungrouped_and_reports_model_fits_history(make_model, xy, registry):
+    # The callback order, History keys, validation and weights are the kit's rules (tests/test_testing.py runs
+    # them all for loop); here: the grouping it reports, and the History's values, as model.fit's.
     x, y = xy
-    spy_plain, spy_ours = Spy(), Spy()
-    plain, ours = make_model(), make_model()
-    h_plain = plain.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0,
-                        validation_data=(x[:50], y[:50]), callbacks=[spy_plain])
-    h_ours = kfitx.fit(ours, x, y, strategy="loop", epochs=2, batch_size=32, shuffle=False, verbose=0,
-                       validation_data=(x[:50], y[:50]), callbacks=[spy_ours])
-    assert spy_ours.calls == spy_plain.calls
-    assert len([c for c in spy_ours.calls if c[0] == "on_train_batch_end"]) == 2 * 7  # not grouped
+    h_plain = make_model().fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0,
+                               validation_data=(x[:50], y[:50]))
+    h_ours = kfitx.fit(make_model(), x, y, strategy="loop", epochs=2, batch_size=32, shuffle=False, verbose=0,
+                       validation_data=(x[:50], y[:50]), callbacks=[Spy()])
     assert h_ours.kfitx["steps_per_execution"] == 1 and "Spy" in h_ours.kfitx["grouping"]
-    assert h_ours is ours.history
     assert_same_history(h_ours, h_plain)
-    assert weights_close(plain, ours)
 
 
 @pytest.mark.parametrize("args", [
@@ -74,56 +64,6 @@ def test_grouped_batch_callbacks_fire_once_per_group_within_the_epoch(make_model
     assert [c[1] for c in spy.calls] == [3, 7, 11]
 
 
-def test_early_stopping_stops_it(make_model, xy, registry):
-    stop = lambda: keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=1)
-    x, y = xy
-    h_plain = make_model().fit(x, y, epochs=10, verbose=0, shuffle=False, callbacks=[stop()])
-    h_ours = kfitx.fit(make_model(), x, y, strategy="loop", epochs=10, verbose=0, shuffle=False,
-                       callbacks=[stop()])
-    assert len(h_ours.epoch) == len(h_plain.epoch) == 2
-
-
-def test_stop_training_in_a_batch_ends_the_epoch_and_the_fit(make_model, xy, registry):
-    class StopAtBatch(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if batch == 2:
-                self.model.stop_training = True
-
-    x, y = xy
-    model = make_model()
-    history = kfitx.fit(model, x, y, strategy="loop", epochs=5, verbose=0, callbacks=[StopAtBatch()])
-    assert history.epoch == [0] and int(model.optimizer.iterations) == 3
-
-
-def test_initial_epoch_is_honoured(make_model, xy, registry):
-    x, y = xy
-    plain, ours = make_model(), make_model()
-    h_plain = plain.fit(x, y, epochs=4, initial_epoch=2, shuffle=False, verbose=0)
-    h_ours = kfitx.fit(ours, x, y, strategy="loop", epochs=4, initial_epoch=2, shuffle=False, verbose=0)
-    assert h_ours.epoch == h_plain.epoch == [2, 3]
-    assert weights_close(plain, ours)
-
-
-def test_backup_and_restore_resumes_to_the_same_weights(make_model, xy, registry, tmp_path):
-    x, y = xy
-
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise RuntimeError("killed")
-
-    uninterrupted = make_model()
-    kfitx.fit(uninterrupted, x, y, strategy="loop", epochs=4, shuffle=False, verbose=0)
-    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
-    with pytest.raises(RuntimeError, match="killed"):
-        kfitx.fit(make_model(), x, y, strategy="loop", epochs=4, shuffle=False, verbose=0,
-                  callbacks=[backup, Crash()])
-    resumed = make_model(seed=99)  # a new process would start from other weights; the backup wins
-    history = kfitx.fit(resumed, x, y, strategy="loop", epochs=4, shuffle=False, verbose=0, callbacks=[backup])
-    assert history.epoch == [2, 3]
-    assert weights_close(uninterrupted, resumed)
-
-
 def test_user_step_gets_the_model_and_each_batch_and_its_logs_are_averaged(make_model, xy, registry):
     x, y = xy
     model = make_model()
@@ -134,7 +74,7 @@ def test_user_step_gets_the_model_and_each_batch_and_its_logs_are_averaged(make_
         bx, by = batch
         return {"loss": float(len(bx)), "note": "text"}
 
-    recorder = Batches()
+    recorder = BatchLog()
     history = kfitx.fit(model, x, y, strategy="loop", step=step, epochs=2, batch_size=64, shuffle=False,
                         verbose=0, callbacks=[recorder], validation_data=(x[:50], y[:50]))
     assert len(calls) == 2 * 4 and all(m is model for m, _ in calls)
@@ -144,7 +84,7 @@ def test_user_step_gets_the_model_and_each_batch_and_its_logs_are_averaged(make_
     np.testing.assert_allclose(first_x, x[:64].astype("float32"))
     np.testing.assert_array_equal(first_y, y[:64])
     # batch callbacks see what the step returned; epoch logs are sample-weighted means
-    assert [logs["loss"] for _, logs in recorder.logs] == [64.0, 64.0, 64.0, 8.0] * 2
+    assert [logs["loss"] for _, logs in recorder.ends] == [64.0, 64.0, 64.0, 8.0] * 2
     expected = (3 * 64 * 64 + 8 * 8) / 200
     np.testing.assert_allclose(history.history["loss"], [expected, expected])
     assert history.history["note"] == ["text", "text"]

@@ -1,4 +1,9 @@
-"""The memory strategy keeps model.fit's contract: same callbacks, History, weights."""
+"""The memory strategy keeps model.fit's contract: same callbacks, History, weights.
+
+memory is the conformance kit's reference, so the kit cannot compare it with itself: the tests here compare it
+with plain model.fit. The epoch rules every strategy owes (initial_epoch, EarlyStopping) are the kit's, run
+below; BackupAndRestore is tests/test_drop_in.py's, for memory and loop.
+"""
 
 import keras
 import numpy as np
@@ -6,6 +11,7 @@ import pytest
 
 import kfitx
 from kfitx.errors import MemoryBudgetError
+from kfitx.testing import StrategyConformance
 
 from contract import Spy, weights_close
 
@@ -79,39 +85,6 @@ def test_steps_per_epoch_trains_exactly_that_many_batches_when_grouped(make_mode
     assert weights_close(plain, ours)
 
 
-def test_initial_epoch_is_honoured(make_model, xy, registry):
-    *_, h_plain, h_ours = both(make_model, xy, epochs=4, initial_epoch=2, shuffle=False)
-    assert h_ours.epoch == h_plain.epoch == [2, 3]
-
-
-def test_early_stopping_stops_it(make_model, xy, registry):
-    stop = lambda: keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=1)
-    x, y = xy
-    h_plain = make_model().fit(x, y, epochs=10, verbose=0, shuffle=False, callbacks=[stop()])
-    h_ours = kfitx.fit(make_model(), x, y, epochs=10, verbose=0, shuffle=False, callbacks=[stop()])
-    assert len(h_ours.epoch) == len(h_plain.epoch) == 2
-
-
-def test_backup_and_restore_resumes_to_the_same_weights(make_model, xy, registry, tmp_path):
-    x, y = xy
-
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise RuntimeError("killed")
-
-    uninterrupted = make_model()
-    kfitx.fit(uninterrupted, x, y, epochs=4, shuffle=False, verbose=0)
-    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
-    resumed = make_model()
-    with pytest.raises(RuntimeError, match="killed"):
-        kfitx.fit(resumed, x, y, epochs=4, shuffle=False, verbose=0, callbacks=[backup, Crash()])
-    resumed = make_model()
-    history = kfitx.fit(resumed, x, y, epochs=4, shuffle=False, verbose=0, callbacks=[backup])
-    assert history.epoch == [2, 3]
-    assert weights_close(uninterrupted, resumed)
-
-
 def test_validation_split_sample_and_class_weights_match_model_fit(make_model, xy, registry):
     x, y = xy
     weights = np.linspace(0.5, 1.5, len(x))
@@ -168,3 +141,12 @@ def test_multi_input_model_with_dict_inputs(registry):
     x = {"a": np.ones((40, 3), "float32"), "b": np.zeros((40, 2), "float32")}
     history = kfitx.fit(model, x, np.ones(40, "float32"), epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
+
+
+class TestMemoryKeepsTheEpochRules(StrategyConformance):
+    """The kit's initial-epoch and early-stopping rules for memory on TensorFlow (every rule: tests/test_testing.py,
+    slow; on JAX: tests/test_backends.py)."""
+
+    strategy = "memory"
+    test_registration = test_options = test_history = test_callback_order = test_epochs = None
+    test_validation_data = test_stop_training = test_same_weights = test_no_leftovers = test_tuner_trial = None

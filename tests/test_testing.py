@@ -1,5 +1,6 @@
 """The conformance kit passes the built-in strategies and names the rule a broken strategy breaks."""
 
+import copy
 import threading
 import types
 from dataclasses import replace
@@ -43,6 +44,13 @@ class ReturnsDict(Delegating):
         return super().fit(model, plan).history
 
 
+class ReturnsACopy(Delegating):
+    name = "copies"
+
+    def fit(self, model, plan):
+        return copy.copy(super().fit(model, plan))
+
+
 class HalfBatches(Delegating):
     name = "halves"
 
@@ -68,8 +76,8 @@ class TakesAnyOption(Delegating):
 
 @kfitx.hookimpl
 def kfitx_strategies():  # this module is the plugin of the strategies above
-    return [Delegating, IgnoresCallbacks, IgnoresInitialEpoch, ReturnsDict, HalfBatches, LeavesAThread,
-            TakesAnyOption]
+    return [Delegating, IgnoresCallbacks, IgnoresInitialEpoch, ReturnsDict, ReturnsACopy, HalfBatches,
+            LeavesAThread, TakesAnyOption]
 
 
 @pytest.mark.parametrize("name", ["loop", pytest.param("memory", marks=pytest.mark.slow),
@@ -110,6 +118,7 @@ def test_each_broken_rule_is_named():
     cases = [
         (IgnoresInitialEpoch, ["epochs", "initial-epoch"], ["initial-epoch"], "History.epoch [0, 1, 2]"),
         (ReturnsDict, ["history"], ["history"], "Received: dict"),
+        (ReturnsACopy, ["history"], ["history"], "Received: a History that is not model.history"),
         (HalfBatches, ["callback-order", "same-weights"], ["callback-order", "same-weights"],
          "largest difference of"),
         (TakesAnyOption, ["options"], ["options"], "it was accepted silently"),

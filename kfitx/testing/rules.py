@@ -161,21 +161,27 @@ def _rule_options(c: Checker) -> str:
 
 
 def _rule_history(c: Checker) -> str:
-    ours, ref = c.run("candidate-full").ok("2 epochs with validation_data"), c.run("reference-full")
-    if not isinstance(ours.history, keras.callbacks.History):
-        raise Broken("fit() to return a keras.callbacks.History", type(ours.history).__name__,
-                     "Return what model.fit returned, or the History your CallbackList made (model.history).")
-    keys, want = sorted(ours.history.history), sorted(ref.history.history)
+    ours = c.run("candidate-full").ok("2 epochs with validation_data")
+    history = ours.history
+    fix = "Return what model.fit returned, or the History your CallbackList made (model.history)."
+    if not isinstance(history, keras.callbacks.History):
+        raise Broken("fit() to return a keras.callbacks.History", type(history).__name__, fix)
+    on_model = getattr(ours.model, "history", None)
+    returned_the_models = history is on_model
+    if not returned_the_models:
+        raise Broken("fit() to return the model's History (model.history), as model.fit does",
+                     f"a History that is not model.history ({type(on_model).__name__})", fix)
+    keys, want = sorted(history.history), sorted(c.run("reference-full").history.history)
     if keys != want:
         raise Broken(f"the History keys model.fit gives: {want}", keys,
                      "Use the model's metric names (model.get_metrics_result() for training, 'val_' + name "
                      "for model.evaluate's results) and nothing else in the epoch logs.")
-    bad = {k: v for k, v in ours.history.history.items()
+    bad = {k: v for k, v in history.history.items()
            if len(v) != 2 or not all(np.isfinite(np.asarray(v, dtype=float)))}
     if bad:
         raise Broken("one finite number per epoch under each key (2 epochs)", bad,
                      "Call on_epoch_end exactly once per epoch with that epoch's logs.")
-    return f"keys {keys}"
+    return f"keys {keys}; the model's History"
 
 
 def _rule_callback_order(c: Checker) -> str:
@@ -208,7 +214,13 @@ def _rule_initial_epoch(c: Checker) -> str:
     if ours.calls != ref.calls:
         raise Broken("the epoch-level hooks in model.fit's order (no callback acting per batch, so "
                      "grouping was allowed)", _calls_diff(ref.calls, ours.calls), fix)
-    return "epochs [1, 2]; epoch-level hooks as model.fit"
+    if c.tolerance is None:
+        return "epochs [1, 2]; epoch-level hooks as model.fit"
+    diff = max_weight_difference(ours.model, ref.ok("memory").model)
+    if not diff <= c.tolerance:
+        raise Broken(f"epochs [1, 2] to end with the weights 'memory' ends with there, to within {c.tolerance:g} "
+                     "(two epochs trained, as from epoch 0)", f"a largest difference of {diff:.3g}", fix)
+    return f"epochs [1, 2]; epoch-level hooks as model.fit; weights as memory's to {diff:.2g}"
 
 
 def _rule_validation_data(c: Checker) -> str:
@@ -243,11 +255,18 @@ def _rule_stop_training(c: Checker) -> str:
     ours = c.run("stop").ok("model.stop_training set in on_train_batch_end(1)")
     batches = [call[1] for call in ours.calls if call[0] == "on_train_batch_begin"]
     epochs = [call[1] for call in ours.calls if call[0] == "on_epoch_begin"]
-    if batches != [0, 1] or epochs != [0]:
+    history_epochs = list(getattr(ours.history, "epoch", []))
+    fix = "After on_train_batch_end, `if model.stop_training: break`; after on_epoch_end too."
+    if batches != [0, 1] or epochs != [0] or history_epochs != [0]:
         raise Broken("model.stop_training set after batch 1 to end the epoch and the fit there",
-                     f"epochs {epochs}, training batches {batches}",
-                     "After on_train_batch_end, `if model.stop_training: break`; after on_epoch_end too.")
-    return "the fit ended after batch 1 of epoch 0"
+                     f"epochs {epochs}, training batches {batches}, History.epoch {history_epochs}", fix)
+    if c.tolerance is None:  # no claim to make memory's updates: one optimizer step per batch is not owed
+        return "the fit ended after batch 1 of epoch 0"
+    steps = int(keras.ops.convert_to_numpy(ours.model.optimizer.iterations))
+    if steps != 2:
+        raise Broken("2 optimizer steps (batches 0 and 1) when model.stop_training is set after batch 1, "
+                     "as in model.fit", f"{steps} steps (model.optimizer.iterations)", fix)
+    return "the fit ended after batch 1 of epoch 0, after 2 optimizer steps"
 
 
 def _rule_same_weights(c: Checker) -> str:
@@ -329,15 +348,17 @@ RULES: dict[str, tuple[str, Callable[[Checker], str]]] = {
                      "the class", _rule_registration),
     "options": ("constructs with its defaults; unknown options raise OptionError; hyperparameters(hp) "
                 "returns its own options; it supports the kit's data", _rule_options),
-    "history": ("returns a keras.callbacks.History with model.fit's keys, one finite value per epoch",
-                _rule_history),
+    "history": ("returns the model's keras.callbacks.History (model.history) with model.fit's keys, one finite "
+                "value per epoch", _rule_history),
     "callback-order": ("fires every callback hook in model.fit's order, with its steps and log keys",
                        _rule_callback_order),
     "epochs": ("trains `epochs` epochs", _rule_epochs),
-    "initial-epoch": ("starts at `initial_epoch`; epoch-level hooks as model.fit", _rule_initial_epoch),
+    "initial-epoch": ("starts at `initial_epoch`; epoch-level hooks as model.fit; then memory's weights, to the "
+                      "stated tolerance", _rule_initial_epoch),
     "validation-data": ("validates on validation_data every epoch into val_* keys", _rule_validation_data),
     "early-stopping": ("EarlyStopping stops it when model.fit would stop", _rule_early_stopping),
-    "stop-training": ("model.stop_training set in a batch ends the fit there", _rule_stop_training),
+    "stop-training": ("model.stop_training set in a batch ends the fit there (with a tolerance stated: after "
+                      "that batch's optimizer step)", _rule_stop_training),
     "same-weights": ("same data, seed, shuffle=False: the weights of 'memory', to the stated tolerance",
                      _rule_same_weights),
     "no-leftovers": ("no thread or process left behind", _rule_no_leftovers),
