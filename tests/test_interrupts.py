@@ -11,6 +11,7 @@ the whole time: a user presses Ctrl-C when the machine is busy.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -21,7 +22,10 @@ import psutil
 import pytest
 
 SCRIPT = textwrap.dedent("""
-    import os, sys, threading, time
+    import os, signal, sys, threading, time
+    # Ctrl-C as a terminal gives it: a process started in the background of a shell without job
+    # control (CI, `nohup cmd &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np, keras, kfitx, psutil
 
@@ -50,6 +54,17 @@ SCRIPT = textwrap.dedent("""
         raise
 """)
 
+def _line(child: subprocess.Popen, until: float) -> str:
+    """The child's next line of output, or ``""`` once ``until`` (time.monotonic) has passed: never a wait without end."""
+    while time.monotonic() < until:
+        ready, _, _ = select.select([child.stdout], [], [], 0.2)
+        if ready:
+            return child.stdout.readline()
+        if child.poll() is not None:
+            return child.stdout.readline()
+    return ""
+
+
 BURN = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\nwhile True: pass"
 
 
@@ -74,14 +89,14 @@ def test_ctrl_c_returns_within_seconds_and_leaves_no_worker(mode, tmp_path, busy
         deadline = time.monotonic() + 180
         line = ""
         while "training" not in line and time.monotonic() < deadline and child.poll() is None:
-            line = child.stdout.readline()
+            line = _line(child, deadline)
         assert "training" in line, child.stderr.read() if child.poll() is not None else "no start within 180 s"
         assert busy_machine.poll() is None  # the machine was busy all along
         workers = [p.pid for p in psutil.Process(child.pid).children(recursive=True)]
         assert (mode == "process") == bool(workers), workers
         started = time.monotonic()
         child.send_signal(signal.SIGINT)
-        report = child.stdout.readline()  # the child's own report, once the fit returned control to it
+        report = _line(child, started + 60)  # the child's own report, once the fit returned control to it
         child.wait(timeout=120)  # the parent; its pipes stay open while a worker that kept them lives
         alive = [pid for pid in workers if psutil.pid_exists(pid)
                  and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
