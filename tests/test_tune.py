@@ -322,6 +322,31 @@ def test_a_worker_killed_mid_trial_is_replaced_and_the_trial_completes(tmp_path)
 
 
 @pytest.mark.slow
+def test_a_chief_killed_mid_search_is_restarted_and_every_trial_is_recorded_once(tmp_path):
+    with Tune(tmp_path, "--workers", "2", str(SCRIPT), "--trials", "5", "--epochs", "3", "--sleep", "0.4",
+              "--kfitx") as tune:
+        running = wait_for_running(tmp_path / "search")
+        time.sleep(0.5)
+        chiefs = [p for p in tune.descendants().values() if p.environ().get("KFITX_TUNE_ROLE") == "chief"]
+        assert len(chiefs) == 1
+        chiefs[0].kill()  # SIGKILL, as the out-of-memory killer would, while workers train
+        code = tune.wait(300)
+        output = tune.output()
+        leftover = [p for p in tune.descendants().values() if p.is_running() and p.status() != "zombie"]
+    assert code == 0, output
+    assert not leftover
+    assert "the keras-tuner chief killed by SIGKILL" in output and "starting it again" in output
+    assert "the chief was restarted 1 time(s)" in output
+    recs = records(tmp_path / "search")
+    assert sorted(recs) == ["0", "1", "2", "3", "4"], output
+    assert all(r["kt_status"] == "COMPLETED" for r in recs.values()), recs
+    assert recs[running["trial_id"]]["worker"] == running["worker"]  # its worker went on with it
+    with open(tmp_path / "search" / "p" / "oracle.json") as f:
+        assert sorted(json.load(f)["end_order"]) == sorted(recs)  # each trial ended once
+    assert output.count("AFTER SEARCH") == 1  # the code after the search ran once, in the new chief
+
+
+@pytest.mark.slow
 def test_a_trial_that_kills_every_worker_is_failed_and_the_search_goes_on(tmp_path):
     with Tune(tmp_path, "--workers", "1", "--max-deaths", "2", str(SCRIPT), "--trials", "3",
               "--crash-trial", "1") as tune:

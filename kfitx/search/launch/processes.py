@@ -1,6 +1,8 @@
 """Processes of a ``kfitx tune`` search, and what their deaths mean.
 
 * :class:`Process` -- one ``subprocess.Popen`` in its own session (signals go to its whole group);
+* :func:`check_syntax` -- a script that cannot run anywhere, said once before any process starts;
+* :func:`stop` -- SIGTERM, then SIGKILL after a grace period, to each process group;
 * :func:`describe_exit` -- ``killed by SIGKILL`` / ``exited with status 1``;
 * :class:`Deaths` -- worker deaths counted per trial, so a trial that kills every worker
   running it is ended as FAILED after a limit instead of being retried forever
@@ -12,11 +14,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from typing import IO
 
 from kfitx.errors import TuneError, message
 
-__all__ = ["Deaths", "Process", "describe_exit", "tail"]
+__all__ = ["Deaths", "Process", "check_syntax", "describe_exit", "stop", "tail"]
 
 
 def describe_exit(returncode: int) -> str:
@@ -29,6 +32,19 @@ def describe_exit(returncode: int) -> str:
         extra = " (what the kernel's out-of-memory killer sends, too)" if name == "SIGKILL" else ""
         return f"killed by {name}{extra}"
     return f"exited with status {returncode}"
+
+
+def check_syntax(script: str) -> None:
+    """A script Python cannot parse fails in every process before any search: said once, before they start."""
+    try:
+        with open(script, "rb") as f:
+            compile(f.read(), script, "exec", dont_inherit=True)
+    except SyntaxError as err:
+        where = f"{err.filename}, line {err.lineno}" + (f", column {err.offset}" if err.offset else "")
+        shown = (err.text or "").rstrip()
+        raise TuneError(message("the search script to be valid Python", f"{type(err).__name__}: {err.msg} at "
+                                f"{where}" + (f": {shown.strip()}" if shown else ""),
+                                "Fix that line, then run the command again.")) from None
 
 
 class Deaths:
@@ -87,3 +103,22 @@ class Process:
             os.killpg(self.pid, sig)  # the whole group: data workers it forked go too
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def stop(processes: list[Process], grace: float) -> None:
+    """Ends every process still running: SIGTERM to each group, SIGKILL to those alive ``grace`` seconds later."""
+    running = [p for p in processes if p.poll() is None]
+    for p in running:
+        p.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(p.poll() is None for p in running) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for p in running:
+        if p.poll() is None:
+            p.signal(signal.SIGKILL)
+    for p in running:
+        try:
+            p.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a process in uninterruptible sleep
+            pass
+        p.poll()

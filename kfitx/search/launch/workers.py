@@ -22,6 +22,7 @@ from kfitx.errors import TuneError, message
 
 __all__ = [
     "CHIEF_ID",
+    "ENV_CHIEF_RESTART",
     "ENV_CONTROL",
     "ENV_FAIL_CAUSE",
     "ENV_FAIL_TRIAL",
@@ -48,6 +49,7 @@ ENV_CONTROL = "KFITX_TUNE_CONTROL"  # folder of the status files the supervisor 
 ENV_RECYCLE_AFTER = "KFITX_TUNE_RECYCLE_AFTER"  # trials per worker process before a fresh one
 ENV_FAIL_TRIAL = "KFITX_TUNE_FAIL_TRIAL"  # trial id to end as FAILED (it killed workers too often)
 ENV_FAIL_CAUSE = "KFITX_TUNE_FAIL_CAUSE"
+ENV_CHIEF_RESTART = "KFITX_TUNE_CHIEF_RESTART"  # set in a chief started again after the last one died
 #: Exit status of a worker that stops to be replaced by a fresh process (its trial stays assigned to its id).
 EXIT_RECYCLE = 75
 #: Exit status of a worker that met a configuration error (keras-tuner's ``FatalError``): the search stops.
@@ -135,7 +137,7 @@ def _base_env(environ: Mapping[str, str], address: tuple[str, int], tuner_id: st
         "TF_FORCE_GPU_ALLOW_GROWTH": environ.get("TF_FORCE_GPU_ALLOW_GROWTH", "true"),
         "PYTHONUNBUFFERED": "1",
     })
-    for key in (ENV_FAIL_TRIAL, ENV_FAIL_CAUSE):
+    for key in (ENV_FAIL_TRIAL, ENV_FAIL_CAUSE, ENV_CHIEF_RESTART):
         env.pop(key, None)
     return env
 
