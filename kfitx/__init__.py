@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 
 from kfitx import augment, compat, data
+from kfitx._keras import versions as _versions
 from kfitx.api import explain, fit
 from kfitx.engine import TrainStep, fit_loop
 from kfitx.errors import (
@@ -40,6 +41,9 @@ from kfitx.registry import (
 )
 from kfitx.runtime.startup import quiet_start
 from kfitx.strategy import Decision, Strategy
+
+# A Keras or keras-tuner outside the versions kfitx is tested with: one warning, never a refusal.
+_versions.warn_if_untested()
 
 try:
     __version__ = importlib.metadata.version("kfitx")

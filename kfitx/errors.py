@@ -16,8 +16,12 @@ already catches ``ValueError`` or ``LookupError`` keeps working::
     ├── TuneError                (RuntimeError) a `kfitx tune` search cannot start or go on
     ├── UserCodeError            (RuntimeError) a training step or batch hook of the user's failed on a batch
     ├── UnsupportedBackendError  (RuntimeError) the strategy does not declare the active Keras backend
+    ├── KerasVersionError        (RuntimeError) this Keras lacks an internal a kfitx feature needs
     └── UnsupportedDataError     (ValueError)   a strategy cannot serve this data
         └── MemoryBudgetError    (MemoryError)  the data does not fit the memory budget
+
+``UntestedVersionWarning`` (a ``UserWarning``, not an error): the installed Keras or keras-tuner lies
+outside the versions kfitx is tested with (issued once, when kfitx is imported).
 
 Messages follow one pattern: what was expected, then ``Received: ...``, then what
 to do or what is available. Build them with :func:`message`.
@@ -31,6 +35,7 @@ __all__ = [
     "AugmentationError",
     "ConformanceError",
     "DataError",
+    "KerasVersionError",
     "KfitxError",
     "MemoryBudgetError",
     "ModelError",
@@ -41,6 +46,7 @@ __all__ = [
     "TuneError",
     "UnsupportedBackendError",
     "UnsupportedDataError",
+    "UntestedVersionWarning",
     "UserCodeError",
     "WorkerError",
     "message",
@@ -110,6 +116,15 @@ class MemoryBudgetError(UnsupportedDataError, MemoryError):
 
 class UnsupportedBackendError(KfitxError, RuntimeError):
     """The chosen strategy does not declare the active Keras backend (``Strategy.backends``)."""
+
+
+class KerasVersionError(KfitxError, RuntimeError):
+    """The installed Keras (or keras-tuner) lacks an internal that a kfitx feature needs: the message names the
+    version, the feature and the versions kfitx is tested with."""
+
+
+class UntestedVersionWarning(UserWarning):
+    """The installed Keras or keras-tuner lies outside the versions kfitx is tested with."""
 
 
 class UserCodeError(KfitxError, RuntimeError):

@@ -23,17 +23,6 @@ def moved(what, function):
             f"(tested with keras{_keras.TESTED['keras']}); update that function and this test.")
 
 
-def test_the_tested_keras_range_is_the_one_installed_and_the_one_pyproject_states():
-    from pathlib import Path
-
-    from packaging.specifiers import SpecifierSet
-
-    assert keras.__version__ in SpecifierSet(_keras.TESTED["keras"]), (
-        f"keras {keras.__version__} is outside kfitx's tested range {_keras.TESTED['keras']}")
-    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
-    assert f'"keras{_keras.TESTED["keras"]}"' in pyproject, "pyproject.toml must state TESTED['keras']"
-
-
 def _model():
     return build_model(4, 2, hidden=None, optimizer="sgd", loss="mse", metrics=None)
 
@@ -412,3 +401,17 @@ def test_saw_epoch_raises_save_best_epochs_best_value_only_for_a_better_epoch(tm
     _keras.saw_epoch(best, {"val_loss": 0.7})
     _keras.saw_epoch(best, {"loss": 0.1})  # no value for the objective: nothing seen
     assert best.best_value == 0.5
+
+
+def test_torch_groups_steps_from_keras_3_16_and_the_train_function_takes_the_group():
+    """Keras 3.16's torch trainer runs ``steps_per_execution > 1`` (its train function trains on each batch of
+    the list); earlier ones refuse it. ``_keras.groups_steps_on_torch`` chooses, ``torch_train_function`` follows."""
+    trainer = pytest.importorskip("keras.src.backend.torch.trainer")
+    source = inspect.getsource(trainer.TorchTrainer.make_train_function)
+    refuses = "must be 1 with the PyTorch backend" in source
+    assert refuses is not _keras.groups_steps_on_torch(), moved("steps_per_execution on torch",
+                                                                "groups_steps_on_torch")
+    assert ("data[0]" in source) is refuses, moved("the torch train function's list of batches",
+                                                  "torch_train_function")
+    if not refuses:
+        assert "for step_data in data" in source, moved("the torch train function's loop", "torch_train_function")

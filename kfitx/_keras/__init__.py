@@ -6,7 +6,10 @@ attribute or module of a library kfitx depends on, and ``tests/test_keras_bounda
 pins each one, so that an upgrade which moves it fails there with a clear message
 rather than deep inside a fit.
 
-Tested with the versions in ``TESTED`` (also stated in ``pyproject.toml``).
+Tested with the versions in ``TESTED`` (also stated in ``pyproject.toml``; ``versions.py`` says what
+happens outside them). Every look-up of an internal goes through ``versions.internal`` / ``attribute``, so
+a Keras without it raises :class:`kfitx.errors.KerasVersionError` naming the version and the feature;
+where Keras 3.16 changed an internal, the function chooses its implementation by ``keras_release()``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-TESTED = {"keras": ">=3.15,<3.16", "keras-tuner": ">=1.4.8,<1.5"}
+from kfitx._keras.versions import TESTED, attribute, internal, keras_release, warn_if_untested  # noqa: F401
 
 # --- Keras internals -------------------------------------------------------
 
@@ -63,7 +66,8 @@ def seed_generators(layers: Any) -> list[Any]:
     """Every ``SeedGenerator`` of ``layers`` and of the layers inside them, each once."""
     found: dict[int, Any] = {}
     for layer in layers:
-        for sub in layer._flatten_layers(include_self=True, recursive=True):
+        flatten = attribute(layer, "_flatten_layers", "Augmentation with Keras layers")
+        for sub in flatten(include_self=True, recursive=True):
             for gen in [*getattr(sub, "_seed_generators", ()), *getattr(sub, "_backend_generators", {}).values()]:
                 found[id(gen)] = gen
     return list(found.values())
@@ -105,8 +109,8 @@ def is_trainer(model: Any) -> bool:
     """Whether ``model`` is something ``model.fit`` trains: a ``keras.Model``, or a layer mixed with Keras's
     backend ``Trainer`` (how Keras's own tests build models)."""
     import keras
-    from keras.src.trainers.trainer import Trainer
 
+    Trainer = internal("keras.src.trainers.trainer", "Trainer", "kfitx.fit (telling a Keras trainer)")
     return isinstance(model, (keras.Model, Trainer)) and isinstance(model, keras.layers.Layer)
 
 
@@ -122,11 +126,33 @@ def train_function(model: Any) -> Any:
     return model.train_function
 
 
+def groups_steps_on_torch() -> bool:
+    """Whether Keras's torch trainer runs ``steps_per_execution > 1``: from Keras 3.16 its train function trains
+    on each batch of the list it is given; earlier ones refuse it in ``make_train_function``."""
+    return keras_release() >= (3, 16)
+
+
+def torch_train_function(model: Any) -> Any:
+    """The model's torch train function as ``run(batches) -> logs``, one step per batch of the list: one call
+    with the whole list where Keras groups steps on torch (3.16), else one call per batch (``data[0]``)."""
+    train = train_function(model)
+    if groups_steps_on_torch():
+        return lambda batches: train(list(batches))
+
+    def one_by_one(batches: Any) -> Any:
+        logs = None
+        for batch in batches:
+            logs = train([batch])
+        return logs
+
+    return one_by_one
+
+
 def array_adapter(x: Any, y: Any, sample_weight: Any, *, batch_size: int, shuffle: Any,
                   class_weight: Any) -> Any:
     """Keras's ``ArrayDataAdapter``: what ``model.fit`` cuts arrays with (``num_batches``, ``get_numpy_iterator()``)."""
-    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
-
+    ArrayDataAdapter = internal("keras.src.trainers.data_adapters.array_data_adapter", "ArrayDataAdapter",
+                                "Arrays on JAX and torch in kfitx's loop")
     return ArrayDataAdapter(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, class_weight=class_weight)
 
 
@@ -138,14 +164,10 @@ def cached_evaluate(model: Any, x: Any, y: Any, sample_weight: Any, *, batch_siz
 
     if getattr(model, "_eval_epoch_iterator", None) is None:
         extra: dict[str, Any] = {}
+        name = {"tensorflow": "TFEpochIterator", "jax": "JAXEpochIterator"}.get(backend, "TorchEpochIterator")
+        Iterator = internal(f"keras.src.backend.{backend}.trainer", name, "Validation in kfitx's loop")
         if backend == "tensorflow":
-            from keras.src.backend.tensorflow.trainer import TFEpochIterator as Iterator
-
             extra["distribute_strategy"] = model.distribute_strategy
-        elif backend == "jax":
-            from keras.src.backend.jax.trainer import JAXEpochIterator as Iterator
-        else:
-            from keras.src.backend.torch.trainer import TorchEpochIterator as Iterator
         model._eval_epoch_iterator = Iterator(x=x, y=y, sample_weight=sample_weight, batch_size=batch_size,
                                               steps_per_execution=model.steps_per_execution, steps_per_epoch=steps,
                                               shuffle=False, **extra)
@@ -178,7 +200,7 @@ def fit_end(model: Any, *, trained: bool) -> None:
 
 def unbuilt(model: Any) -> bool:
     """Whether ``model.fit`` would build something before training (layers, compiled loss / metrics, optimizer)."""
-    if not all(layer.built for layer in model._flatten_layers()):
+    if not all(layer.built for layer in attribute(model, "_flatten_layers", "kfitx's loop (building the model)")()):
         return True
     parts = (getattr(model, "_compile_metrics", None), getattr(model, "_compile_loss", None), model.optimizer)
     return any(part is not None and not part.built for part in parts)
@@ -186,7 +208,7 @@ def unbuilt(model: Any) -> bool:
 
 def symbolic_build(model: Any, batch: Any) -> None:
     """Builds what ``model.fit`` builds before its first step, from one batch's shapes (``Trainer._symbolic_build``)."""
-    model._symbolic_build(data_batch=batch)
+    attribute(model, "_symbolic_build", "kfitx's loop (building the model)")(data_batch=batch)
 
 
 @contextlib.contextmanager
@@ -211,8 +233,12 @@ def multi_worker_fit(model: Any) -> Iterator[None]:
     traced with the second fix (and kept: they work after the fit too).
     """
     import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as tf_trainer
 
+    feature = "Training under tf.distribute.MultiWorkerMirroredStrategy"
+    tf_trainer = internal("keras.src.backend.tensorflow.trainer", "", feature)
+    for name in ("reduce_per_replica", "_collective_all_reduce_multi_worker"):
+        internal("keras.src.backend.tensorflow.trainer", name, feature)
+    attribute(model, "_symbolic_build", feature)
     original_reduce = tf_trainer.reduce_per_replica
 
     def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
@@ -249,9 +275,10 @@ def multi_worker_fit(model: Any) -> Iterator[None]:
 def jax_state(model: Any, last: tuple[Any, ...] | None) -> tuple[Any, ...]:
     """The state the JAX train function takes: the ``last`` one a step returned, or, when the
     variables were synced since (a callback read ``self.model``, a new epoch), the variables' values."""
-    if model._jax_state_synced or last is None:
-        state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
-                                     optimizer_variables=True, metrics_variables=True, purge_model_variables=True)
+    if attribute(model, "_jax_state_synced", "kfitx's loop on JAX") or last is None:
+        get_state = attribute(model, "_get_jax_state", "kfitx's loop on JAX")
+        state = get_state(trainable_variables=True, non_trainable_variables=True, optimizer_variables=True,
+                          metrics_variables=True, purge_model_variables=True)
         model._jax_state_synced = False
         return state
     return last
@@ -270,20 +297,20 @@ def jax_state_begin(model: Any) -> None:
 
 def jax_state_sync(model: Any) -> None:
     """An epoch ends: the variables get the state kept outside them (``JAXTrainer.jax_state_sync``)."""
-    model.jax_state_sync()
+    attribute(model, "jax_state_sync", "kfitx's loop on JAX")()
 
 
 def jax_state_end(model: Any) -> None:
     """Training ends: the variables hold the last state, nothing is kept outside them."""
-    model.jax_state_sync()
+    attribute(model, "jax_state_sync", "kfitx's loop on JAX")()
     model._jax_state = None
 
 
 def jax_distribute(batch: Any) -> Any:
     """A batch laid out over the devices of the ``keras.distribution`` in effect (as ``model.fit`` lays it out)."""
-    from keras.src.backend.jax.trainer import _distribute_data
-
-    return _distribute_data(batch)
+    distribute = internal("keras.src.backend.jax.trainer", "_distribute_data",
+                          "kfitx's loop under a keras.distribution on JAX")
+    return distribute(batch)
 
 
 def one_replica_spec(spec: Any) -> Any:

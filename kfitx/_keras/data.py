@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from kfitx._keras.versions import internal
+
+#: What needs Keras's data adapters, for the error a Keras without one raises.
+FEATURE = "Inputs only Keras's data adapters read (generator objects, DataLoaders, Grain, ragged or sparse tensors)"
+ADAPTERS = "keras.src.trainers.data_adapters"
+
 
 def data_adapter(x: Any, y: Any, sample_weight: Any, *, batch_size: int | None, steps: int | None, shuffle: Any,
                  class_weight: Any) -> Any:
     """Keras's data adapter for what ``model.fit(x, y, ...)`` is given (``get_data_adapter``, as ``fit`` calls it)."""
-    from keras.src.trainers.data_adapters import get_data_adapter
-
+    get_data_adapter = internal(ADAPTERS, "get_data_adapter", FEATURE)
     return get_data_adapter(x, y, sample_weight, batch_size=batch_size, steps_per_epoch=steps, shuffle=shuffle,
                             class_weight=class_weight)
 
@@ -23,16 +28,14 @@ def adapts(x: Any) -> bool:
     ``DataLoader``, a Grain dataset or loader, a Python generator."""
     import types
 
-    from keras.src.trainers import data_adapters as da
-
-    return bool(da.is_tf_dataset(x) or da.is_torch_dataloader(x) or da.is_grain_dataset(x)
-                or isinstance(x, types.GeneratorType))
+    names = ("is_tf_dataset", "is_torch_dataloader", "is_grain_dataset")
+    checks = [internal(ADAPTERS, name, FEATURE) for name in names]
+    return isinstance(x, types.GeneratorType) or any(check(x) for check in checks)
 
 
 def array_like(arrays: Any) -> bool:
     """Whether Keras's array adapter slices ``arrays`` (``can_convert_arrays``: numpy, tensors, ragged, sparse, ...)."""
-    from keras.src.trainers.data_adapters.array_data_adapter import can_convert_arrays
-
+    can_convert_arrays = internal(f"{ADAPTERS}.array_data_adapter", "can_convert_arrays", FEATURE)
     return bool(can_convert_arrays(arrays))
 
 
@@ -40,33 +43,27 @@ def input_kind(x: Any) -> str:
     """What a stream Keras reads is, for messages."""
     import types
 
-    from keras.src.trainers import data_adapters as da
-
     if isinstance(x, types.GeneratorType):
         return "generator"
-    if da.is_torch_dataloader(x):
+    if internal(ADAPTERS, "is_torch_dataloader", FEATURE)(x):
         return "torch DataLoader"
-    if da.is_grain_dataset(x):
+    if internal(ADAPTERS, "is_grain_dataset", FEATURE)(x):
         return "Grain dataset"
-    if da.is_tf_dataset(x):
+    if internal(ADAPTERS, "is_tf_dataset", FEATURE)(x):
         return "distributed dataset" if "distribute" in type(x).__module__ else "tf.data.Dataset"
     return type(x).__name__
 
 
 def sparse_or_ragged(leaf: Any) -> bool:
     """Whether ``leaf`` is a ragged or sparse tensor (TensorFlow, JAX or SciPy), which Keras feeds as it is."""
-    from keras.src.trainers.data_adapters import data_adapter_utils as du
-
-    return bool(du.is_tensorflow_ragged(leaf) or du.is_tensorflow_sparse(leaf) or du.is_jax_sparse(leaf)
-                or du.is_scipy_sparse(leaf))
+    names = ("is_tensorflow_ragged", "is_tensorflow_sparse", "is_jax_sparse", "is_scipy_sparse")
+    return any(internal(f"{ADAPTERS}.data_adapter_utils", name, FEATURE)(leaf) for name in names)
 
 
 def train_validation_split(arrays: Any, validation_split: float) -> tuple[Any, Any]:
     """``model.fit``'s ``validation_split`` of tensors Keras slices (the last fraction for validation)."""
-    from keras.src.trainers.data_adapters.array_slicing import (
-        train_validation_split as split,
-    )
-
+    split = internal(f"{ADAPTERS}.array_slicing", "train_validation_split",
+                     "validation_split on ragged, sparse or string tensors")
     return split(arrays, validation_split=validation_split)
 
 

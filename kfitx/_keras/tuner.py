@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from kfitx._keras.versions import internal
+
+#: The kfitx features that need keras-tuner's internals, for the error a keras-tuner without one raises.
+TUNE, SEARCH = "kfitx tune", "kfitx.tuner (trials measured and resumed)"
+
 # --- keras-tuner internals -------------------------------------------------
 #
 # ``kfitx tune`` runs an unchanged search script in keras-tuner's chief and worker
@@ -14,9 +19,7 @@ from typing import Any
 
 def tuner_base_class() -> Any:
     """keras-tuner's ``BaseTuner``, the base of every tuner (``RandomSearch``, ``Hyperband``, custom ones)."""
-    from keras_tuner.src.engine import base_tuner
-
-    return base_tuner.BaseTuner
+    return internal("keras_tuner.src.engine.base_tuner", "BaseTuner", TUNE)
 
 
 def wrap_tuner_methods(init: Any, search: Any) -> None:
@@ -70,9 +73,9 @@ def serve_oracle(oracle: Any, poll_s: float = 0.1, grace_s: float = 2.0) -> None
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
 
+    protos = internal("keras_tuner.src.protos", "", TUNE)
+    oracle_chief = internal("keras_tuner.src.distribute.oracle_chief", "", TUNE)
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     servicer = oracle_chief.OracleServicer(oracle)
@@ -88,8 +91,7 @@ def serve_oracle(oracle: Any, poll_s: float = 0.1, grace_s: float = 2.0) -> None
 
 def use_chief_server(serve: Any) -> None:
     """Makes the chief's ``tuner.search`` call ``serve(oracle)`` instead of ``oracle_chief.start_server``."""
-    from keras_tuner.src.distribute import oracle_chief
-
+    oracle_chief = internal("keras_tuner.src.distribute.oracle_chief", "", TUNE)
     oracle_chief.start_server = serve
 
 

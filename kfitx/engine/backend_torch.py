@@ -1,12 +1,13 @@
 """The training engine's PyTorch adapter (see :mod:`kfitx.engine.backend_tf` for the interface).
 
-``model.fit`` on torch runs one step per call (Keras refuses
-``steps_per_execution > 1`` there), switches the module to training mode each
-epoch and back to evaluation mode before validation. This adapter does the
-same and hands the model's own train function each numpy batch as tensors on
-Keras's device. A user's step is called in Python on each batch by the engine
-(this adapter has no ``CompiledStep``); on torch it is a forward pass,
-``loss.backward()`` and the optimizer (``examples/custom_loop_torch.py``).
+``model.fit`` on torch runs one step per call before Keras 3.16 (it refuses
+``steps_per_execution > 1`` there) and a group per call from 3.16, switches the
+module to training mode each epoch and back to evaluation mode before validation.
+This adapter does the same and hands the model's own train function each group of
+numpy batches as tensors on Keras's device (``_keras.torch_train_function``).
+A user's step is called in Python on each batch by the engine (this adapter has
+no ``CompiledStep``); on torch it is a forward pass, ``loss.backward()`` and the
+optimizer (``examples/custom_loop_torch.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ Logs = Mapping[str, Any]
 
 
 class Adapter(BackendAdapter):
-    """torch: one step per call, numpy batches as tensors on Keras's device (see the module docstring)."""
+    """torch: Keras's train function on numpy batches as tensors on Keras's device (see the module docstring)."""
 
     def as_batch(self, batch: Any) -> Any:
         return as_batch(batch)
@@ -44,13 +45,13 @@ def as_batch(batch: Any) -> Any:
 
 
 def model_function(model: Any, steps_per_call: int) -> Callable[[Any], Logs | None]:
-    """The model's own train step, called once per batch of the list it is given."""
-    train = _keras.train_function(model)
+    """The model's own train step on each batch of the list it is given (one call where Keras groups steps)."""
+    train = _keras.torch_train_function(model)
 
     def run(data: Any) -> Logs | None:
-        logs = None
-        for batch in data or ():
-            logs = train([as_batch(batch)])
+        if not data:
+            return None
+        logs: Logs | None = train([as_batch(batch) for batch in data])
         return logs
 
     return run

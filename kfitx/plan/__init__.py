@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kfitx import _keras
 from kfitx.data import KerasSource, Reading, Source, coerce, keras_cuts
 from kfitx.errors import DataError, OptionError, message
 from kfitx.plan.against_model import check_against_model
@@ -282,7 +283,8 @@ def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None
         return wanted
     scope = runtime.distributed_scope
     broken = (_DISTRIBUTED_GROUPING.format(scope=scope, version=keras.__version__)
-              if scope else "the torch backend runs one step per call" if runtime.backend == "torch" else None)
+              if scope else f"Keras {keras.__version__} runs one step per call on torch"
+              if runtime.backend == "torch" and not _keras.groups_steps_on_torch() else None)
     if broken and wanted != "auto" and wanted != 1:
         raise OptionError(message(f"`steps_per_execution` 1 here: {broken}", f"steps_per_execution={wanted!r}",
                                   "Leave it 'auto'."))
