@@ -90,10 +90,13 @@ def _tune(args: argparse.Namespace) -> int:
     if args.script.startswith("-"):
         raise TuneError(message("the search script after the options", repr(args.script),
                                 "Put kfitx's options before SCRIPT: kfitx tune --workers 2 search.py --epochs 5."))
+    from kfitx.search.budget import parse_duration
+
+    time_budget = None if args.time_budget is None else parse_duration(args.time_budget, "--time-budget")
     options = TuneOptions(script=args.script, args=args.args, workers=args.workers,
                           trials_per_worker=args.trials_per_worker, port=args.port, bind=args.bind,
                           chief=args.chief, name=args.name, gpus_per_worker=args.gpus_per_worker,
-                          max_deaths=args.max_deaths, start_timeout=args.start_timeout)
+                          max_deaths=args.max_deaths, start_timeout=args.start_timeout, time_budget=time_budget)
     try:
         result = run(options, handle_signals=True)
     except KeyboardInterrupt:
@@ -181,6 +184,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="worker deaths one trial may cause before it is ended as FAILED (default 3)")
     tune.add_argument("--start-timeout", type=float, default=600.0,
                       help="seconds to wait for the chief to answer (default 600)")
+    tune.add_argument("--time-budget", metavar="DURATION",
+                      help="wall-time budget of the search, e.g. 20m, 90s, 1h30m or seconds: no trial starts once "
+                           "it is spent and running trials stop at their next epoch end; the same command with a "
+                           "larger budget continues the search (not with Hyperband)")
     tune.add_argument("script", help="the search script")
     tune.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
 

@@ -222,6 +222,30 @@ def test_wrap_tuner_methods_routes_init_and_search_once(monkeypatch):
     assert seen == ["init", "search"]
 
 
+def test_stop_trials_when_ends_the_search_as_keras_tuner_does_at_max_trials(tmp_path):
+    import keras_tuner
+    from keras_tuner.src.distribute import oracle_chief
+
+    hp = keras_tuner.HyperParameters()
+    hp.Int("units", 1, 8)
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="loss", max_trials=5, hyperparameters=hp, seed=1)
+    oracle._set_project_dir(str(tmp_path), "p")
+    spent = []
+    _keras.stop_trials_when(oracle, lambda: bool(spent))
+    first = oracle.create_trial("worker-0")
+    assert first.status == "RUNNING" and oracle.ongoing_trials == {"worker-0": first}
+    spent.append(True)
+    stopped = oracle.create_trial("worker-1")
+    assert stopped.status == "STOPPED", moved("how an oracle ends a search", "stop_trials_when")
+    assert len(oracle.trials) == 1 and "worker-1" not in oracle.tuner_ids
+    again = oracle.create_trial("worker-0")  # a worker restarted while it held a trial: it goes back to the queue
+    assert again.status == "STOPPED" and oracle._retry_queue == [first.trial_id] and not oracle.ongoing_trials
+    assert oracle_chief.exit_chief(oracle), moved("the chief's exit rule (no ongoing trial, no tuner id)",
+                                                  "stop_trials_when")
+    spent.clear()
+    assert oracle.create_trial("worker-2").trial_id == first.trial_id  # a later run trains it
+
+
 # --- the JAX and torch backends (their end-to-end pin: tests/test_backends.py) ----------------------
 
 

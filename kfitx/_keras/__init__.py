@@ -335,6 +335,7 @@ from kfitx._keras.tuner import (  # noqa: E402, F401
     route_trials,
     saw_epoch,
     serve_oracle,
+    stop_trials_when,
     tuner_base_class,
     tuner_callbacks,
     tuner_init_arguments,

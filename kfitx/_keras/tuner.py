@@ -9,6 +9,7 @@ from kfitx._keras.versions import internal
 
 #: The kfitx features that need keras-tuner's internals, for the error a keras-tuner without one raises.
 TUNE, SEARCH = "kfitx tune", "kfitx.tuner (trials measured and resumed)"
+BUDGET = "the time budget of a search (time_budget=, kfitx tune --time-budget)"
 
 # --- keras-tuner internals -------------------------------------------------
 #
@@ -139,6 +140,37 @@ def route_trials(tuner: Any, begin: Any, run: Any, end: Any, reported: Any) -> t
 
     tuner.oracle.end_trial = end_and_report
     return originals
+
+
+def stop_trials_when(oracle: Any, spent: Any) -> None:
+    """Makes ``oracle.create_trial`` answer a STOPPED trial, starting none, whenever ``spent()`` is true.
+
+    keras-tuner ends a search when its oracle answers STOPPED (``BaseTuner.search``; in the
+    chief, the servicer then lets each worker go). Done as keras-tuner does it at ``max_trials``,
+    under the oracle's lock: the tuner id leaves ``tuner_ids`` (the chief exits once every
+    worker has left), and a trial still held for that id (a worker restarted mid-trial) goes to
+    the retry queue, so a later run of the search trains it. Applies to this oracle object only.
+    """
+    import types
+
+    import keras_tuner
+
+    trial_module = internal("keras_tuner.src.engine.trial", "", BUDGET)
+    original = oracle.create_trial
+
+    @keras_tuner.synchronized  # the oracle's own lock, as its create_trial takes it
+    def create_trial(self: Any, tuner_id: str) -> Any:
+        if not spent():
+            return original(tuner_id)
+        held = self.ongoing_trials.pop(tuner_id, None)
+        if held is not None:
+            if held.trial_id not in self._retry_queue:
+                self._retry_queue.append(held.trial_id)
+            self.save()
+        self.tuner_ids.discard(tuner_id)
+        return trial_module.Trial(self.get_space(), trial_id="stopped", status=trial_module.TrialStatus.STOPPED)
+
+    oracle.create_trial = types.MethodType(create_trial, oracle)
 
 
 def saw_epoch(save_best_epoch: Any, logs: dict[str, Any]) -> None:

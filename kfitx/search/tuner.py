@@ -33,6 +33,9 @@ Separation of concerns:
 * Parallel searches: :func:`launch` (and ``kfitx tune``) run a search script as
   keras-tuner's chief plus worker processes (:mod:`kfitx.tune`); :func:`is_chief`
   says whether this process's result counts.
+* A time budget (:mod:`kfitx.search.budget`, ``time_budget="20m"``): no trial starts once it
+  is spent and running trials stop at their next epoch end; its clock is kept in the search
+  directory, so a later run with a larger budget continues the search.
 * Configuration mistakes (a :class:`kfitx.KfitxError`) are re-raised as
   keras-tuner's fatal errors, which end the search with kfitx's message;
   keras-tuner would otherwise record them as failed trials and go on. Failures
@@ -61,7 +64,7 @@ from kfitx.data import coerce
 from kfitx.errors import KfitxError, OptionError, message
 from kfitx.plan.checks import closest
 from kfitx.registry import get_registry
-from kfitx.search import trial_record
+from kfitx.search import budget, trial_record
 from kfitx.search.launch import is_chief, launch
 from kfitx.search.measure import PEAK_RSS_MIB, SAMPLES_PER_S
 from kfitx.search.pruning import MedianPruning, as_pruning
@@ -142,6 +145,7 @@ def fit(
     tune_batch_size: Sequence[int] | None = None,
     resume: bool = True,
     pruning: str | MedianPruning | None = None,
+    time_budget: str | float | None = None,
     **kwargs: Any,
 ) -> Any:
     """Trains one keras-tuner trial through kfitx; call it from ``HyperModel.fit``.
@@ -163,6 +167,12 @@ def fit(
         pruning: ``None``, ``"median"`` or a :class:`MedianPruning`: stop a trial whose
             objective is worse than the median of the finished trials at the same epoch
             (not with Hyperband: an ``OptionError``).
+        time_budget: ``None``, or the search's wall-time budget (``"20m"``, ``"1h30m"``, ``90``
+            seconds): no trial starts once it is spent, and this one stops at its first epoch end
+            past it (its record says ``stopped_by: budget``). In one process the clock starts at the
+            run's first trial; it is kept in the search directory, so a later run with a larger
+            budget continues the search (``overwrite=False``), and one whose budget is spent is an
+            ``OptionError``. Under ``kfitx tune`` the chief keeps the clock. Not with Hyperband.
         **kwargs: What ``tuner.search`` passed on: ``epochs``, ``callbacks`` (keras-tuner's
             own among them), ``validation_data``, ...
 
@@ -182,6 +192,7 @@ def fit(
         names = _candidates(strategies)
         _check_option_keys(strategy_options, names)
         rule = as_pruning(pruning)
+        budget_s = None if time_budget is None else budget.parse_duration(time_budget)
         chosen, options = declare(hp, names, strategy_options or {}, get_registry().get)
         if tune_batch_size:
             kwargs["batch_size"] = hp.Choice("batch_size", list(tune_batch_size))
@@ -192,13 +203,15 @@ def fit(
         tuner_callback, _ = _in_tuner(callbacks)
         execution = _next_execution(tuner_callback.trial) if tuner_callback is not None else 0
         pruner = _pruning_callback(rule, hp, callbacks, execution)
+        stopper = budget.for_trial(budget_s, tuner_callback, hp.values, callbacks)
         resumer = _resumer(callbacks, execution) if resume else None
         if resumer is not None:
             unbuildable = build_for_backup(model, source)
             if unbuildable is not None:
                 logging.getLogger("kfitx").warning("kfitx: trial trains without resume: %s.", unbuildable)
                 resumer = None
-        extra = [*([pruner] if pruner is not None else []), *(resumer.callbacks() if resumer is not None else [])]
+        extra = [*(cb for cb in (pruner, stopper) if cb is not None),
+                 *(resumer.callbacks() if resumer is not None else [])]
         if extra:
             kwargs["callbacks"] = [*callbacks, *extra]
         # kfitx's kfitx_fit wrapper measures the trial (samples/s, peak RSS) into the History
@@ -279,6 +292,8 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         resume: Whether a trial killed mid-way goes on from its last finished epoch (see :func:`fit`).
         pruning: ``None``, ``"median"`` or a :class:`MedianPruning`: stop trials that are losing
             (see :func:`fit`; RandomSearch, BayesianOptimization, GridSearch, not Hyperband).
+        time_budget: ``None``, or the search's wall-time budget: ``"20m"``, ``"90s"``, ``"1h30m"``
+            or seconds (see :func:`fit`; under ``kfitx tune``, ``--time-budget`` wins over it).
         **kwargs: ``name`` and ``tunable``, as for ``keras_tuner.HyperModel``.
 
     Example:
@@ -297,11 +312,13 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         tune_batch_size: Sequence[int] | None = None,
         resume: bool = True,
         pruning: str | MedianPruning | None = None,
+        time_budget: str | float | None = None,
         **kwargs: Any,
     ) -> None:
         unknown = sorted(set(kwargs) - {"name", "tunable"})
         if unknown:
-            accepted = ["strategies", "strategy_options", "tune_batch_size", "resume", "pruning", "name", "tunable"]
+            accepted = ["strategies", "strategy_options", "tune_batch_size", "resume", "pruning", "time_budget",
+                        "name", "tunable"]
             raise OptionError(message(
                 "StrategyHyperModel's keyword arguments to be among " + ", ".join(accepted),
                 ", ".join(f"{k}={kwargs[k]!r}" for k in unknown),
@@ -313,6 +330,8 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         names = _candidates(strategies)  # a bad list or an unknown name fails here, not in trial 1
         _check_option_keys(strategy_options, names)
         self.pruning = as_pruning(pruning)
+        #: The budget in seconds, or ``None`` (``kfitx tune``'s chief reads it too).
+        self.time_budget = None if time_budget is None else budget.parse_duration(time_budget)
         self.build_model = build_model
         self.strategies = strategies
         self.strategy_options = strategy_options
@@ -336,4 +355,5 @@ class StrategyHyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
         return fit(hp, model, *args, strategies=self.strategies, strategy_options=self.strategy_options,
-                   tune_batch_size=self.tune_batch_size, resume=self.resume, pruning=self.pruning, **kwargs)
+                   tune_batch_size=self.tune_batch_size, resume=self.resume, pruning=self.pruning,
+                   time_budget=self.time_budget, **kwargs)

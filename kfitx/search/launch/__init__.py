@@ -66,7 +66,8 @@ def _script_for(target: Callable[[], Any], folder: str) -> str:
 def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers: int | None = None,
            trials_per_worker: int | None = None, port: int | None = None, bind: str = "127.0.0.1",
            chief: str | None = None, name: str | None = None, gpus_per_worker: int = 1, max_deaths: int = 3,
-           start_timeout: float = 600.0, out: Callable[[str], None] | None = None) -> Any:
+           start_timeout: float = 600.0, time_budget: str | float | None = None,
+           out: Callable[[str], None] | None = None) -> Any:
     """Runs a keras-tuner search as ``kfitx tune`` does, from Python (a notebook, a script of yours).
 
     Args:
@@ -83,6 +84,10 @@ def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers
         gpus_per_worker: GPUs per worker where there are GPUs.
         max_deaths: Worker deaths one trial may cause before it is ended as FAILED.
         start_timeout: Seconds to wait for the chief to answer.
+        time_budget: The search's wall-time budget (``"20m"``, ``"1h30m"``, seconds), counted from
+            now and kept in the search directory: no trial starts once it is spent, running
+            trials stop at their next epoch end, and the same call with a larger budget continues
+            the search. Not with Hyperband.
         out: Where progress lines go (default ``print``).
 
     Returns:
@@ -90,7 +95,9 @@ def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers
 
     Raises:
         TuneError: the search could not start or go on.
+        OptionError: ``time_budget`` is not a duration.
     """
+    from kfitx.search.budget import parse_duration
     from kfitx.search.launch.supervisor import DEFAULT_RECYCLE_AFTER, TuneOptions, run
 
     folder = None
@@ -106,7 +113,8 @@ def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers
                               trials_per_worker=DEFAULT_RECYCLE_AFTER if trials_per_worker is None
                               else trials_per_worker, port=port, bind=bind, chief=chief, name=name,
                               gpus_per_worker=gpus_per_worker, max_deaths=max_deaths, start_timeout=start_timeout,
-                              capture_chief=True)
+                              capture_chief=True,
+                              time_budget=None if time_budget is None else parse_duration(time_budget))
         if out is not None:
             options.out = out
         return run(options)

@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kfitx.errors import TuneError, message
-from kfitx.search import trial_record
+from kfitx.search import budget, trial_record
 from kfitx.search.launch import status
 from kfitx.search.launch.workers import (
     ENV_CONTROL,
@@ -127,7 +127,7 @@ def _init(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> None:
     elif arguments.get("overwrite"):
         project = os.path.join(str(arguments.get("directory") or "."),
                                str(arguments.get("project_name") or "untitled_project"))
-        if status.read_json(status.marker_path(project)).get("state") == "running":
+        if status.read_json(status.marker_path(project)).get("state") in ("running", "budget"):
             print(f"kfitx tune: continuing the interrupted search in {project} (the script's overwrite=True "
                   "applies again once a search there has finished)", flush=True)
             arguments["overwrite"] = False
@@ -143,12 +143,16 @@ def _objective(oracle: Any) -> dict[str, Any]:
 def _chief_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
     project = os.path.abspath(tuner.project_dir)
     about = _objective(tuner.oracle)
+    budget.chief_begin(tuner, os.environ)  # before the marker: a budget refused (Hyperband) starts nothing
     status.write_json(status.marker_path(project), {"state": "running", "started": time.time(), **about})
     _status(state="searching", project_dir=project, log=status.log_path(project, "chief"), **about)
     with _output_to(status.log_path(project, "chief"), keep=True):
         result = original(tuner, *args, **kwargs)
+    state, spent = budget.chief_end(project)  # "budget" when the time budget ended it: a rerun continues it
     status.write_json(status.marker_path(project), {**status.read_json(status.marker_path(project)),
-                                                    "state": "finished", "finished": time.time()})
+                                                    "state": state, "finished": time.time()})
+    if spent is not None:
+        print(spent, flush=True)
     _status(state="searched")
     _State.searched = True
     return result
@@ -238,7 +242,8 @@ def _worker_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
             tuner, trials.on_trial_begin, trials.run_trial, trials.on_trial_end,
             reported=lambda trial: _status(state="running", trial=None, done=trials.done + 1))
         if isinstance(tuner, keras_tuner.Tuner):  # trains Keras models: count their epochs
-            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _epoch_counter()]
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _epoch_counter(),
+                                   budget.stopper(project, lambda: _State.trial_dir)]
         original(tuner, *args, **kwargs)
         _status(state="finished", trial=None, done=trials.done)
         _exit_now(0)  # the search is over for this worker; only the chief runs the code after it

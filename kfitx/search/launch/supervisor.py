@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kfitx.errors import TuneError, message
-from kfitx.search import trial_record
+from kfitx.search import budget, trial_record
 from kfitx.search.launch import status
 from kfitx.search.launch import workers as w
 from kfitx.search.launch.processes import Deaths, describe_exit
@@ -74,6 +74,7 @@ class TuneOptions:
     gpus_per_worker: int = 1
     max_deaths: int = 3
     start_timeout: float = 600.0
+    time_budget: float | None = None  # seconds; no trial starts once the search has spent them
     python: str = sys.executable
     env: Mapping[str, str] | None = None
     capture_chief: bool = False  # the chief's own output to a file, passed to `out` at the end (notebooks)
@@ -120,6 +121,7 @@ class Supervisor:
             raise TuneError(message("`--trials-per-worker` must be 0 (never replace) or more",
                                     options.trials_per_worker))
         self.environ = dict(os.environ if options.env is None else options.env)
+        self.environ.update(budget.environment(options.time_budget, time.time(), joining=options.chief))
         self.cores = w.usable_cores()
         self.gpus = w.visible_gpus(self.environ)
         count = options.workers if options.workers is not None else \
