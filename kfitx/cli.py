@@ -106,9 +106,12 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from kfitx.search import report
+    from kfitx.search.budget import parse_duration
 
     if args.plot:
         report.require_matplotlib()
+    limits = {name: None if getattr(args, name) is None else parse_duration(getattr(args, name), flag)
+              for name, flag in (("max_seconds", "--max-seconds"), ("max_epoch_seconds", "--max-epoch-seconds"))}
     search = report.load(args.directory, args.project)
     print(report.summary(search))
     print()
@@ -120,9 +123,9 @@ def _report(args: argparse.Namespace) -> int:
     if args.plot:
         report.plot(search, args.plot)
         print(f"\nPlot written to {args.plot}")
-    if args.best:
+    if args.best or any(v is not None for v in limits.values()):
         print()
-        print(report.describe_best(search))
+        print(report.describe_best(search, **limits))
     return 1 if any(t.status == report.UNREADABLE for t in search.trials) else 0
 
 
@@ -194,10 +197,15 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="the leaderboard (and a plot) of a keras-tuner search directory")
     rep.add_argument("directory", help="the tuner's `directory` (or its project folder)")
     rep.add_argument("--project", help="the tuner's project_name, when the directory holds several")
-    rep.add_argument("--plot", metavar="FILE.png", help="score against wall time and throughput per strategy "
+    rep.add_argument("--plot", metavar="FILE.png", help="score against wall time, score against training seconds "
+                                                         "with the Pareto front, and throughput per strategy "
                                                          "(needs kfitx[plot])")
     rep.add_argument("--best", action="store_true",
                      help="also the best trial's strategy and hyperparameters, and how to retrain it")
+    rep.add_argument("--max-seconds", metavar="S",
+                     help="with --best: the best trial that trained within S seconds (also 90s, 2m, ...)")
+    rep.add_argument("--max-epoch-seconds", metavar="S",
+                     help="with --best: the best trial whose training took at most S seconds an epoch")
     return parser
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import kfitx
 from kfitx.cli import main
-from kfitx.search import budget
+from kfitx.search import budget, report
 from kfitx.tuner import StrategyHyperModel
 
 
@@ -153,6 +153,7 @@ def test_the_budget_stops_a_search_and_a_later_run_with_a_larger_one_continues_i
     tuner = search(xy, tmp_path, clock, "10m", max_trials=3)
     assert len(tuner.oracle.trials) == 3 and "stopped_by" not in records(tmp_path)["2"]
     assert records(tmp_path)["2"]["epochs"] == 4
+    assert "(2 stopped by the time budget)" in report.summary(report.load(str(tmp_path)))
 
 
 def test_a_time_budget_with_hyperband_is_refused_and_a_bad_one_when_the_hypermodel_is_made(xy, registry, tmp_path,

@@ -57,9 +57,9 @@ def test_load_ranks_best_first_and_reads_kfitx_records(search_dir):
 def test_leaderboard_has_every_hyperparameter_strategy_score_speed_memory_status_epochs(search_dir):
     lines = report.leaderboard(report.load(str(search_dir))).splitlines()
     assert lines[0].split() == ["rank", "trial", "lr", "units", "strategy", "val_accuracy", "samples/s", "peak",
-                                "MiB", "epochs", "seconds", "status"]
+                                "MiB", "epochs", "seconds", "front", "status"]
     first = lines[2].split()
-    assert first == ["1", "1", "0.01", "128", "loop", "0.9500", "1,234", "712", "5", "2.8", "COMPLETED"]
+    assert first == ["1", "1", "0.01", "128", "loop", "0.9500", "1,234", "712", "5", "2.8", "*", "COMPLETED"]
     assert lines[4].split()[-1] == "FAILED" and lines[5].split()[-1] == "RUNNING"
 
 
@@ -133,3 +133,64 @@ def test_best_hyperparameters_retrain_the_best_trial_with_its_strategy(tmp_path,
     assert hp.values == tuner.get_best_hyperparameters(1)[0].values
     history = hypermodel.fit(hp, hypermodel.build(hp), x, y, epochs=1, verbose=0)
     assert history.kfitx["strategy"] == search.best.strategy == hp["strategy"]
+
+
+# -- cost: the Pareto front of score against training seconds, the best trial within a cost ------------------
+
+# trial: (score, training seconds, epochs); every trial COMPLETED unless said
+COSTS = {"0": (0.90, 10.0, 5), "1": (0.95, 30.0, 5), "2": (0.93, 40.0, 2), "3": (0.97, 100.0, 10),
+         "4": (0.90, 20.0, 5), "5": (0.90, 10.0, 4)}
+
+
+@pytest.fixture
+def costs_dir(tmp_path):
+    project = tmp_path / "runs" / "costs"
+    for trial_id, (score, seconds, epochs) in COSTS.items():
+        _trial(project, trial_id, "COMPLETED", score, {"units": 8 * (int(trial_id) + 1)},
+               {"start": 0.0, "end": seconds, "epochs": epochs, "strategy": "memory"})
+    _trial(project, "6", "FAILED", None, {"units": 1}, {"start": 0.0, "end": 1.0, "epochs": 1})  # no score
+    _trial(project, "7", "COMPLETED", 0.99, {"units": 2})  # no kfitx record: no cost known
+    (project / "oracle.json").write_text("{}")
+    (project / "kfitx-tune.json").write_text(json.dumps({"objective": "val_accuracy", "direction": "max"}))
+    return project
+
+
+def test_the_pareto_front_holds_the_trials_no_other_beats_in_score_and_time(costs_dir):
+    search = report.load(str(costs_dir))
+    # 2 scores less than 1 in more time, 4 the same as 0 in more time; 0 and 5 tie exactly (neither beats
+    # the other); 7 has no training time recorded and 6 no score
+    assert search.front == {"0", "1", "3", "5"}
+    lines = report.leaderboard(search).splitlines()
+    marked = {line.split()[1] for line in lines[2:] if line.split()[-2] == "*"}
+    assert marked == {"0", "1", "3", "5"} and lines[0].split()[-2:] == ["front", "status"]
+    # minimising: the same trials with a loss each, lower is better
+    for trial_id in COSTS:
+        data = json.loads((costs_dir / f"trial_{trial_id}" / "trial.json").read_text())
+        data["score"] = 1.0 - data["score"]
+        (costs_dir / f"trial_{trial_id}" / "trial.json").write_text(json.dumps(data))
+    (costs_dir / "kfitx-tune.json").write_text(json.dumps({"objective": "val_loss", "direction": "min"}))
+    assert report.load(str(costs_dir)).front == {"0", "1", "3", "5"}
+
+
+def test_best_within_a_cost_names_the_trial_and_how_to_retrain_it(costs_dir, capsys):
+    search = report.load(str(costs_dir))
+    text = report.describe_best(search, max_seconds=35)
+    assert text.startswith("Best trial 1 within 35 s of training: val_accuracy 0.9500, strategy memory")
+    assert "cost: 30.0 s of training, 5 epoch(s), 6.00 s an epoch; on the Pareto front" in text
+    assert "best_hyperparameters(" in text and "max_seconds=35)" in text and "epochs=5," in text
+    assert report.describe_best(search, max_epoch_seconds=8).startswith("Best trial 1 within 8 s an epoch")
+    assert report.describe_best(search, max_seconds=10).startswith("Best trial 0 within 10 s of training")
+    none = report.describe_best(search, max_seconds=5)
+    assert none == "No completed trial trained within 5 s of training: the quickest, trial 0, trained in 10.0 s."
+    hp = report.best_hyperparameters(str(costs_dir), max_seconds=35)
+    assert hp.values == {"units": 16}
+    with pytest.raises(OptionError, match="within 5 s of training.*the quickest, trial 0"):
+        report.best_hyperparameters(str(costs_dir), max_seconds=5)
+    with pytest.raises(OptionError, match="`max_seconds` to be a positive number of seconds"):
+        report.describe_best(search, max_seconds=-1)
+    assert main(["report", str(costs_dir), "--best", "--max-seconds", "35"]) == 0
+    assert "Best trial 1 within 35 s of training" in capsys.readouterr().out
+    assert main(["report", str(costs_dir), "--max-epoch-seconds", "1m"]) == 0  # implies --best; 60 s an epoch
+    assert "Best trial 3 within 60 s an epoch" in capsys.readouterr().out
+    assert main(["report", str(costs_dir), "--best", "--max-seconds", "soon"]) == 2
+    assert "`--max-seconds` to be a positive duration" in capsys.readouterr().err

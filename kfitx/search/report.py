@@ -8,12 +8,15 @@ Separation of concerns:
   strategy, worker, peak memory, the epoch a pruned trial stopped after) and ``kfitx-tune.json`` (the objective) -- into
   a :class:`Search`; nothing heavy is imported, so it works beside a running search.
 * :func:`leaderboard` is the table ``kfitx report`` prints, and the one
-  ``examples/search_digits.py`` prints after its search; a search that prunes
-  (``pruning="median"``) gets a ``pruned`` column: the epoch each pruned trial stopped after.
-* :func:`plot` draws score against wall time (coloured by strategy) and samples/s
-  per strategy (needs matplotlib: ``kfitx[plot]``).
-* :func:`best_hyperparameters` gives the best trial's ``keras_tuner.HyperParameters``
-  to retrain with: ``hypermodel.fit(hp, hypermodel.build(hp), x, y, ...)``.
+  ``examples/search_digits.py`` prints after its search; its ``front`` column marks the trials
+  on the Pareto front of score against training seconds (:mod:`kfitx.search.front`). A search
+  that prunes (``pruning="median"``) gets a ``pruned`` column, one with a time budget that
+  stopped trials a ``budget`` column: the epoch each such trial stopped after.
+* :func:`plot` draws score against wall time (coloured by strategy), score against training
+  seconds with the front, and samples/s per strategy (needs matplotlib: ``kfitx[plot]``).
+* :func:`best_hyperparameters` gives the best trial's ``keras_tuner.HyperParameters`` (or the
+  best that trained within ``max_seconds`` / ``max_epoch_seconds``) to retrain with:
+  ``hypermodel.fit(hp, hypermodel.build(hp), x, y, ...)``.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kfitx.errors import OptionError, message
-from kfitx.search import trial_record
+from kfitx.search import budget, front, trial_record
 from kfitx.search.launch.status import MARKER, read_json
+from kfitx.search.plot import plot, require_matplotlib
 
-__all__ = ["Search", "TrialRow", "best_hyperparameters", "find_project", "leaderboard", "load", "plot"]
+__all__ = ["Search", "TrialRow", "best_hyperparameters", "find_project", "leaderboard", "load", "plot",
+           "require_matplotlib"]
 
 SAMPLES_PER_S = "kfitx_samples_per_s"  # the History keys of kfitx.tuner (kfitx.search.measure)
 PEAK_RSS_MIB = "kfitx_peak_rss_mib"
@@ -69,6 +74,12 @@ class TrialRow:
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     @property
+    def budget_epoch(self) -> int | None:
+        """The epoch (counted from 1) the search's time budget stopped this trial after; ``None`` if it did not."""
+        value = self.record.get("stopped_epoch")
+        return value if self.record.get("stopped_by") == "budget" and isinstance(value, int) else None
+
+    @property
     def peak_mib(self) -> float | None:
         values = [v for v in (self.metrics.get(PEAK_RSS_MIB), self.record.get("peak_rss_mib")) if v]
         return max(values) if values else None
@@ -97,6 +108,11 @@ class Search:
     def prunes(self) -> bool:
         """Whether the search prunes trials (its trials' records say whether each one was pruned)."""
         return any("pruned_epoch" in t.record for t in self.trials)
+
+    @property
+    def front(self) -> set[str]:
+        """Ids of the trials on the Pareto front of score against training seconds."""
+        return front.pareto_front(self.trials, self.direction)
 
 
 def _best(observations: list[dict[str, Any]], direction: str) -> float | None:
@@ -210,20 +226,26 @@ def format_value(name: str, value: Any) -> str:
 def leaderboard(search: Search) -> str:
     """The trials as a table, best first: every hyperparameter, strategy, score, samples/s, peak MiB, ...
 
-    A search that prunes also shows, per trial, the epoch it was pruned at (``pruned``: ``at 3``, or ``-``).
+    A search that prunes also shows, per trial, the epoch it was pruned at (``pruned``: ``at 3``, or ``-``);
+    one whose time budget stopped trials, the epoch it stopped each at (``budget``). ``front``: ``*`` for
+    the trials on the Pareto front of score against training seconds.
     """
     names = sorted({n for t in search.trials for n in t.values if n != "strategy"})
     score = search.objective or "score"
     pruned = ["pruned"] if search.prunes else []  # the column only where the search prunes
-    header = ["rank", "trial", *names, "strategy", score, "samples/s", "peak MiB", "epochs", *pruned, "seconds",
-              "status"]
+    stopped = ["budget"] if any(t.budget_epoch is not None for t in search.trials) else []
+    on_front = search.front
+    header = ["rank", "trial", *names, "strategy", score, "samples/s", "peak MiB", "epochs", *pruned, *stopped,
+              "seconds", "front", "status"]
     rows = []
     for rank, t in enumerate(search.trials, 1):
         number = lambda v, fmt: "-" if v is None else fmt.format(v)
         rows.append([str(rank), t.trial_id, *(format_value(n, t.values[n]) if n in t.values else "-" for n in names),
                      t.strategy or "-", number(t.score, "{:.4f}"), number(t.samples_per_s, "{:,.0f}"),
                      number(t.peak_mib, "{:,.0f}"), number(t.record.get("epochs"), "{}"),
-                     *([number(t.pruned_epoch, "at {}")] if pruned else []), number(t.seconds, "{:.1f}"), t.status])
+                     *([number(t.pruned_epoch, "at {}")] if pruned else []),
+                     *([number(t.budget_epoch, "at {}")] if stopped else []), number(t.seconds, "{:.1f}"),
+                     "*" if t.trial_id in on_front else "", t.status])
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths)).rstrip()
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
@@ -256,103 +278,88 @@ def summary(search: Search) -> str:
     best = search.best
     text = f"{search.project_dir}: {done}/{total} trial(s) finished"
     pruned = sum(t.pruned_epoch is not None for t in search.trials)
-    if pruned:
-        text += f" ({pruned} pruned)"
+    stopped = sum(t.budget_epoch is not None for t in search.trials)
+    notes = ([f"{pruned} pruned"] if pruned else []) + ([f"{stopped} stopped by the time budget"] if stopped else [])
+    if notes:
+        text += f" ({', '.join(notes)})"
     if best is not None:
         text += f"; best trial {best.trial_id}: {search.objective or 'score'} {best.score:.4f}"
         if best.strategy:
             text += f" (strategy {best.strategy})"
+    ledger = budget.read(search.project_dir)
+    if ledger.get("budget_s"):
+        text += f"; {budget.describe(ledger)}"
     return text
 
 
-def require_matplotlib() -> None:
-    """Raises :class:`kfitx.OptionError` now, before any work, when ``--plot`` cannot be drawn."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as err:
-        raise OptionError(message("matplotlib for --plot", "it is not installed",
-                                  "pip install 'kfitx[plot]'")) from err
+def _chosen(search: Search, max_seconds: float | None, max_epoch_seconds: float | None) -> TrialRow | None:
+    """The best trial, or the best that trained within the limits given; ``None`` if there is none."""
+    if max_seconds is None and max_epoch_seconds is None:
+        return search.best
+    fits = front.within(search.trials, max_seconds, max_epoch_seconds)
+    return fits[0] if fits else None
 
 
-def describe_best(search: Search) -> str:
-    """The best trial, its strategy and hyperparameters, and the lines that train it again."""
-    best = search.best
+def describe_best(search: Search, max_seconds: float | None = None, max_epoch_seconds: float | None = None) -> str:
+    """The best trial (or the best that trained within ``max_seconds`` / ``max_epoch_seconds``), its strategy,
+    hyperparameters and cost, and the lines that train it again."""
+    best = _chosen(search, max_seconds, max_epoch_seconds)
+    limited = max_seconds is not None or max_epoch_seconds is not None
     if best is None:
-        return "No trial has completed yet: nothing to retrain."
+        return front.nothing_within(search.trials, max_seconds, max_epoch_seconds) if limited else \
+            "No trial has completed yet: nothing to retrain."
     values = json.dumps(best.values, sort_keys=True)
     directory = os.path.dirname(os.path.abspath(search.project_dir))
     project = os.path.basename(os.path.abspath(search.project_dir))
+    epochs = best.record.get("epochs")
+    cost = "-" if best.seconds is None else f"{best.seconds:.1f} s of training"
+    if best.seconds is not None and isinstance(epochs, int) and epochs > 0:
+        cost += f", {epochs} epoch(s), {best.seconds / epochs:.2f} s an epoch"
+    if best.budget_epoch is not None:
+        cost += ", stopped by the time budget"
+    cost += "; on the Pareto front of score against training seconds" if best.trial_id in search.front else ""
+    limits = "".join(f", {name}={value!r}" for name, value in (("max_seconds", max_seconds),
+                                                               ("max_epoch_seconds", max_epoch_seconds))
+                      if value is not None)
+    within = f" {front.limits_text(max_seconds, max_epoch_seconds)}" if limited else ""
     return "\n".join([
-        f"Best trial {best.trial_id}: {search.objective or 'score'} {best.score:.4f}, "
+        f"Best trial {best.trial_id}{within}: {search.objective or 'score'} {best.score:.4f}, "
         f"strategy {best.strategy or '- (not a kfitx strategy search)'}",
+        f"cost: {cost}",
         f"hyperparameters: {values}",
         "Retrain it with the same strategy and settings:",
-        f"    hp = kfitx.report.best_hyperparameters({directory!r}, project={project!r})",
+        f"    hp = kfitx.report.best_hyperparameters({directory!r}, project={project!r}{limits})",
         "    model = hypermodel.build(hp)",
-        "    history = hypermodel.fit(hp, model, x, y, epochs=..., validation_data=...)",
+        f"    history = hypermodel.fit(hp, model, x, y, epochs={epochs if isinstance(epochs, int) else '...'}, "
+        "validation_data=...)",
         "(hypermodel: the script's StrategyHyperModel or HyperModel; for a StrategyHyperModel the fit trains "
         "through hp['strategy'].)",
     ])
 
 
-def plot(search: Search, path: str) -> None:
-    """Writes ``path`` (PNG): score against wall time by strategy, and samples/s per strategy.
-
-    Raises:
-        OptionError: when matplotlib is not installed.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise OptionError(message("matplotlib for --plot", "it is not installed",
-                                  "pip install 'kfitx[plot]'")) from err
-    rows = [t for t in search.trials if t.score is not None]
-    starts = [t.record["start"] for t in search.trials if isinstance(t.record.get("start"), (int, float))]
-    origin = min(starts) if starts else 0.0
-    strategies = sorted({t.strategy or "-" for t in search.trials})
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name in strategies:
-        mine = [t for t in rows if (t.strategy or "-") == name]
-        xs = [(t.record["end"] - origin) if isinstance(t.record.get("end"), (int, float)) else _order(t.trial_id)[0]
-              for t in mine]
-        left.scatter(xs, [t.score for t in mine], label=name)
-    left.set_xlabel("wall time at the trial's end (s)" if starts else "trial")
-    left.set_ylabel(search.objective or "score")
-    left.set_title("score against wall time")
-    left.legend(title="strategy")
-    speeds = [(name, [t.samples_per_s for t in search.trials if (t.strategy or "-") == name and t.samples_per_s])
-              for name in strategies]
-    speeds = [(name, values) for name, values in speeds if values]
-    if speeds:
-        right.boxplot([values for _, values in speeds])
-        right.set_xticks(range(1, len(speeds) + 1), [name for name, _ in speeds])
-    right.set_ylabel("training samples/s")
-    right.set_title("throughput per strategy" if speeds else "throughput per strategy (none recorded)")
-    fig.suptitle(os.path.basename(os.path.abspath(search.project_dir)))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def best_hyperparameters(directory: str, project: str | None = None) -> Any:
+def best_hyperparameters(directory: str, project: str | None = None, *, max_seconds: float | None = None,
+                         max_epoch_seconds: float | None = None) -> Any:
     """The best trial's ``keras_tuner.HyperParameters`` (its search space and values), to retrain with.
 
-    ``hypermodel.fit(hp, hypermodel.build(hp), x, y, epochs=...)`` trains it again with the same
-    strategy and settings (for a :class:`kfitx.tuner.StrategyHyperModel`, ``hp["strategy"]``).
+    With ``max_seconds`` (the trial's training wall time) or ``max_epoch_seconds`` (that time per
+    epoch), the best trial that trained within them. ``hypermodel.fit(hp, hypermodel.build(hp),
+    x, y, epochs=...)`` trains it again with the same strategy and settings (for a
+    :class:`kfitx.tuner.StrategyHyperModel`, ``hp["strategy"]``).
 
     Raises:
-        OptionError: when no trial has completed.
+        OptionError: when no trial has completed (within the limits).
     """
     import keras_tuner
 
     search = load(directory, project)
-    best = search.best
+    best = _chosen(search, max_seconds, max_epoch_seconds)
     if best is None:
-        raise OptionError(message("a completed trial", f"none in {search.project_dir}",
-                                  "Wait for the search, or see `kfitx report` for the failures."))
+        if max_seconds is None and max_epoch_seconds is None:
+            raise OptionError(message("a completed trial", f"none in {search.project_dir}",
+                                      "Wait for the search, or see `kfitx report` for the failures."))
+        raise OptionError(message(f"a completed trial that trained {front.limits_text(max_seconds, max_epoch_seconds)}",
+                                  f"none in {search.project_dir}",
+                                  front.nothing_within(search.trials, max_seconds, max_epoch_seconds)))
     data = read_json(os.path.join(search.project_dir, f"trial_{best.trial_id}", "trial.json"))
     hp = keras_tuner.HyperParameters.from_config(data["hyperparameters"])
     hp.values.update(best.values)
