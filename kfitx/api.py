@@ -11,6 +11,7 @@ report, and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -60,17 +61,20 @@ def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type
     instance = registry.get(strategy if isinstance(strategy, Strategy) else cls, **options)
     source = coerce(data, y)
     chosen, decision = instance.resolve(source, registry)  # `auto` asks the kfitx_choose_strategy hook
-    if decision is not None:
-        logger.info("%s", decision)
-        if fit_args.get("verbose", "auto") != 0:
-            print(decision, flush=True)
     chosen.require_backend(runtime.backend)
     chosen.require(source)
     plan = build_plan(model, source, chosen, checked, runtime)
-    if decision is not None:
-        plan.report.note(**{instance.name: decision.reason})
-    with boundary():  # pipeline and worker faults become the fit's KfitxError; workers stopped
-        history = registry.pm.hook.kfitx_fit(strategy=chosen, model=model, plan=plan)
+    with contextlib.ExitStack() as measured:
+        if isinstance(instance, AutoStrategy) and decision is not None:  # the fastest by a probe, where it may
+            chosen, decision, plan = measured.enter_context(
+                instance.measured(model, source, chosen, decision, plan, checked, registry))
+        if decision is not None:
+            logger.info("%s", decision)
+            if fit_args.get("verbose", "auto") != 0:
+                print(decision, flush=True)
+            plan.report.note(**{instance.name: decision.reason})
+        with boundary():  # pipeline and worker faults become the fit's KfitxError; workers stopped
+            history = registry.pm.hook.kfitx_fit(strategy=chosen, model=model, plan=plan)
     import keras
 
     if not isinstance(history, keras.callbacks.History):

@@ -75,6 +75,12 @@ class Strategy(ABC):
             ``("tensorflow",)``: declare the others once ``kfitx check NAME`` passes
             with ``KERAS_BACKEND`` set to them). ``kfitx.fit`` on another backend
             is an :class:`kfitx.UnsupportedBackendError`; ``kfitx list`` shows them.
+        interchangeable: Whether the strategy trains to the same weights as ``model.fit``
+            on the same data (as the conformance kit checks), so that ``strategy="auto"``
+            may choose it for its speed alone, by timing a short probe of each such
+            strategy (default ``False``). An option that changes what is trained (a
+            step of your own, augmentation) makes an instance not interchangeable:
+            override :meth:`is_interchangeable` for it.
 
     Example:
         ```python
@@ -104,6 +110,7 @@ class Strategy(ABC):
     #: Options that were renamed: old name -> new name (the old one is an ``OptionError`` naming the new).
     renamed_options: ClassVar[Mapping[str, str]] = {}
     backends: ClassVar[tuple[str, ...]] = ("tensorflow",)
+    interchangeable: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         for old in sorted(set(options) & set(self.renamed_options)):
@@ -163,6 +170,15 @@ class Strategy(ABC):
             f"Set KERAS_BACKEND to one of those, or pick a strategy for {backend} (`kfitx list` shows each "
             "strategy's backends). A plugin's author declares a backend with `backends = (...)` once "
             f"`KERAS_BACKEND={backend} kfitx check {self.name}` passes."))
+
+    def is_interchangeable(self) -> bool:
+        """Whether this instance, with its options, trains to ``model.fit``'s weights on the same data.
+
+        ``strategy="auto"`` times only such strategies against each other and trains
+        with the fastest. Default: :attr:`interchangeable`; a strategy whose options
+        can change what is trained returns ``False`` for them.
+        """
+        return self.interchangeable
 
     def grouping(self) -> int | str | tuple[int, str]:
         """How many steps per compiled call this strategy wants; the plan decides from it.

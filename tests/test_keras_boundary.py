@@ -379,6 +379,19 @@ def test_tuner_callbacks_finds_keras_tuners_own_callbacks_by_class(tmp_path):
     assert _keras.tuner_callbacks([keras.callbacks.History()]) == (None, [])
 
 
+def test_search_directory_is_the_directory_of_the_trials_tuner(tmp_path):
+    import keras_tuner
+    from keras_tuner.src.engine import tuner_utils
+
+    tuner = keras_tuner.RandomSearch(lambda hp: _model(), objective="loss", max_trials=1, directory=str(tmp_path),
+                                     project_name="p")
+    trial = tuner.oracle.create_trial("t")
+    callbacks = [keras.callbacks.History(), tuner_utils.TunerCallback(tuner, trial)]
+    assert _keras.search_directory(callbacks) == os.path.join(str(tmp_path), "p"), moved(
+        "TunerCallback.tuner / BaseTuner.project_dir", "search_directory")
+    assert _keras.search_directory([keras.callbacks.History()]) is None
+
+
 def test_one_replica_spec_reads_a_per_replica_spec():
     devices = tf.config.list_logical_devices("CPU")[:1]
     strategy = tf.distribute.MirroredStrategy([d.name for d in devices])

@@ -334,6 +334,7 @@ from kfitx._keras.data import (  # noqa: E402, F401
 from kfitx._keras.tuner import (  # noqa: E402, F401
     route_trials,
     saw_epoch,
+    search_directory,
     serve_oracle,
     stop_trials_when,
     tuner_base_class,

@@ -185,3 +185,11 @@ def saw_epoch(save_best_epoch: Any, logs: dict[str, Any]) -> None:
         value = objective.get_value(logs)
         if objective.better_than(value, save_best_epoch.best_value):
             save_best_epoch.best_value = value
+
+
+def search_directory(callbacks: Any) -> str | None:
+    """The directory of the keras-tuner search whose trial ``callbacks`` belong to (``tuner.project_dir``,
+    reached through keras-tuner's ``TunerCallback``), or ``None`` outside a trial with a directory."""
+    tuner_callback, _ = tuner_callbacks(callbacks)
+    directory = getattr(getattr(tuner_callback, "tuner", None), "project_dir", None)
+    return None if directory is None else str(directory)

@@ -1,4 +1,5 @@
-"""The ``auto`` strategy: the classic rules for choosing between ``fit``, ``fit_generator`` and ``train_on_batch``.
+"""The ``auto`` strategy: the classic rules for choosing between ``fit``, ``fit_generator`` and ``train_on_batch``,
+then, among the strategies that would train the same weights, the fastest by measurement.
 
 * a custom ``step`` or ``batch_hooks``      -> ``loop`` (only it runs user code per batch);
 * augmentation, a stream (generator, PyDataset, tf.data), or arrays over the
@@ -9,16 +10,28 @@ The choice is the ``kfitx_choose_strategy`` hook (first answer wins): an
 installed plugin can answer first; these rules answer last. :func:`explain`
 gives the decision without training; ``kfitx.fit`` logs it in one line (and
 prints it when ``verbose`` is not 0) and records it in ``history.kfitx``.
+
+When the rules chose an interchangeable strategy (``Strategy.is_interchangeable``: it trains
+to ``model.fit``'s weights) and the fit allows it, :meth:`AutoStrategy.measured` times a short
+probe of every interchangeable strategy that serves the data (:mod:`kfitx.strategies.probe`) and
+trains with the fastest; ``history.kfitx["probe"]`` holds the figures. ``probe=False`` keeps
+the rules.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from kfitx.data import Source
-from kfitx.errors import OptionError, StrategyNotFoundError, message
+from kfitx.errors import KfitxError, OptionError, StrategyNotFoundError, message
 from kfitx.hookspecs import hookimpl
+from kfitx.plan import build_plan
+from kfitx.plan.grouping import steps_per_execution
+from kfitx.strategies import probe as probes
+from kfitx.strategies import probe_cache
 from kfitx.strategies.generator import GeneratorStrategy
 from kfitx.strategies.loop import LoopStrategy
 from kfitx.strategies.memory import MemoryStrategy
@@ -110,12 +123,16 @@ class AutoStrategy(Strategy):
     name = "auto"
     backends = BACKENDS
     description = "Chooses memory, generator or loop from the data and options (or a plugin's rule), and says why"
-    defaults = _merged_defaults()
+    defaults = {**_merged_defaults(), "probe": True}
     renamed_options = {old: new for cls in _CHOICES.values() for old, new in cls.renamed_options.items()}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.given = dict(options)  # what the user set: the rules look at these
+        if not isinstance(self.options["probe"], bool):
+            raise OptionError(message("`probe` must be True (time the strategies that train the same weights, "
+                                      "train with the fastest) or False (the rules alone)",
+                                      f"probe={self.options['probe']!r}"))
+        self.given = {k: v for k, v in options.items() if k != "probe"}  # what the user set: the rules look at these
 
     def resolve(self, source: Source, registry: Any = None) -> tuple[Strategy, Decision]:
         decision = choose(source, self.given, registry)
@@ -130,6 +147,105 @@ class AutoStrategy(Strategy):
 
     def supports(self, source: Source) -> str | None:
         return self.resolve(source)[0].supports(source)
+
+    def _candidates(self, chosen: Strategy, source: Source, backend: str,
+                    registry: Any) -> tuple[list[Strategy], dict[str, str]]:
+        """``chosen`` first, then every other installed interchangeable strategy that serves ``source`` on
+        ``backend``, each made with the options it takes; and those left out for an error in their options."""
+        found, refused = [chosen], {}
+        for info in registry.available():
+            if not info.cls.interchangeable or info.name in (chosen.name, self.name):
+                continue
+            try:
+                other = registry.get(registry.strategy_class(info.name),
+                                     **{k: v for k, v in self.given.items() if k in info.cls.defaults})
+            except KfitxError as err:  # an option this one refuses, or two plugins claiming the name
+                refused[info.name] = f"{type(err).__name__}: {err}"
+                continue
+            if other.is_interchangeable() and backend in other.backends and other.supports(source) is None:
+                found.append(other)
+        return found, refused
+
+    def _skipped(self, decision: Decision, plan: FitPlan, why: str, say: bool = True) -> Decision:
+        """``decision`` with why no probe ran (in ``history.kfitx["probe"]``, and, with ``say``, in the reason)."""
+        plan.report.note(probe={"skipped": why})
+        if not say:
+            return decision
+        return Decision(decision.strategy, f"{decision.reason}; not probed: {why}", decision.options,
+                        decision.unused)
+
+    @contextlib.contextmanager
+    def measured(self, model: Any, source: Source, chosen: Strategy, decision: Decision, plan: FitPlan,
+                 fit_args: Any, registry: Any) -> Iterator[tuple[Strategy, Decision, FitPlan]]:
+        """The strategy, decision and plan to train with: the rules' (``decision``, ``chosen``, ``plan``), or the
+        fastest interchangeable strategy by a probe (see the module docstring). The body is the fit: the model
+        stays at the plan's steps per call until it ends, so that the compiled function a probe made serves it.
+
+        Args:
+            fit_args: The fit's checked arguments (``kfitx.plan.check_fit_args``), for the other candidates' plans.
+            registry: The fit's :class:`kfitx.registry.Registry`; the candidates come from it.
+        """
+        if not self.options["probe"]:
+            yield chosen, decision, plan
+            return
+        try:
+            by_rules = decide(source, self.given) == decision
+        except OptionError:
+            by_rules = False
+        if not by_rules:
+            yield chosen, self._skipped(decision, plan, "a plugin made the choice (kfitx_choose_strategy)",
+                                        say=False), plan
+            return
+        if not chosen.is_interchangeable():  # the rules' reason says why only it trains so
+            yield chosen, self._skipped(decision, plan, f"no other strategy trains as {chosen.name} does with "
+                                                        "these options", say=False), plan
+            return
+        candidates, refused = self._candidates(chosen, source, plan.runtime.backend, registry)
+        why = ("no other installed strategy trains the same weights on this data" if len(candidates) < 2
+               else probes.why_not(model, plan, len(candidates)))
+        if why:
+            yield chosen, self._skipped(decision, plan, why), plan
+            return
+        names = [c.name for c in candidates]
+        digest = probe_cache.key(model, plan, names)
+        # every plan before the probe: one made while the model is held at the plan's steps per call would
+        # take that grouping for the model's own
+        plans = [plan, *(build_plan(model, source, c, fit_args, plan.runtime) for c in candidates[1:])]
+        with steps_per_execution(model, plan.steps_per_execution):
+            answer = probe_cache.recall(digest, plan.callbacks)
+            if answer is not None and answer["strategy"] in names:
+                report = {**answer, "cached": True}
+            else:
+                outcome = probes.measure(model, list(zip(candidates, plans)))
+                answer = {"strategy": outcome.fastest(chosen.name), "steps": outcome.steps,
+                          "samples_per_s": {k: round(v, 1) for k, v in outcome.samples_per_s.items()}}
+                probe_cache.remember(digest, answer, plan.callbacks)
+                report = {**answer, "cached": False, "seconds": round(outcome.seconds, 3),
+                          **({"failed": outcome.failed} if outcome.failed else {})}
+            if refused:
+                report["refused"] = refused
+            if plan.seed is not None:
+                import keras
+
+                keras.utils.set_random_seed(plan.seed)  # as the plan left it: the probe drew nothing the fit sees
+            best, plan = next((c, p) for c, p in zip(candidates, plans) if c.name == answer["strategy"])
+            plan.report.note(probe=report)
+            yield best, self._probed(decision, best, report), plan
+
+    def _probed(self, decision: Decision, best: Strategy, report: dict[str, Any]) -> Decision:
+        speeds = report["samples_per_s"]
+        others = ", ".join(f"{name} {value:,.0f}" for name, value in speeds.items() if name != best.name)
+        cached = " (an earlier probe's answer for this model, data and batch size)" if report["cached"] else ""
+        if best.name == decision.strategy:
+            reason = (f"{decision.reason}; a probe found none of the strategies that train the same weights "
+                      f"{probes.MARGIN - 1:.0%} faster ({best.name} {speeds[best.name]:,.0f} samples/s; "
+                      f"{others}){cached}")
+            return Decision(decision.strategy, reason, decision.options, decision.unused)
+        reason = (f"the fastest of the strategies that train the same weights in a probe: "
+                  f"{speeds[best.name]:,.0f} samples/s ({others}; the rules chose {decision.strategy}){cached}")
+        passed = {k: v for k, v in self.given.items() if k in best.defaults}
+        unused = tuple(sorted(k for k in self.given if k not in best.defaults and k != "memory_budget"))
+        return Decision(best.name, reason, passed, unused)
 
     def fit(self, model: Any, plan: FitPlan) -> Any:
         """Trains with the strategy kfitx's rules choose for ``plan.train`` (``kfitx.fit`` trains the one

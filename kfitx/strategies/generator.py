@@ -88,6 +88,11 @@ class GeneratorStrategy(Strategy):
                    "out-of-core .npy")
     defaults = {"augment": None, "workers": None, "use_multiprocessing": None, "max_queue_size": None,
                 "timeout": 60.0, "steps_per_execution": "auto", "endless_after": 100_000}
+    interchangeable = True  # without augmentation
+
+    def is_interchangeable(self) -> bool:
+        """Without augmentation it trains as ``model.fit`` does (a tuned preset counts as augmentation)."""
+        return self.options["augment"] is None
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -93,6 +93,7 @@ class LoopStrategy(Strategy):
     description = "kfitx's own training loop: a custom step and per-batch hooks, with every Keras callback"
     defaults = {"step": None, "batch_hooks": None, "steps_per_execution": "auto", "endless_after": 100_000}
     renamed_options = {"infinite_after": "endless_after"}  # the generator strategy's name for the same rule
+    interchangeable = True  # with the model's own step and no batch hooks
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -109,6 +110,10 @@ class LoopStrategy(Strategy):
     def per_batch(self) -> bool:
         """Batches go one at a time through Python (a user step or batch hooks)."""
         return self.train_step.per_batch
+
+    def is_interchangeable(self) -> bool:
+        """The model's own step without batch hooks trains as ``model.fit`` does; a step or hooks of your own do not."""
+        return self.step is None and not self.hooks
 
     def grouping(self) -> int | str | tuple[int, str]:
         return self.train_step.grouping(self.options["steps_per_execution"])

@@ -47,6 +47,7 @@ class MemoryStrategy(Strategy):
     backends = BACKENDS
     description = "Arrays in RAM through model.fit: zero-copy input, grouped steps when no callback acts per batch"
     defaults = {"memory_budget": 0.5, "steps_per_execution": "auto"}
+    interchangeable = True
 
     def budget_bytes(self, source: Source) -> float:
         budget = self.options["memory_budget"]
