@@ -17,6 +17,7 @@ Run::
     python examples/search_digits.py                 # the same in this one process
     python examples/search_digits.py --quick         # 2 trials x 3 epochs (smoke test)
     python examples/search_digits.py --min-accuracy 0.95   # exit 1 below that
+    kfitx tune --time-budget 2m examples/search_digits.py --trials 100   # as many trials as 2 minutes allow
 
 Needs scikit-learn (``pip install kfitx[examples]``).
 """
@@ -103,6 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                               "the fits (default 42)")
     parser.add_argument("--verbose", type=int, choices=(0, 2), default=0,
                         help="Keras output per fit: 0 none (default), 2 one line per epoch")
+    parser.add_argument("--time-budget", default=None, metavar="DURATION",
+                        help="stop the search after this wall time, e.g. 90s, 20m (with --resume, a larger one "
+                             "continues it)")
     parser.add_argument("--min-accuracy", type=float, default=None,
                         help="exit with status 1 if the best model's validation accuracy is lower")
     args = parser.parse_args(argv)
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The strategy and the batch size are hyperparameters too; build_model never changes.
     hypermodel = StrategyHyperModel(build_model, strategies=STRATEGIES, strategy_options=strategy_options(),
-                                    tune_batch_size=[32, 64])
+                                    tune_batch_size=[32, 64], time_budget=args.time_budget)
     tuner = ProgressSearch(
         hypermodel,
         objective="val_accuracy",

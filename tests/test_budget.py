@@ -66,6 +66,11 @@ def test_the_clock_survives_a_new_run_and_a_process_restarted_within_the_same_ru
     assert later["spent_before_s"] == pytest.approx(40.0) and later["deadline"] == pytest.approx(5110.0)
     clock.now = 5110.0
     assert budget.spent(project) and budget.spent_s(budget.read(project)) == pytest.approx(150.0)
+    clock.now = 7000.0  # the same budget again: spent, so that run starts nothing, and costs nothing
+    refused = budget.start(project, 150.0, run_start=7000.0)
+    clock.now = 7020.0
+    assert budget.spent(project) and budget.spent_s(budget.read(project)) == pytest.approx(150.0)
+    assert refused["deadline"] == pytest.approx(7000.0)
     paused = budget.start(project, None, run_start=9000.0)  # a run without a budget sets no deadline
     assert paused == {"budget_s": None, "spent_before_s": pytest.approx(150.0)}
     assert budget.tick(project) == {} and not budget.spent(project)
@@ -145,6 +150,7 @@ def test_the_budget_stops_a_search_and_a_later_run_with_a_larger_one_continues_i
     tuner = search(xy, tmp_path, clock, "55s")
     trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
     assert [(t.trial_id, t.status) for t in trials] == [("0", "COMPLETED"), ("1", "COMPLETED")]
+    assert tuner.oracle.end_order == ["0", "1"]  # each trained once: none handed out again after a reload
     assert all(t.score is not None for t in trials)
     second = records(tmp_path)
     assert second["0"] == first["0"] and second["1"]["stopped_by"] == "budget" and second["1"]["epochs"] == 3

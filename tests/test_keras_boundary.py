@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import threading
 import time
@@ -240,6 +241,8 @@ def test_stop_trials_when_ends_the_search_as_keras_tuner_does_at_max_trials(tmp_
     assert len(oracle.trials) == 1 and "worker-1" not in oracle.tuner_ids
     again = oracle.create_trial("worker-0")  # a worker restarted while it held a trial: it goes back to the queue
     assert again.status == "STOPPED" and oracle._retry_queue == [first.trial_id] and not oracle.ongoing_trials
+    saved = json.loads((tmp_path / "p" / "oracle.json").read_text())  # what a later run reloads
+    assert saved["ongoing_trials"] == {} and saved["retry_queue"] == [first.trial_id]
     assert oracle_chief.exit_chief(oracle), moved("the chief's exit rule (no ongoing trial, no tuner id)",
                                                   "stop_trials_when")
     spent.clear()

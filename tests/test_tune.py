@@ -495,3 +495,36 @@ def test_pruning_across_two_workers_reads_the_other_workers_trials_and_report_sh
     header = next(line for line in lines if line.lstrip().startswith("rank"))
     assert "pruned" in header.split() and "(3 pruned)" in proc.stdout
     assert sum(" at " in line for line in lines if line.rstrip().endswith("COMPLETED")) == 3
+
+
+@pytest.mark.slow
+def test_a_time_budget_ends_the_search_and_the_same_command_with_a_larger_one_continues_it(tmp_path):
+    from kfitx.search import budget
+
+    # trials of 100 one-second epochs: whatever the machine's load, the first is running when the budget is spent
+    args = [str(SCRIPT), "--trials", "20", "--epochs", "100", "--sleep", "1", "--kfitx"]
+    started = time.monotonic()
+    with Tune(tmp_path, "--workers", "1", "--time-budget", "45s", *args) as tune:
+        code = tune.wait(300)
+        output = tune.output()
+    wall = time.monotonic() - started
+    assert code == 0, output
+    first = records(tmp_path / "search")
+    assert list(first) == ["00"] and first["00"]["stopped_by"] == "budget" and first["00"]["epochs"] < 100
+    assert first["00"]["kt_status"] == "COMPLETED"
+    assert "time budget 45s" in output and "it ended the search" in output
+    ledger = budget.read(str(tmp_path / "search" / "p"))
+    assert 45 <= budget.spent_s(ledger) < wall + 1
+    assert wall < 45 + 60, output  # the budget, an epoch, the processes' exit (generous: a loaded machine)
+    with Tune(tmp_path, "--workers", "1", "--time-budget", "45s", *args) as again:  # spent: nothing starts
+        assert again.wait(300) == 0
+        output = again.output()
+    assert "No trial starts" in output and records(tmp_path / "search") == first
+    with Tune(tmp_path, "--workers", "1", "--time-budget", "1m30s", *args) as more:  # 45 s more: it continues
+        assert more.wait(300) == 0
+        output = more.output()
+    assert "continuing the interrupted search" in output
+    recs = records(tmp_path / "search")
+    assert sorted(recs) == ["00", "01"] and recs["00"] == first["00"]
+    assert recs["01"]["stopped_by"] == "budget" and recs["01"]["kt_status"] == "COMPLETED"
+    assert budget.spent_s(budget.read(str(tmp_path / "search" / "p"))) >= 90

@@ -149,7 +149,9 @@ def stop_trials_when(oracle: Any, spent: Any) -> None:
     chief, the servicer then lets each worker go). Done as keras-tuner does it at ``max_trials``,
     under the oracle's lock: the tuner id leaves ``tuner_ids`` (the chief exits once every
     worker has left), and a trial still held for that id (a worker restarted mid-trial) goes to
-    the retry queue, so a later run of the search trains it. Applies to this oracle object only.
+    the retry queue, so a later run of the search trains it. The oracle is saved: keras-tuner's
+    ``end_trial`` saves it before it forgets the trial as running, and its ``reload`` would send
+    that finished trial to the retry queue. Applies to this oracle object only.
     """
     import types
 
@@ -163,11 +165,10 @@ def stop_trials_when(oracle: Any, spent: Any) -> None:
         if not spent():
             return original(tuner_id)
         held = self.ongoing_trials.pop(tuner_id, None)
-        if held is not None:
-            if held.trial_id not in self._retry_queue:
-                self._retry_queue.append(held.trial_id)
-            self.save()
+        if held is not None and held.trial_id not in self._retry_queue:
+            self._retry_queue.append(held.trial_id)
         self.tuner_ids.discard(tuner_id)
+        self.save()  # end_trial saved before it forgot the trial as running: a reload would train it again
         return trial_module.Trial(self.get_space(), trial_id="stopped", status=trial_module.TrialStatus.STOPPED)
 
     oracle.create_trial = types.MethodType(create_trial, oracle)

@@ -10,7 +10,8 @@ Separation of concerns:
   the last one stopped, and one whose budget is spent ends at once. A run is known by its start;
   a process started again within the same run (``kfitx tune`` restarting its chief) continues it.
   Every process of the search writes ``seen`` (:func:`tick`) at each epoch's end; the time after a
-  run's last epoch end before it was killed is not counted.
+  run's last epoch end before it was killed is not counted, nor is a run that found the budget
+  spent (it starts nothing).
 * Who starts the clock: in one process, :func:`kfitx.tuner.fit` at the first trial of the run
   (:func:`start`); under ``kfitx tune``, the chief, from the supervisor's start
   (``KFITX_TUNE_TIME_BUDGET`` and ``KFITX_TUNE_RUN_START`` in each process's environment).
@@ -129,8 +130,9 @@ def start(project_dir: str, budget_s: float | None, run_start: float) -> dict[st
     """Starts (or, for the same ``run_start``, continues) this run's clock; returns the ledger.
 
     The seconds spent by earlier runs are carried over; the deadline is this run's start plus
-    what is left of ``budget_s``. ``budget_s=None`` (a run without a budget) keeps what was
-    spent and sets no deadline: that run's time is not counted.
+    what is left of ``budget_s``. A run whose budget earlier runs spent starts nothing and its
+    time is not counted (``refused``); so is a run without a budget (``budget_s=None``: what was
+    spent is kept, no deadline is set).
     """
     earlier = read(project_dir)
     run = earlier.get("run") or {}
@@ -138,6 +140,9 @@ def start(project_dir: str, budget_s: float | None, run_start: float) -> dict[st
     before = float(earlier.get("spent_before_s") or 0.0) if same else spent_s(earlier)
     if budget_s is None:
         ledger: dict[str, Any] = {"budget_s": None, "spent_before_s": before}
+    elif before >= budget_s:  # spent by earlier runs: this run starts nothing, and its time is not counted
+        ledger = {"budget_s": budget_s, "spent_before_s": before, "deadline": run_start + budget_s - before,
+                  "run": {"start": run_start, "seen": run_start, "refused": True}}
     else:
         seen = max(clock(), run_start, float(run.get("seen") or 0.0) if same else 0.0)
         ledger = {"budget_s": budget_s, "spent_before_s": before, "deadline": run_start + budget_s - before,
@@ -153,8 +158,9 @@ def tick(project_dir: str) -> dict[str, Any]:
     run = ledger.get("run")
     if not isinstance(run, dict) or not isinstance(ledger.get("deadline"), (int, float)):
         return {}
-    run["seen"] = max(float(run.get("seen") or 0.0), clock())
-    trial_record.write_json(_path(project_dir), ledger)
+    if not run.get("refused"):
+        run["seen"] = max(float(run.get("seen") or 0.0), clock())
+        trial_record.write_json(_path(project_dir), ledger)
     return ledger
 
 
