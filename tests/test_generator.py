@@ -354,6 +354,40 @@ def test_an_augmentation_that_raises_names_the_batch(make_model, data, no_leftov
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
+def _live_iterators():
+    import gc
+
+    from tensorflow.python.data.ops import iterator_ops
+
+    gc.collect()
+    return sum(isinstance(o, iterator_ops.OwnedIterator) for o in gc.get_objects())
+
+
+@pytest.mark.parametrize("fails", ["generator", "augmentation"])
+def test_a_failed_fit_leaves_no_tensorflow_iterator_alive(make_model, data, fails, no_leftovers):
+    # tf.data keeps a pipeline's Python parts as long as its iterator, and the fault's traceback keeps the
+    # iterator: kfitx must not close that cycle (one left at exit can deadlock the interpreter's teardown).
+    x, y = data
+
+    def broken():
+        for i, batch in enumerate(batches_of(x, y)):
+            if i == 2:
+                raise ValueError("bad record")
+            yield batch
+
+    def flaky(bx, by):
+        raise RuntimeError("bad augmentation")
+
+    before = _live_iterators()
+    with pytest.raises(kfitx.KfitxError):
+        if fails == "generator":
+            kfitx.fit(make_model(), broken, strategy="generator", epochs=2, verbose=0)
+        else:
+            kfitx.fit(make_model(), x, y, strategy="generator", augment=flaky, batch_size=BATCH, epochs=2,
+                      verbose=0)
+    assert _live_iterators() == before
+
+
 def test_fit_generator_serves_image_data_generator_flow_from_its_arrays(no_leftovers):
     rng = np.random.default_rng(0)
     x = rng.random((4 * BATCH, 8, 8, 1)).astype("float32")

@@ -7,6 +7,7 @@ each a seed and maps ``apply`` over x.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -110,7 +111,7 @@ def map_dataset(dataset: Any, augmentation: Any, *, seed: int | None = None,
     augmentation.check(spec[0] if packed else spec)
     if report is None:
         opened = _boundary.current()
-        report = None if opened is None else opened.report
+        report = None if opened is None else _weakly(opened)
 
     def where(index: int) -> str:
         if steps_per_epoch:
@@ -133,3 +134,17 @@ def map_dataset(dataset: Any, augmentation: Any, *, seed: int | None = None,
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     return tf.data.Dataset.zip((dataset.enumerate(), seeds)).map(
         augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _weakly(opened: _boundary.Boundary) -> Callable[[KfitxError], None]:
+    """``opened.report`` without keeping ``opened``: tf.data keeps the augmentation as long as the iterator, and the
+    boundary keeps the fault, whose traceback keeps the iterator (a cycle through TensorFlow that Python's
+    collector cannot see; at the interpreter's teardown, deleting such an iterator can deadlock)."""
+    ref = weakref.ref(opened)
+
+    def report(fault: KfitxError) -> None:
+        alive = ref()
+        if alive is not None:
+            alive.report(fault)
+
+    return report

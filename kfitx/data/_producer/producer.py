@@ -217,6 +217,10 @@ class Producer:
         if self._closed:
             return
         self._closed = True
+        # tf.data keeps this producer until its iterator is deleted, and the fault's traceback keeps that
+        # iterator: holding either here would keep both alive until the interpreter's teardown, where
+        # deleting an iterator whose thread waits for Python deadlocks.
+        self.error, self._boundary = None, None
         self._stop.set()
         if isinstance(self._worker, threading.Thread):
             deadline = time.monotonic() + timeout
