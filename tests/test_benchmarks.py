@@ -47,3 +47,15 @@ def test_generator_and_loop_benchmarks_quick_print_their_ratios(script, rows):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     for row in rows:
         assert re.search(re.escape(row) + r".*\s\d+\.\d\d\s", proc.stdout), proc.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_bench_auto_quick_prints_auto_against_the_fastest():
+    path = SCRIPT.parent / "bench_auto.py"
+    proc = subprocess.run([sys.executable, str(path), "--quick", "--backends", "tensorflow", "--only", "mlp"],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                          cwd=SCRIPT.parent.parent)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    for run in ("auto", r"auto \(cached\)"):
+        assert re.search(rf"tensorflow\s+mlp\s+{run}\s+\w+ [\d,]+\s+\w+ [\d,]+\s+[\d,]+\s+\d+\.\d\d\s+\d+\.\d\d\s+"
+                         r"\d+\.\d %", proc.stdout), proc.stdout[-3000:]
