@@ -184,7 +184,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "each joining kfitx tune needs its own")
     tune.add_argument("--gpus-per-worker", type=int, default=1, help="GPUs per worker (default 1)")
     tune.add_argument("--max-deaths", type=int, default=3, metavar="R",
-                      help="worker deaths one trial may cause before it is ended as FAILED (default 3)")
+                      help="worker deaths one trial may cause before it is ended as FAILED, and chief "
+                           "deaths before the search stops (default 3)")
     tune.add_argument("--start-timeout", type=float, default=600.0,
                       help="seconds to wait for the chief to answer (default 600)")
     tune.add_argument("--time-budget", metavar="DURATION",

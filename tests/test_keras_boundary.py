@@ -207,6 +207,78 @@ def test_use_chief_server_replaces_start_server(monkeypatch):
     assert oracle_chief.start_server is marker
 
 
+def _oracle(tmp_path, max_trials=3):
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    hp.Int("units", 1, 64)
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="loss", max_trials=max_trials, hyperparameters=hp,
+                                                    seed=1)
+    oracle._set_project_dir(str(tmp_path), "p")
+    return oracle
+
+
+def test_resume_ongoing_trials_keeps_a_dead_chiefs_running_trials_with_their_workers(tmp_path):
+    first = _oracle(tmp_path)
+    running = first.create_trial("worker-0")
+    ended = first.create_trial("worker-1")
+    first.update_trial(ended.trial_id, {"loss": 0.3})
+    ended.status = "COMPLETED"
+    first.end_trial(ended)  # keras-tuner saves, then forgets it as worker-1's: the file still lists it
+    # the chief dies here; a new one reloads the saved state, as a restarted chief's tuner does
+    second = _oracle(tmp_path)
+    second.reload()
+    # keras-tuner's reload sends both to retry: the ended one too, as its save came before it forgot it
+    assert sorted(second._retry_queue) == sorted([running.trial_id, ended.trial_id])
+    assert _keras.resume_ongoing_trials(second) == {"worker-0": running.trial_id}
+    assert second.ongoing_trials["worker-0"].trial_id == running.trial_id and not second._retry_queue
+    assert "worker-0" in second.tuner_ids  # the chief serves until that worker has left
+    assert second.create_trial("worker-0").trial_id == running.trial_id  # a replaced worker gets it back
+    other = second.create_trial("worker-1")
+    assert other.trial_id not in (running.trial_id, ended.trial_id)  # never handed to a second worker
+    second.update_trial(running.trial_id, {"loss": 0.5})
+    trial = second.trials[running.trial_id]
+    trial.status = "COMPLETED"
+    second.end_trial(trial)
+    assert second.end_order.count(running.trial_id) == 1 and second.end_order.count(ended.trial_id) == 1
+    assert _keras.resume_ongoing_trials(_oracle(tmp_path / "none")) == {}  # no saved state: nothing
+
+
+def test_reconnect_quickly_gives_keras_tuners_client_a_channel_it_still_uses(monkeypatch, tmp_path):
+    from keras_tuner.src.distribute import oracle_client
+
+    from kfitx.search.launch.workers import free_port
+
+    assert "self.stub = " in inspect.getsource(oracle_client.OracleClient.__init__)
+    assert "wait_for_ready=True" in inspect.getsource(oracle_client.OracleClient.create_trial)
+    monkeypatch.setattr(oracle_client.OracleClient, "__init__", oracle_client.OracleClient.__init__)
+    monkeypatch.setattr(oracle_client.OracleClient, "_kfitx_reconnects", False, raising=False)
+    port = free_port()
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker-0")
+    _keras.reconnect_quickly()
+    _keras.reconnect_quickly()  # once per process
+    oracle = _oracle(tmp_path, max_trials=1)
+    client = oracle_client.OracleClient(oracle)
+    got = []
+    asking = threading.Thread(target=lambda: got.append(client.create_trial("worker-0")), daemon=True)
+    asking.start()  # before the chief listens: the call waits for it
+    time.sleep(1.0)
+    assert not got
+    thread = threading.Thread(target=_keras.serve_oracle, args=(oracle,), kwargs={"poll_s": 0.05}, daemon=True)
+    thread.start()
+    asking.join(30)
+    assert got and got[0].status == "RUNNING"
+    assert client.create_trial("worker-1").status == "STOPPED"
+    got[0].status = "COMPLETED"
+    client.update_trial(got[0].trial_id, {"loss": 0.1})
+    client.end_trial(got[0])
+    assert client.create_trial("worker-0").status == "STOPPED"
+    thread.join(10)
+    assert not thread.is_alive()
+
+
 @pytest.mark.skipif(os.name != "posix", reason="kfitx tune's runner is POSIX-only")
 def test_wrap_tuner_methods_routes_init_and_search_once(monkeypatch):
     base = _keras.tuner_base_class()

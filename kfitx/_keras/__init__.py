@@ -332,6 +332,8 @@ from kfitx._keras.data import (  # noqa: E402, F401
     train_validation_split,
 )
 from kfitx._keras.tuner import (  # noqa: E402, F401
+    reconnect_quickly,
+    resume_ongoing_trials,
     route_trials,
     saw_epoch,
     search_directory,

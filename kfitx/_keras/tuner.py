@@ -107,8 +107,7 @@ def tuner_callbacks(callbacks: Any) -> tuple[Any, list[Any]]:
 
     if "keras_tuner" not in sys.modules:
         return None, []
-    from keras_tuner.src.engine import tuner_utils
-
+    tuner_utils = internal("keras_tuner.src.engine.tuner_utils", "", SEARCH)
     if hasattr(callbacks, "callbacks") and not isinstance(callbacks, (list, tuple)):
         callbacks = callbacks.callbacks
     found, best = None, []
@@ -194,3 +193,82 @@ def search_directory(callbacks: Any) -> str | None:
     tuner_callback, _ = tuner_callbacks(callbacks)
     directory = getattr(getattr(tuner_callback, "tuner", None), "project_dir", None)
     return None if directory is None else str(directory)
+
+
+def resume_ongoing_trials(oracle: Any) -> dict[str, str]:
+    """Gives a reloaded chief's oracle back the trials its workers were running when the last chief died.
+
+    keras-tuner's ``Oracle.reload`` sends every trial that was running to its retry
+    queue: right after a search was stopped (no worker runs them any more), wrong
+    when only the chief died and its workers go on training. The retry queue would
+    hand such a trial to a second worker, and both would end it (it would be run and
+    recorded twice). This takes them back out, as running trials of the tuner ids
+    that ran them (read from the oracle's saved state, ``oracle.json``): the worker
+    ends its trial once, and a replaced worker of that id is given it back, as
+    before the chief died. A trial that had already ended (keras-tuner saves the
+    oracle before it forgets the trial as running) is only taken out of the queue.
+
+    Returns:
+        ``{tuner_id: trial_id}`` of the trials given back.
+    """
+    import json
+    import os
+
+    from keras_tuner.src.engine import trial as trial_module
+
+    path = oracle._get_oracle_fname()
+    if not os.path.exists(path):  # the chief died before its first save: nothing was running
+        return {}
+    with open(path) as f:
+        saved = json.load(f).get("ongoing_trials", {})
+    resumed = {}
+    for tuner_id, trial_id in saved.items():
+        trial = oracle.trials.get(trial_id)
+        if trial is None or trial_id not in oracle._retry_queue:
+            continue
+        oracle._retry_queue.remove(trial_id)
+        if trial_id in oracle.end_order:  # it had ended: keras-tuner forgets it as running only at its next save
+            continue
+        trial.status = trial_module.TrialStatus.RUNNING
+        oracle.ongoing_trials[tuner_id] = trial
+        oracle.tuner_ids.add(tuner_id)  # the chief serves until that worker has left, as the first one did
+        resumed[tuner_id] = trial_id
+    if resumed:
+        oracle.save()
+    return resumed
+
+
+def reconnect_quickly(max_backoff_s: float = 1.0) -> None:
+    """Makes each keras-tuner worker's connection to the chief retry at least every ``max_backoff_s`` (in this process).
+
+    keras-tuner's ``OracleClient`` waits for the chief on every call (``wait_for_ready``),
+    on a gRPC channel whose reconnection back-off grows to two minutes: a worker
+    would find a restarted chief only minutes after it listens. The client is made
+    as keras-tuner makes it, then given a channel to the same address whose back-off
+    stays under ``max_backoff_s``.
+    """
+    import functools
+    import os
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_client
+
+    client = oracle_client.OracleClient
+    if getattr(client, "_kfitx_reconnects", False):
+        return
+    original = client.__init__
+    backoff_ms = max(100, int(max_backoff_s * 1000))
+
+    @functools.wraps(original)
+    def init(self: Any, oracle: Any) -> None:
+        original(self, oracle)
+        address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+        channel = grpc.insecure_channel(address, options=[
+            ("grpc.initial_reconnect_backoff_ms", min(200, backoff_ms)),
+            ("grpc.min_reconnect_backoff_ms", min(200, backoff_ms)),
+            ("grpc.max_reconnect_backoff_ms", backoff_ms)])
+        self.stub = protos.get_service_grpc().OracleStub(channel)
+
+    client.__init__ = init
+    client._kfitx_reconnects = True

@@ -82,7 +82,8 @@ def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers
         chief: ``HOST:PORT`` of a running search to join instead of starting one.
         name: Prefix of this host's worker ids when joining (default: the host name).
         gpus_per_worker: GPUs per worker where there are GPUs.
-        max_deaths: Worker deaths one trial may cause before it is ended as FAILED.
+        max_deaths: Worker deaths one trial may cause before it is ended as FAILED, and
+            deaths of the chief (each one restarted from the search's saved state) before the search stops.
         start_timeout: Seconds to wait for the chief to answer.
         time_budget: The search's wall-time budget (``"20m"``, ``"1h30m"``, seconds), counted from
             now and kept in the search directory: no trial starts once it is spent, running

@@ -12,7 +12,11 @@ Separation of concerns:
   with ``overwrite=False`` (its ``overwrite=True`` would delete the search the
   chief runs). The chief is built with ``overwrite=False`` too when the last
   ``kfitx tune`` of that directory was interrupted (marker ``running``): the same
-  command then continues the search.
+  command then continues the search. A chief that ``kfitx tune`` started again after
+  the last one died (``KFITX_TUNE_CHIEF_RESTART``) is built with ``overwrite=False``,
+  so keras-tuner reloads the oracle's saved state, and the trials its workers are
+  still running stay theirs (:func:`kfitx._keras.resume_ongoing_trials`). Workers
+  reconnect to a restarted chief within a second (:func:`kfitx._keras.reconnect_quickly`).
 * ``search`` in the chief -- writes the marker, tells the supervisor the search
   directory, sends its output to ``kfitx-logs/chief.log`` while it serves the
   oracle (:func:`kfitx._keras.serve_oracle`: returns as soon as every worker has
@@ -46,6 +50,7 @@ from kfitx.errors import TuneError, message
 from kfitx.search import budget, trial_record
 from kfitx.search.launch import status
 from kfitx.search.launch.workers import (
+    ENV_CHIEF_RESTART,
     ENV_CONTROL,
     ENV_FAIL_CAUSE,
     ENV_FAIL_TRIAL,
@@ -121,8 +126,11 @@ def _init(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> None:
 
     bound = _keras.tuner_init_arguments(original, tuner, args, kwargs)
     arguments = bound.arguments
+    restarted = _State.role == "chief" and bool(os.environ.get(ENV_CHIEF_RESTART))
     if _State.role == "worker":
         _wait_for_chief()
+        arguments["overwrite"] = False
+    elif restarted:
         arguments["overwrite"] = False
     elif arguments.get("overwrite"):
         project = os.path.join(str(arguments.get("directory") or "."),
@@ -132,6 +140,11 @@ def _init(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> None:
                   "applies again once a search there has finished)", flush=True)
             arguments["overwrite"] = False
     original(*bound.args, **bound.kwargs)
+    if restarted:  # its workers go on with the trials they were running when the last chief died
+        resumed = _keras.resume_ongoing_trials(tuner.oracle)
+        running = ", ".join(f"trial {t} ({tid})" for tid, t in sorted(resumed.items())) or "no trial"
+        print(f"kfitx tune: the chief continues the search in {os.path.abspath(tuner.project_dir)} from its "
+              f"saved state; still running: {running}", flush=True)
 
 
 def _objective(oracle: Any) -> dict[str, Any]:
@@ -275,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     _keras.wrap_tuner_methods(_init, _search)
     if _State.role == "chief":
         _keras.use_chief_server(_keras.serve_oracle)
+    else:  # a chief that died is started again: find it within a second of its listening
+        _keras.reconnect_quickly()
     sys.argv = [script, *args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     code: Any = 0

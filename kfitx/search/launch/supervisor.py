@@ -11,7 +11,9 @@ Separation of concerns:
   exits to be recycled is replaced under the same tuner id; one that dies is
   replaced too, and its trial counted (:class:`Deaths`): after ``max_deaths``
   deaths the fresh process ends that trial as FAILED with the cause. A worker
-  whose search ended is released. The chief's search ends when every worker id
+  whose search ended is released. A chief that dies during its search is started
+  again (up to ``max_deaths`` times) on the same port, from the oracle's saved state;
+  the workers wait for it and go on. The chief's search ends when every worker id
   has left; then the chief runs the script's code after ``tuner.search``.
 * Nothing here imports TensorFlow or keras-tuner: it starts in a fraction of a second.
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ from kfitx.errors import TuneError, message
 from kfitx.search import budget, trial_record
 from kfitx.search.launch import status
 from kfitx.search.launch import workers as w
-from kfitx.search.launch.processes import Deaths, describe_exit
+from kfitx.search.launch.processes import Deaths, check_syntax, describe_exit, stop
 from kfitx.search.launch.processes import Process as _Process
 from kfitx.search.launch.processes import tail as _tail
 from kfitx.search.launch.progress import Progress
@@ -44,19 +45,8 @@ __all__ = ["DEFAULT_RECYCLE_AFTER", "TuneOptions", "TuneResult", "run"]
 DEFAULT_RECYCLE_AFTER = 10
 STOP_GRACE_S = 3.0
 POLL_S = 0.1
-
-
-def _check_syntax(script: str) -> None:
-    """A script Python cannot parse fails in every process before any search: said once, before they start."""
-    try:
-        with open(script, "rb") as f:
-            compile(f.read(), script, "exec", dont_inherit=True)
-    except SyntaxError as err:
-        where = f"{err.filename}, line {err.lineno}" + (f", column {err.offset}" if err.offset else "")
-        shown = (err.text or "").rstrip()
-        raise TuneError(message("the search script to be valid Python", f"{type(err).__name__}: {err.msg} at "
-                                f"{where}" + (f": {shown.strip()}" if shown else ""),
-                                "Fix that line, then run the command again.")) from None
+#: Seconds a joining host waits for a chief that stopped answering (its host may be restarting it).
+CHIEF_LOST_S = 60.0
 
 
 @dataclass
@@ -116,7 +106,7 @@ class Supervisor:
         if not os.path.isfile(options.script):
             raise TuneError(message("the search script to run (a .py file calling tuner.search)",
                                     repr(options.script), "Check the path."))
-        _check_syntax(options.script)
+        check_syntax(options.script)
         if options.trials_per_worker < 0:
             raise TuneError(message("`--trials-per-worker` must be 0 (never replace) or more",
                                     options.trials_per_worker))
@@ -157,6 +147,7 @@ class Supervisor:
         for slot in self.slots:
             slot.env["KFITX_TUNE_START_TIMEOUT"] = str(options.start_timeout)
         self.chief: _Process | None = None
+        self.chief_deaths = 0
         self.deaths = Deaths(options.max_deaths)
         self.recycled = 0
         self.project_dir: str | None = None
@@ -176,21 +167,7 @@ class Supervisor:
         slot.pids.append(slot.process.pid)
 
     def _stop_all(self) -> None:
-        procs = [p for p in [self.chief, *(s.process for s in self.slots)] if p is not None and p.poll() is None]
-        for p in procs:
-            p.signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for p in procs:
-            if p.poll() is None:
-                p.signal(signal.SIGKILL)
-        for p in procs:
-            try:
-                p.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a process in uninterruptible sleep
-                pass
-            p.poll()
+        stop([p for p in [self.chief, *(s.process for s in self.slots)] if p is not None], STOP_GRACE_S)
 
     # -- the search -----------------------------------------------------------------------------------------
     def _say_started(self) -> None:
@@ -250,9 +227,32 @@ class Supervisor:
             raise TuneError(message("the script to call tuner.search (keras-tuner's chief serves the search "
                                     "from there)", "the script ended in the chief without a search",
                                     "Call tuner.search(...) unconditionally in the script."))
-        what = "after its search" if searched else "before the search finished"
+        if not searched and not self.joining and self.chief_deaths < self.deaths.limit:
+            self._restart_chief(code, log)
+            return None
+        what = "after its search" if searched else \
+            f"before the search finished ({self.chief_deaths + 1} time(s); --max-deaths {self.deaths.limit})"
         raise TuneError(f"The keras-tuner chief {describe_exit(code)} {what}. Run the same command again to "
                         f"continue the search.\n{_tail(log) or '    (no output)'}")
+
+    def _start_chief(self, restart: int = 0) -> None:
+        env = w.chief_env(self.environ, self.address, self.control)
+        if restart:
+            env[w.ENV_CHIEF_RESTART] = str(restart)
+        captured = os.path.join(self.control, "chief.out") if self.o.capture_chief else None
+        self.chief = _Process(self._argv(), env, captured)
+
+    def _restart_chief(self, code: int, log: str | None) -> None:
+        """The chief died during its search: a fresh one reloads the oracle's saved state on the same port (the
+        workers wait for it on every call and keep their running trials: see the runner)."""
+        self.chief_deaths += 1
+        if self.chief is not None:
+            self.chief.signal(signal.SIGKILL)  # anything left in the dead chief's process group
+        self.o.out(f"kfitx tune: the keras-tuner chief {describe_exit(code)} during the search; starting it again "
+                   f"from the search's saved state ({self.chief_deaths} of at most {self.deaths.limit}; its log: "
+                   f"{log})")
+        status.write(self.control, "chief", state="restarting", pid=None)
+        self._start_chief(restart=self.chief_deaths)
 
     def _on_worker_exit(self, slot: _Slot, code: int) -> None:
         report = status.read(self.control, slot.tuner_id)
@@ -312,8 +312,7 @@ class Supervisor:
                                             "Start the search there first with `kfitx tune --bind ADDRESS SCRIPT`."))
                 time.sleep(0.1)
         else:
-            captured = os.path.join(self.control, "chief.out") if self.o.capture_chief else None
-            self.chief = _Process(self._argv(), w.chief_env(self.environ, self.address, self.control), captured)
+            self._start_chief()
         for slot in self.slots:  # they import TensorFlow now and wait for the chief's port themselves
             self._start_worker(slot)
         chief_code: int | None = None
@@ -334,9 +333,9 @@ class Supervisor:
                                         "under `if kfitx.tuner.is_chief():`."))
             if self.joining:  # a chief that went away leaves workers waiting up to keras-tuner's one hour
                 lost_since = None if w.port_open(self.connect, 0.2) else (lost_since or time.monotonic())
-                if lost_since is not None and time.monotonic() - lost_since > 10.0:
-                    raise TuneError(f"The keras-tuner chief at {self.o.chief} stopped answering; stopping this "
-                                    "host's workers.")
+                if lost_since is not None and time.monotonic() - lost_since > CHIEF_LOST_S:
+                    raise TuneError(f"The keras-tuner chief at {self.o.chief} stopped answering for "
+                                    f"{CHIEF_LOST_S:.0f} s; stopping this host's workers.")
             elif chief_code is not None:
                 left = [s.tuner_id for s in self.slots if not s.released]
                 raise TuneError(f"The chief finished but worker(s) {', '.join(left)} had not: stopped them.")
@@ -357,7 +356,8 @@ class Supervisor:
         dead = sum(self.deaths.counts.values())
         self.o.out(f"kfitx tune: {'this host is done' if self.joining else 'search finished'} in {seconds:.1f} s; "
                    f"worker processes: {sum(len(p) for p in started.values())} ({self.recycled} recycled, "
-                   f"{dead} replaced after dying, {restarts - self.recycled - dead} restarted otherwise)")
+                   f"{dead} replaced after dying, {restarts - self.recycled - dead} restarted otherwise)"
+                   + (f"; the chief was restarted {self.chief_deaths} time(s)" if self.chief_deaths else ""))
         if self.project_dir and not self.joining:
             self.o.out(f"kfitx tune: the table: kfitx report {self.project_dir}")
         return TuneResult(self.project_dir, chief_code, seconds, started, self.recycled, dict(self.deaths.counts))
