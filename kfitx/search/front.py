@@ -53,9 +53,9 @@ def check_limits(max_seconds: float | None, max_epoch_seconds: float | None) -> 
             raise OptionError(message(f"`{name}` to be a positive number of seconds", repr(value)))
 
 
-def within(trials: Sequence[Any], max_seconds: float | None = None,
-           max_epoch_seconds: float | None = None) -> list[Any]:
-    """The completed trials (in the order given: best first) that trained within both limits."""
+def within(trials: Sequence[Any], max_seconds: float | None = None, max_epoch_seconds: float | None = None,
+           direction: str = "max") -> list[Any]:
+    """The completed trials that trained within both limits, best first (of equal scores, the quickest)."""
     check_limits(max_seconds, max_epoch_seconds)
     fits = []
     for t in _costed(trials):
@@ -65,7 +65,8 @@ def within(trials: Sequence[Any], max_seconds: float | None = None,
         if max_epoch_seconds is not None and (per_epoch is None or per_epoch > max_epoch_seconds):
             continue
         fits.append(t)
-    return fits
+    sign = -1.0 if direction == "max" else 1.0
+    return sorted(fits, key=lambda t: (sign * t.score, t.seconds))  # stable: the given order breaks ties
 
 
 def limits_text(max_seconds: float | None, max_epoch_seconds: float | None) -> str:

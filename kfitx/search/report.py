@@ -296,7 +296,7 @@ def _chosen(search: Search, max_seconds: float | None, max_epoch_seconds: float 
     """The best trial, or the best that trained within the limits given; ``None`` if there is none."""
     if max_seconds is None and max_epoch_seconds is None:
         return search.best
-    fits = front.within(search.trials, max_seconds, max_epoch_seconds)
+    fits = front.within(search.trials, max_seconds, max_epoch_seconds, search.direction)
     return fits[0] if fits else None
 
 
