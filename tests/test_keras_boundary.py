@@ -244,6 +244,23 @@ def test_resume_ongoing_trials_keeps_a_dead_chiefs_running_trials_with_their_wor
     assert _keras.resume_ongoing_trials(_oracle(tmp_path / "none")) == {}  # no saved state: nothing
 
 
+def test_after_a_stopped_search_running_trials_are_retried_and_ended_ones_are_not(tmp_path):
+    first = _oracle(tmp_path)
+    running = first.create_trial("worker-0")
+    ended = first.create_trial("worker-1")
+    first.update_trial(ended.trial_id, {"loss": 0.3})
+    ended.status = "COMPLETED"
+    first.end_trial(ended)
+    # the whole search stops here (Ctrl-C); the same command continues it
+    second = _oracle(tmp_path)
+    second.reload()
+    assert _keras.resume_ongoing_trials(second, keep_running=False) == {}
+    assert second._retry_queue == [running.trial_id] and not second.ongoing_trials
+    assert second.create_trial("worker-5").trial_id == running.trial_id  # retried by whichever worker asks
+    fresh = second.create_trial("worker-6")
+    assert fresh.trial_id not in (running.trial_id, ended.trial_id)  # keras-tuner alone would train it again
+
+
 def test_reconnect_quickly_gives_keras_tuners_client_a_channel_it_still_uses(monkeypatch, tmp_path):
     from keras_tuner.src.distribute import oracle_client
 

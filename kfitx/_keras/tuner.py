@@ -195,21 +195,23 @@ def search_directory(callbacks: Any) -> str | None:
     return None if directory is None else str(directory)
 
 
-def resume_ongoing_trials(oracle: Any) -> dict[str, str]:
-    """Gives a reloaded chief's oracle back the trials its workers were running when the last chief died.
+def resume_ongoing_trials(oracle: Any, keep_running: bool = True) -> dict[str, str]:
+    """Sets right what keras-tuner's ``Oracle.reload`` does with the trials that were running when the chief stopped.
 
-    keras-tuner's ``Oracle.reload`` sends every trial that was running to its retry
-    queue: right after a search was stopped (no worker runs them any more), wrong
-    when only the chief died and its workers go on training. The retry queue would
-    hand such a trial to a second worker, and both would end it (it would be run and
-    recorded twice). This takes them back out, as running trials of the tuner ids
-    that ran them (read from the oracle's saved state, ``oracle.json``): the worker
-    ends its trial once, and a replaced worker of that id is given it back, as
-    before the chief died. A trial that had already ended (keras-tuner saves the
-    oracle before it forgets the trial as running) is only taken out of the queue.
+    ``reload`` sends each of them to the retry queue (``oracle.json`` lists them as
+    running), including one that had already ended: keras-tuner saves the oracle
+    before it forgets an ended trial as running, so a continued search would train
+    that trial again. Ended trials are taken out of the queue, always.
+
+    With ``keep_running`` (the chief died, its workers go on training), the others
+    are taken out too, as running trials of the tuner ids that ran them: the retry
+    queue would hand each to a second worker while the first still trains it, and
+    both would end it. The worker ends it once; a replaced worker of that id is
+    given it back, as before the chief died. Without it (the whole search was
+    stopped: no worker runs them any more) they stay in the queue, to be retried.
 
     Returns:
-        ``{tuner_id: trial_id}`` of the trials given back.
+        ``{tuner_id: trial_id}`` of the trials kept running.
     """
     import json
     import os
@@ -217,23 +219,26 @@ def resume_ongoing_trials(oracle: Any) -> dict[str, str]:
     from keras_tuner.src.engine import trial as trial_module
 
     path = oracle._get_oracle_fname()
-    if not os.path.exists(path):  # the chief died before its first save: nothing was running
+    if not os.path.exists(path):  # the chief stopped before its first save: nothing was running
         return {}
     with open(path) as f:
         saved = json.load(f).get("ongoing_trials", {})
-    resumed = {}
+    resumed, changed = {}, False
     for tuner_id, trial_id in saved.items():
         trial = oracle.trials.get(trial_id)
         if trial is None or trial_id not in oracle._retry_queue:
             continue
-        oracle._retry_queue.remove(trial_id)
         if trial_id in oracle.end_order:  # it had ended: keras-tuner forgets it as running only at its next save
-            continue
-        trial.status = trial_module.TrialStatus.RUNNING
-        oracle.ongoing_trials[tuner_id] = trial
-        oracle.tuner_ids.add(tuner_id)  # the chief serves until that worker has left, as the first one did
-        resumed[tuner_id] = trial_id
-    if resumed:
+            oracle._retry_queue.remove(trial_id)
+            changed = True
+        elif keep_running:
+            oracle._retry_queue.remove(trial_id)
+            trial.status = trial_module.TrialStatus.RUNNING
+            oracle.ongoing_trials[tuner_id] = trial
+            oracle.tuner_ids.add(tuner_id)  # the chief serves until that worker has left, as the first one did
+            resumed[tuner_id] = trial_id
+            changed = True
+    if changed:
         oracle.save()
     return resumed
 

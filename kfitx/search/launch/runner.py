@@ -140,11 +140,13 @@ def _init(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> None:
                   "applies again once a search there has finished)", flush=True)
             arguments["overwrite"] = False
     original(*bound.args, **bound.kwargs)
-    if restarted:  # its workers go on with the trials they were running when the last chief died
-        resumed = _keras.resume_ongoing_trials(tuner.oracle)
-        running = ", ".join(f"trial {t} ({tid})" for tid, t in sorted(resumed.items())) or "no trial"
-        print(f"kfitx tune: the chief continues the search in {os.path.abspath(tuner.project_dir)} from its "
-              f"saved state; still running: {running}", flush=True)
+    if _State.role == "chief" and not arguments.get("overwrite"):  # keras-tuner may have reloaded its oracle
+        # a restarted chief's workers go on with the trials they were running when the last chief died
+        resumed = _keras.resume_ongoing_trials(tuner.oracle, keep_running=restarted)
+        if restarted:
+            running = ", ".join(f"trial {t} ({tid})" for tid, t in sorted(resumed.items())) or "no trial"
+            print(f"kfitx tune: the chief continues the search in {os.path.abspath(tuner.project_dir)} from its "
+                  f"saved state; still running: {running}", flush=True)
 
 
 def _objective(oracle: Any) -> dict[str, Any]:
