@@ -42,10 +42,10 @@ def stub(monkeypatch, speeds, train=False):
     with the probe plans' epochs and callbacks. With ``train``, each candidate also trains as the real probe does."""
     real, seen = probe.run_candidate, []
 
-    def timed(strategy, model, plan, epoch_steps):
+    def timed(strategy, model, plan, epoch_steps, on_begin=None):
         seen.append((strategy.name, plan.epochs, list(plan.callbacks)))
         if train:
-            real(strategy, model, plan, epoch_steps)
+            real(strategy, model, plan, epoch_steps, on_begin)
         return float(speeds[strategy.name])
 
     monkeypatch.setattr(probe, "run_candidate", timed)
@@ -63,7 +63,7 @@ def test_auto_trains_with_the_strategy_the_probe_found_fastest(make_model, xy, r
     assert history.kfitx["probe"]["cached"] is False
     assert "the fastest of the strategies that train the same weights" in history.kfitx["auto"]
     assert "kfitx auto: loop -- the fastest" in capsys.readouterr().out
-    assert history.kfitx["grouping"] == "no callback acts per batch"  # the plan's own grouping, not the probe's
+    assert "compiled with" not in history.kfitx["grouping"]  # the plan's own grouping, not the probe's hold
 
 
 def test_the_rules_choice_stays_unless_another_is_clearly_faster(make_model, xy, registry, short_probe,
@@ -133,7 +133,8 @@ def test_a_strategy_that_fails_in_the_probe_is_left_out_and_named(make_model, xy
 
 
 def test_the_probe_trains_nothing(xy, registry, short_probe, monkeypatch):
-    """auto, choosing loop by a probe that really trains every candidate, ends where loop alone ends."""
+    """auto, choosing loop by a probe that really trains every candidate, ends where loop alone ends: same
+    weights, optimizer state, random-seed states and History, and the user's callbacks saw one fit."""
 
     def build():
         keras.utils.set_random_seed(7)
@@ -154,16 +155,19 @@ def test_the_probe_trains_nothing(xy, registry, short_probe, monkeypatch):
         def on_epoch_begin(self, epoch, logs=None):
             self.begun += 1
 
-    seen = stub(monkeypatch, {"memory": 1000, "generator": 1000, "loop": 3000}, train=True)
+    # on torch, memory and generator shuffle with torch's generator and loop with numpy's, so a fit that builds
+    # the model draws from another generator than the probe's first strategy did (docs/architecture.md, Not yet)
+    chosen = "generator" if keras.backend.backend() == "torch" else "loop"
+    seen = stub(monkeypatch, {"memory": 1000, "generator": 1000, "loop": 1000, chosen: 3000}, train=True)
     args = {"epochs": 3, "batch_size": 8, "verbose": 0, "seed": 3, "shuffle": True}
     auto_model, counter = build(), Epochs()
     state = np.random.get_state()
     auto = kfitx.fit(auto_model, *xy, strategy="auto", callbacks=[counter], **args)
-    assert len(seen) == 3 and auto.kfitx["strategy"] == "loop"
+    assert len(seen) == 3 and auto.kfitx["strategy"] == chosen
     assert (counter.trained, counter.begun) == (1, 3) and auto.epoch == [0, 1, 2]  # the probe is no training
     np.random.set_state(state)
     direct_model = build()
-    direct = kfitx.fit(direct_model, *xy, strategy="loop", callbacks=[Epochs()], **args)
+    direct = kfitx.fit(direct_model, *xy, strategy=chosen, callbacks=[Epochs()], **args)
     assert auto.history == direct.history
     for ours, theirs in zip(auto_model.variables + auto_model.optimizer.variables,
                             direct_model.variables + direct_model.optimizer.variables):

@@ -224,10 +224,6 @@ class AutoStrategy(Strategy):
                           **({"failed": outcome.failed} if outcome.failed else {})}
             if refused:
                 report["refused"] = refused
-            if plan.seed is not None:
-                import keras
-
-                keras.utils.set_random_seed(plan.seed)  # as the plan left it: the probe drew nothing the fit sees
             best, plan = next((c, p) for c, p in zip(candidates, plans) if c.name == answer["strategy"])
             plan.report.note(probe=report)
             yield best, self._probed(decision, best, report), plan

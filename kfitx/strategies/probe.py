@@ -9,11 +9,12 @@ the model, the data, the backend and the batch size. Separation of concerns:
   (``auto`` then keeps its rules and says so);
 * :func:`measure` -- the probe: each candidate trains on the model with the fit's plan cut to two
   short epochs of :func:`probe_steps` batches (three for the first candidate, which also warms
-  up the process), in the fit's own steps per call, without shuffling, validation or any of the
-  user's callbacks; :func:`run_candidate` times them. Before the first candidate the model is built as ``model.fit``
-  builds it, and after each one its variables (weights, random-seed states, metrics), the
-  optimizer's variables and Python's and numpy's random states are put back, so the probe trains
-  nothing: the fit that follows starts from what it would have started from without it;
+  up the process), in the fit's own steps per call, without validation or any of the user's
+  callbacks; :func:`run_candidate` times them. When the first one's training begins (the model
+  built as its fit builds it) the model's variables (weights, random-seed states, metrics), the
+  optimizer's and Python's, numpy's and torch's random states are saved, and they are put back
+  after each candidate, so the probe trains nothing: the fit that follows starts from what it
+  would have started from without it;
 * :mod:`kfitx.strategies.probe_cache` -- the answers, per model architecture, data signature,
   batch size, steps per call and backend (in this process, and in a keras-tuner search's directory).
 
@@ -26,8 +27,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,8 +127,9 @@ class Outcome:
 
 class _Clock:
     """When each compiled call of the probe began and each epoch ended (``on_epoch_end`` reads the logs first,
-    so that an asynchronous backend has finished the epoch's steps). It acts per batch, but the probe's plan
-    already fixed the steps per call: the batches are not regrouped for it."""
+    so that an asynchronous backend has finished the epoch's steps), and ``on_begin(model)`` called when training
+    begins. It acts per batch, but the probe's plan already fixed the steps per call: the batches are not
+    regrouped for it."""
 
     def __new__(cls) -> Any:
         import keras
@@ -136,6 +139,11 @@ class _Clock:
                 super().__init__()
                 self.begins: list[list[float]] = []
                 self.ends: list[float] = []
+                self.on_begin: Callable[[Any], None] | None = None
+
+            def on_train_begin(self, logs: Any = None) -> None:
+                if self.on_begin is not None:
+                    self.on_begin(self.model)
 
             def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
                 self.begins.append([])
@@ -151,7 +159,8 @@ class _Clock:
         return Clock()
 
 
-def run_candidate(strategy: Strategy, model: Any, plan: FitPlan, epoch_steps: int) -> float:
+def run_candidate(strategy: Strategy, model: Any, plan: FitPlan, epoch_steps: int,
+                  on_begin: Callable[[Any], None] | None = None) -> float:
     """Trains ``plan`` (a probe's: two or three epochs of ``plan.steps_per_epoch`` batches) with ``strategy``;
     returns the samples per second it would train at in epochs of ``epoch_steps`` batches.
 
@@ -160,9 +169,11 @@ def run_candidate(strategy: Strategy, model: Any, plan: FitPlan, epoch_steps: in
     the two epochs' (the first epoch's from its second compiled call: the first traces or compiles,
     and fills the pipeline), each to its end, as a pause of the machine's in one of them is no
     property of the strategy. An epoch of the fit takes ``o + epoch_steps * t``.
+    ``on_begin(model)`` is called when training begins (the model built as this fit builds it).
     The one place a probe trains (tests stub its timings here).
     """
     clock = _Clock()
+    clock.on_begin = on_begin
     with boundary():
         strategy.fit(model, dataclasses.replace(plan, callbacks=[clock]))
     if len(clock.ends) != plan.epochs or len(clock.begins[0]) < 2 or not clock.begins[-1]:
@@ -178,38 +189,37 @@ def run_candidate(strategy: Strategy, model: Any, plan: FitPlan, epoch_steps: in
 
 
 class _Snapshot:
-    """The model's and the optimizer's variables and Python's and numpy's random states, put back by :meth:`restore`."""
+    """The model's and the optimizer's variables and Python's, numpy's (and torch's) random states, put back by
+    :meth:`restore`."""
 
     def __init__(self, model: Any) -> None:
         import keras
 
+        self.model = model
         optimizer = getattr(model, "optimizer", None)
         self.variables = [*model.variables, *getattr(model, "metrics_variables", []),
                           *(optimizer.variables if optimizer is not None else [])]
         self.values = [np.array(keras.ops.convert_to_numpy(v.value)) for v in self.variables]
         self.python = random.getstate()
         self.numpy = np.random.get_state()
+        torch = sys.modules.get("torch") if keras.backend.backend() == "torch" else None
+        self.torch = None if torch is None else (torch, torch.get_rng_state())
 
     def restore(self) -> None:
         for variable, value in zip(self.variables, self.values):
             variable.assign(value)
+        optimizer = getattr(self.model, "optimizer", None)
+        known = {id(v) for v in self.variables}
+        made = [v for v in [*self.model.variables, *(optimizer.variables if optimizer is not None else [])]
+                if id(v) not in known]
+        if made:  # made during the probe, after the snapshot: their values are the probe's
+            logger.warning("kfitx auto: the model made variables during the probe, which it cannot put back: %s",
+                           ", ".join(v.path for v in made))
         random.setstate(self.python)
         np.random.set_state(self.numpy)
-
-
-def _build(model: Any, plan: FitPlan) -> None:
-    """Builds what ``model.fit`` builds before its first step (compiled metrics and loss, the optimizer) from
-    the arrays' shapes, so that the snapshot holds every variable the probe will change."""
-    if not _keras.unbuilt(model):
-        return
-    import keras
-
-    from kfitx.data.base import train_dtype
-
-    batch = tuple(keras.tree.map_structure(
-        lambda a: keras.KerasTensor((None, *np.shape(a)[1:]), str(train_dtype(a.dtype))), part)
-        for part in plan.train.arrays())
-    _keras.symbolic_build(model, batch)
+        if self.torch is not None:
+            torch, state = self.torch
+            torch.set_rng_state(state)
 
 
 def measure(model: Any, candidates: Sequence[tuple[Strategy, FitPlan]]) -> Outcome:
@@ -217,22 +227,33 @@ def measure(model: Any, candidates: Sequence[tuple[Strategy, FitPlan]]) -> Outco
 
     The first candidate is the one ``auto``'s rules chose: what it raises is raised (the
     fit would raise it too). Another that raises is left out, named in ``Outcome.failed``.
+    What is put back after each is what the first one's fit held when its training began:
+    the model built as that fit builds it (an unbuilt optimizer, compiled metrics and loss
+    built, from a first batch it read as that fit reads it) and the random states after
+    that, so the fit that follows, finding them built, draws what it would have drawn.
     """
     started = time.perf_counter()
-    _build(model, candidates[0][1])
-    snapshot = _Snapshot(model)
-    logger.debug("kfitx auto: built and saved the model for the probe in %.3f s", time.perf_counter() - started)
+    saved: list[_Snapshot] = []
+
+    def begin(model: Any) -> None:
+        if saved:
+            return
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and not optimizer.built:  # a TensorFlow loop builds it at its first step
+            optimizer.build(model.trainable_variables)  # as that step would: its initial values, saved now
+        saved.append(_Snapshot(model))
+
     outcome = Outcome(steps=probe_steps(candidates[0][1]))
     epoch_steps = _fit_steps(candidates[0][1])[0] or outcome.steps
     for index, (strategy, plan) in enumerate(candidates):
         steps = probe_steps(plan)
         probe = dataclasses.replace(  # the first candidate warms up the process too: one epoch more
             plan, epochs=3 if index == 0 else 2, initial_epoch=0, steps_per_epoch=steps, validation=None,
-            validation_steps=None, callbacks=[], verbose=0, shuffle=False,
+            validation_steps=None, callbacks=[], verbose=0,
             report=FitReport(plan.strategy, plan.steps_per_execution, plan.grouping))
         try:
             began = time.perf_counter()
-            outcome.samples_per_s[strategy.name] = run_candidate(strategy, model, probe, epoch_steps)
+            outcome.samples_per_s[strategy.name] = run_candidate(strategy, model, probe, epoch_steps, begin)
             logger.debug("kfitx auto: probe of '%s' took %.3f s", strategy.name, time.perf_counter() - began)
         except Exception as err:  # a candidate the probe cannot time is left out, and named
             if index == 0:
@@ -241,6 +262,14 @@ def measure(model: Any, candidates: Sequence[tuple[Strategy, FitPlan]]) -> Outco
             logger.warning("kfitx auto: the probe of '%s' failed and it is left out: %s: %s",
                            strategy.name, type(err).__name__, err)
         finally:
-            snapshot.restore()
+            if saved:
+                saved[0].restore()
+    seed = candidates[0][1].seed
+    if seed is not None:  # TensorFlow's seeded ops and Keras's global generator start again, as the plan left them
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        if saved:
+            saved[0].restore()  # and Python's, numpy's and torch's as the first fit left them when it began
     outcome.seconds = time.perf_counter() - started
     return outcome
