@@ -61,8 +61,19 @@ def mirrored(tmp_path_factory):
     return json.loads(out.read_text())
 
 
+def _skip_train_on_batch_before_3_15(name: str) -> None:
+    """Keras before 3.15 returns running metrics from ``train_on_batch`` (keras #22617) and, on JAX under a
+    ``keras.distribution``, fails in it on a batch without sample weights (keras #23003): the user step of
+    these runs is ``train_on_batch``, and it reports what that Keras returns."""
+    from kfitx._keras import versions
+
+    if name == "loop, user step" and versions.keras_release() < (3, 15):
+        pytest.skip("Keras < 3.15's train_on_batch returns running metrics (and fails under a JAX distribution)")
+
+
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_every_strategy_under_mirrored_strategy_ends_with_plain_fits_weights(mirrored, name):
+    _skip_train_on_batch_before_3_15(name)
     result = mirrored[name]
     assert "error" not in result, result.get("trace")
     assert result["difference"] <= ATOL  # tolerance: all-reduce sums replicas' gradients in another order
@@ -163,6 +174,7 @@ def test_plain_fit_under_data_parallel_splits_every_batch_over_two_devices(data_
 
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_every_strategy_under_jax_data_parallel_ends_with_plain_fits_weights(data_parallel, name):
+    _skip_train_on_batch_before_3_15(name)
     result = data_parallel[name]
     assert "error" not in result, result.get("trace")
     assert result["difference"] <= ATOL  # tolerance 1e-5: kfitx-accumulate sums micro-batch gradients
