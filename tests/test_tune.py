@@ -126,6 +126,16 @@ def test_progress_prints_each_finished_trial_once_with_best_and_eta(tmp_path):
     assert joiner.poll() == []  # another host's trial
 
 
+def test_progress_eta_is_the_time_budget_left_when_that_is_sooner(tmp_path):
+    progress = Progress(str(tmp_path), "val_accuracy", "max", total=100)
+    progress.poll()
+    (tmp_path / "kfitx-budget.json").write_text(json.dumps({"budget_s": 60, "deadline": time.time() + 30}))
+    _trial(tmp_path, "0", "COMPLETED", 0.5)
+    (line,) = progress.poll()
+    eta = line.rsplit("ETA ", 1)[1]
+    assert eta.endswith("s") and "m" not in eta and int(eta[:-1]) <= 30  # not 99 trials at this pace
+
+
 def test_bad_options_are_tune_errors_saying_what_to_do(tmp_path):
     with pytest.raises(TuneError, match="Received: 'nope.py'"):
         Supervisor(TuneOptions(script="nope.py"))
@@ -523,7 +533,7 @@ def test_a_time_budget_ends_the_search_and_the_same_command_with_a_larger_one_co
     with Tune(tmp_path, "--workers", "1", "--time-budget", "1m30s", *args) as more:  # 45 s more: it continues
         assert more.wait(300) == 0
         output = more.output()
-    assert "continuing the interrupted search" in output
+    assert "continuing the search its time budget ended" in output
     recs = records(tmp_path / "search")
     assert sorted(recs) == ["00", "01"] and recs["00"] == first["00"]
     assert recs["01"]["stopped_by"] == "budget" and recs["01"]["kt_status"] == "COMPLETED"

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Collection
 
+from kfitx.search import budget
 from kfitx.search.report import FINISHED, TrialRow, read_trial
 
 __all__ = ["Progress", "format_eta"]
@@ -84,6 +85,10 @@ class Progress:
             self.first_start = min(self.first_start or start, start)
         if self.total and ran:  # the pace since the first trial of this run began (start-up excluded)
             eta = (time.time() - (self.first_start or self.start)) / ran * max(0, self.total - self.finished)
+        deadline = budget.read(self.project_dir).get("deadline")
+        if isinstance(deadline, (int, float)):  # a time budget ends the search first if it is sooner
+            left = max(0.0, deadline - time.time())
+            eta = left if eta is None else min(eta, left)
         total = self.total if self.total else "?"
         worker = row.record.get("worker", "-")
         return (f"trial {row.trial_id} [{worker}] strategy {row.strategy or '-'}: {score} in {seconds}; "

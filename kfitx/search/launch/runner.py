@@ -135,9 +135,11 @@ def _init(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> None:
     elif arguments.get("overwrite"):
         project = os.path.join(str(arguments.get("directory") or "."),
                                str(arguments.get("project_name") or "untitled_project"))
-        if status.read_json(status.marker_path(project)).get("state") in ("running", "budget"):
-            print(f"kfitx tune: continuing the interrupted search in {project} (the script's overwrite=True "
-                  "applies again once a search there has finished)", flush=True)
+        state = status.read_json(status.marker_path(project)).get("state")
+        if state in ("running", "budget"):
+            how = "interrupted search" if state == "running" else "search its time budget ended"
+            print(f"kfitx tune: continuing the {how} in {project} (the script's overwrite=True applies again once "
+                  "a search there has finished)", flush=True)
             arguments["overwrite"] = False
     original(*bound.args, **bound.kwargs)
     if _State.role == "chief" and not arguments.get("overwrite"):  # keras-tuner may have reloaded its oracle
