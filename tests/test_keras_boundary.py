@@ -469,6 +469,10 @@ def test_tuner_callbacks_finds_keras_tuners_own_callbacks_by_class(tmp_path):
                                                                       "tuner_callbacks")
     assert _keras.tuner_callbacks(keras.callbacks.CallbackList(callbacks))[0] is found
     assert _keras.tuner_callbacks([keras.callbacks.History()]) == (None, [])
+    # what kfitx reads of the callback it finds (search/tuner.py, resume.py, budget.py, plan/grouping.py)
+    assert found.tuner is tuner and found.trial is trial, moved("TunerCallback.tuner / .trial", "tuner_callbacks")
+    assert callable(tuner.get_trial_dir) and tuner.tuner_id, moved("BaseTuner.get_trial_dir / tuner_id",
+                                                                   "tuner_callbacks")
 
 
 def test_search_directory_is_the_directory_of_the_trials_tuner(tmp_path):

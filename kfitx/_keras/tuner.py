@@ -101,6 +101,8 @@ def tuner_callbacks(callbacks: Any) -> tuple[Any, list[Any]]:
 
     keras-tuner adds both to the callbacks of every ``fit`` in a trial (``tuner_utils``);
     they are found by class, and only if keras-tuner is imported (nothing is imported here).
+    Callers read the ``TunerCallback``'s ``tuner`` and ``trial`` (and that tuner's
+    ``get_trial_dir`` and ``tuner_id``); the pin covers those too.
     ``callbacks`` may be a list or a ``keras.callbacks.CallbackList``.
     """
     import sys
