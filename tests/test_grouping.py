@@ -71,3 +71,22 @@ def test_automatic_groups_divide_exact_step_counts(make_model):
     assert choose_steps_per_execution(model, None, exact_steps=(12, 18))[0] == 6
     assert choose_steps_per_execution(model, None, exact_steps=(97,))[0] == 1
     assert choose_steps_per_execution(model, None, 4, exact_steps=(10,))[0] == 4  # asked for: as asked
+
+
+@pytest.mark.parametrize("wanted", ["auto", 8])
+def test_where_keras_scans_grouped_steps_on_jax_the_plan_runs_one_per_call_and_says_why(monkeypatch, wanted):
+    # Keras 3.16's JAX trainer runs a group in one lax.scan over stacked batches, which kfitx's engine does not
+    # feed yet (docs/architecture.md, "Keras 3.16"): one step per call, never a refusal of what model.fit takes.
+    from types import SimpleNamespace
+
+    from kfitx import _keras
+    from kfitx.plan import _grouping
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    strategy = SimpleNamespace(grouping=lambda: wanted)
+    jax = SimpleNamespace(backend="jax", distributed_scope=None)
+    assert _grouping(model, strategy, [], (32,), jax)[0] == (8 if wanted == 8 else AUTO_STEPS)  # Keras 3.15: groups
+    monkeypatch.setattr(_keras, "scans_steps_on_jax", lambda: True)
+    steps, why = _grouping(model, strategy, [], (32,), jax)
+    assert steps == 1 and "lax.scan" in why

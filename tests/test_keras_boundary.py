@@ -548,3 +548,18 @@ def test_torch_groups_steps_from_keras_3_16_and_the_train_function_takes_the_gro
                                                   "torch_train_function")
     if not refuses:
         assert "for step_data in data" in source, moved("the torch train function's loop", "torch_train_function")
+
+
+def test_scans_steps_on_jax_reads_the_data_adapters_signature(monkeypatch):
+    from keras.src.trainers.data_adapters import data_adapter
+
+    params = inspect.signature(data_adapter.DataAdapter.get_jax_iterator).parameters
+    assert _keras.scans_steps_on_jax() is ("super_batch" in params), moved("DataAdapter.get_jax_iterator",
+                                                                              "scans_steps_on_jax")
+
+    def get_jax_iterator(self, super_batch=None):  # what keras #23527 adds
+        return iter(())
+
+    monkeypatch.setattr(data_adapter.DataAdapter, "get_jax_iterator", get_jax_iterator)
+    assert _keras.scans_steps_on_jax() is True
+

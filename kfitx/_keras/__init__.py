@@ -132,6 +132,17 @@ def groups_steps_on_torch() -> bool:
     return keras_release() >= (3, 16)
 
 
+def scans_steps_on_jax() -> bool:
+    """Whether Keras's JAX trainer runs grouped steps in one ``lax.scan`` over a *super batch* (the group's batches
+    stacked), which its data adapters then make (``get_jax_iterator(super_batch=...)``, planned for Keras 3.16).
+    kfitx's engine hands the train function a list of batches, which such a Keras does not take: until kfitx
+    stacks them (docs/architecture.md, "Keras 3.16"), the plan runs one step per call there."""
+    import inspect
+
+    adapter = internal("keras.src.trainers.data_adapters.data_adapter", "DataAdapter", "grouping steps on JAX")
+    return "super_batch" in inspect.signature(adapter.get_jax_iterator).parameters
+
+
 def torch_train_function(model: Any) -> Any:
     """The model's torch train function as ``run(batches) -> logs``, one step per batch of the list: one call
     with the whole list where Keras groups steps on torch (3.16), else one call per batch (``data[0]``)."""
