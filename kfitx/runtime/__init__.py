@@ -8,7 +8,8 @@ runs and TensorFlow which ``tf.distribute`` strategy trains; code outside a fit
 
 * :mod:`kfitx.runtime.distribute` -- what kfitx does differently under a ``tf.distribute`` strategy;
 * :mod:`kfitx.runtime.startup` -- ``quiet_start``: TensorFlow imported without its C++ start-up lines;
-* :mod:`kfitx.runtime.lazy` -- type checks that import nothing.
+* :mod:`kfitx.runtime.lazy` -- type checks that import nothing;
+* :mod:`kfitx.runtime.files` -- JSON files several processes share, written atomically.
 """
 
 from __future__ import annotations

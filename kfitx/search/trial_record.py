@@ -14,10 +14,10 @@ record or the new one, never half of one. Imports nothing heavy.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 from typing import Any
+
+from kfitx.runtime.files import read_json, write_json
 
 __all__ = ["RECORD", "read", "read_json", "record_path", "update", "write_json"]
 
@@ -27,28 +27,6 @@ RECORD = "kfitx-trial.json"
 
 def record_path(trial_dir: str | os.PathLike[str]) -> str:
     return os.path.join(os.fspath(trial_dir), RECORD)
-
-
-def write_json(path: str, data: dict[str, Any]) -> None:
-    """Writes ``data`` to ``path`` atomically: a reader sees the old file or the new one."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-
-
-def read_json(path: str) -> dict[str, Any]:
-    """The dict in ``path``; ``{}`` when it is missing, unreadable or not a dict."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def read(trial_dir: str | os.PathLike[str]) -> dict[str, Any]:

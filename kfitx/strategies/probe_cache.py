@@ -14,13 +14,13 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from kfitx import _keras
 from kfitx.data.base import flatten
 from kfitx.plan import FitPlan
+from kfitx.runtime.files import read_json, write_json
 
 __all__ = ["FILE", "forget", "key", "recall", "remember"]
 
@@ -85,15 +85,6 @@ def _path(callbacks: Any) -> str | None:
     return None if directory is None else os.path.join(directory, FILE)
 
 
-def _read(path: str) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def recall(digest: str, callbacks: Any = None) -> dict[str, Any] | None:
     """The answer kept for ``digest``: this process's, else the search directory's (inside a trial)."""
     if digest in _answers:
@@ -101,7 +92,7 @@ def recall(digest: str, callbacks: Any = None) -> dict[str, Any] | None:
     path = _path(callbacks)
     if path is None:
         return None
-    answer = _read(path).get(digest)
+    answer = read_json(path).get(digest)
     if not isinstance(answer, dict) or not isinstance(answer.get("strategy"), str):
         return None
     _answers[digest] = answer
@@ -116,15 +107,7 @@ def remember(digest: str, answer: dict[str, Any], callbacks: Any = None) -> None
     path = _path(callbacks)
     if path is None:
         return
-    data = _read(path)
+    data = read_json(path)
     data[digest] = answer
-    directory = os.path.dirname(path)
     with contextlib.suppress(OSError):  # a read-only search directory: the answer stays in this process
-        fd, tmp = tempfile.mkstemp(prefix=".kfitx-probe-", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_json(path, data)
