@@ -218,13 +218,19 @@ def _oracle(tmp_path, max_trials=3):
     return oracle
 
 
-def test_resume_ongoing_trials_keeps_a_dead_chiefs_running_trials_with_their_workers(tmp_path):
+def _one_running_one_ended(tmp_path):
+    """A search's oracle with worker-0's trial running and worker-1's just ended, then gone (saved state only)."""
     first = _oracle(tmp_path)
     running = first.create_trial("worker-0")
     ended = first.create_trial("worker-1")
     first.update_trial(ended.trial_id, {"loss": 0.3})
     ended.status = "COMPLETED"
     first.end_trial(ended)  # keras-tuner saves, then forgets it as worker-1's: the file still lists it
+    return running, ended
+
+
+def test_resume_ongoing_trials_keeps_a_dead_chiefs_running_trials_with_their_workers(tmp_path):
+    running, ended = _one_running_one_ended(tmp_path)
     # the chief dies here; a new one reloads the saved state, as a restarted chief's tuner does
     second = _oracle(tmp_path)
     second.reload()
@@ -245,12 +251,7 @@ def test_resume_ongoing_trials_keeps_a_dead_chiefs_running_trials_with_their_wor
 
 
 def test_after_a_stopped_search_running_trials_are_retried_and_ended_ones_are_not(tmp_path):
-    first = _oracle(tmp_path)
-    running = first.create_trial("worker-0")
-    ended = first.create_trial("worker-1")
-    first.update_trial(ended.trial_id, {"loss": 0.3})
-    ended.status = "COMPLETED"
-    first.end_trial(ended)
+    running, ended = _one_running_one_ended(tmp_path)
     # the whole search stops here (Ctrl-C); the same command continues it
     second = _oracle(tmp_path)
     second.reload()
