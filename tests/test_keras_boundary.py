@@ -275,10 +275,16 @@ def test_reconnect_quickly_gives_keras_tuners_client_a_channel_it_still_uses(mon
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
     monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker-0")
+    import grpc
+
+    made = []
+    channel = grpc.insecure_channel
+    monkeypatch.setattr(grpc, "insecure_channel", lambda *a, **k: made.append(k.get("options")) or channel(*a, **k))
     _keras.reconnect_quickly()
     _keras.reconnect_quickly()  # once per process
     oracle = _oracle(tmp_path, max_trials=1)
     client = oracle_client.OracleClient(oracle)
+    assert made[-1] and ("grpc.max_reconnect_backoff_ms", 1000) in made[-1]  # the channel the client now uses
     got = []
     asking = threading.Thread(target=lambda: got.append(client.create_trial("worker-0")), daemon=True)
     asking.start()  # before the chief listens: the call waits for it
