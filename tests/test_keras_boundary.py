@@ -402,6 +402,18 @@ def test_a_backend_trainer_mixed_into_a_layer_is_a_trainer():
     assert not _keras.is_trainer(keras.layers.Dense(2))
 
 
+def test_the_trainer_base_class_is_chosen_by_keras_version():
+    """Keras 3.16 renamed ``keras.src.trainers.trainer.Trainer`` to ``BaseTrainer``; the backend trainers derive
+    from the one :func:`kfitx._keras.trainer_base_name` names, and the other name is gone or something else."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+    from keras.src.trainers import trainer
+
+    base = getattr(trainer, _keras.trainer_base_name(), None)
+    assert base is not None and issubclass(TensorFlowTrainer, base), moved("the trainers' base class",
+                                                                          "trainer_base_name")
+    assert base in TensorFlowTrainer.__mro__[1:3], moved("the trainers' base class", "trainer_base_name")
+
+
 def test_keras_adapters_read_what_model_fit_reads():
     gen = (b for b in [(np.zeros((2, 4)), np.zeros((2, 2)))])
     ragged = tf.ragged.constant([[1.0], [2.0, 3.0]])

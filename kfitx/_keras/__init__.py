@@ -105,12 +105,18 @@ def compiled_with_steps_per_execution(model: Any, steps: int) -> Iterator[None]:
         model.steps_per_execution, model.train_function, model.test_function = saved
 
 
+def trainer_base_name() -> str:
+    """The name of the class every backend trainer derives from, in ``keras.src.trainers.trainer``: ``Trainer``
+    up to Keras 3.15, ``BaseTrainer`` from 3.16 (where ``Trainer`` names only the backends' own classes)."""
+    return "BaseTrainer" if keras_release() >= (3, 16) else "Trainer"
+
+
 def is_trainer(model: Any) -> bool:
     """Whether ``model`` is something ``model.fit`` trains: a ``keras.Model``, or a layer mixed with Keras's
-    backend ``Trainer`` (how Keras's own tests build models)."""
+    backend trainer (how Keras's own tests build models)."""
     import keras
 
-    Trainer = internal("keras.src.trainers.trainer", "Trainer", "kfitx.fit (telling a Keras trainer)")
+    Trainer = internal("keras.src.trainers.trainer", trainer_base_name(), "kfitx.fit (telling a Keras trainer)")
     return isinstance(model, (keras.Model, Trainer)) and isinstance(model, keras.layers.Layer)
 
 
