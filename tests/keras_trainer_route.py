@@ -46,14 +46,9 @@ def _strategy(name: str) -> Any:
 def _trainer_class() -> Any:
     import keras
 
-    backend = keras.backend.backend()
-    if backend == "jax":
-        from keras.src.backend.jax.trainer import JAXTrainer as Trainer
-    elif backend == "torch":
-        from keras.src.backend.torch.trainer import TorchTrainer as Trainer
-    else:
-        from keras.src.backend.tensorflow.trainer import TensorFlowTrainer as Trainer
-    return Trainer
+    from kfitx import _keras
+
+    return _keras.backend_trainer(keras.backend.backend())
 
 
 def pytest_configure(config: Any) -> None:

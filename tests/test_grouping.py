@@ -74,9 +74,9 @@ def test_automatic_groups_divide_exact_step_counts(make_model):
 
 
 @pytest.mark.parametrize("wanted", ["auto", 8])
-def test_where_keras_scans_grouped_steps_on_jax_the_plan_runs_one_per_call_and_says_why(monkeypatch, wanted):
-    # Keras 3.16's JAX trainer runs a group in one lax.scan over stacked batches, which kfitx's engine does not
-    # feed yet (docs/architecture.md, "Keras 3.16"): one step per call, never a refusal of what model.fit takes.
+def test_where_keras_scans_grouped_steps_on_jax_the_plan_groups_when_kfitx_feeds_it_else_says_why(monkeypatch, wanted):
+    # Keras 3.16's JAX trainer runs a group in one lax.scan over stacked batches, which kfitx's engine feeds with
+    # Keras's own helpers; where they moved, one step per call, never a refusal of what model.fit takes.
     from types import SimpleNamespace
 
     from kfitx import _keras
@@ -88,5 +88,8 @@ def test_where_keras_scans_grouped_steps_on_jax_the_plan_runs_one_per_call_and_s
     jax = SimpleNamespace(backend="jax", distributed_scope=None)
     assert _grouping(model, strategy, [], (32,), jax)[0] == (8 if wanted == 8 else AUTO_STEPS)  # Keras 3.15: groups
     monkeypatch.setattr(_keras, "scans_steps_on_jax", lambda: True)
+    monkeypatch.setattr(_keras, "feeds_jax_scan", lambda: True)  # Keras 3.16, its helpers where kfitx reads them
+    assert _grouping(model, strategy, [], (32,), jax)[0] == (8 if wanted == 8 else AUTO_STEPS)
+    monkeypatch.setattr(_keras, "feeds_jax_scan", lambda: False)  # the scan, its helpers moved: one step per call
     steps, why = _grouping(model, strategy, [], (32,), jax)
     assert steps == 1 and "lax.scan" in why

@@ -121,7 +121,7 @@ def test_multi_worker_fit_replaces_the_reduction_and_the_build_it_fixes_and_puts
     tests/test_distribute.py, slow)."""
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
-    source = inspect.getsource(tf_trainer.TensorFlowTrainer._maybe_symbolic_build)
+    source = inspect.getsource(_keras.backend_trainer("tensorflow")._maybe_symbolic_build)
     assert "reduce(" in source and "iterator" in source, moved("_maybe_symbolic_build", "multi_worker_fit")
     assert "axis=0" in inspect.getsource(tf_trainer.reduce_per_replica), (
         "Keras no longer reduces multi-worker outputs with axis=0: kfitx._keras.multi_worker_fit's fix may go")
@@ -375,13 +375,14 @@ def test_the_jax_trainer_keeps_its_state_where_kfitx_reads_it():
     pytest.importorskip("jax")
     from keras.src.backend.jax import trainer
 
-    source = inspect.getsource(trainer.JAXTrainer)
+    JAXTrainer = _keras.backend_trainer("jax")
+    source = inspect.getsource(JAXTrainer)
     for name in ("_jax_state_synced", "_jax_state", "_get_jax_state", "def jax_state_sync"):
         assert name in source, moved(f"JAXTrainer.{name}", "jax_state")
-    params = list(inspect.signature(trainer.JAXTrainer._get_jax_state).parameters)
+    params = list(inspect.signature(JAXTrainer._get_jax_state).parameters)
     assert params == ["self", "trainable_variables", "non_trainable_variables", "optimizer_variables",
                       "metrics_variables", "purge_model_variables"], moved("JAXTrainer._get_jax_state", "jax_state")
-    assert "state, iterator" in inspect.getsource(trainer.JAXTrainer._make_function), (
+    assert "state, iterator" in inspect.getsource(JAXTrainer._make_function), (
         moved("the JAX train function's (state, iterator) arguments", "train_function"))
     assert callable(trainer._distribute_data), moved("keras.src.backend.jax.trainer._distribute_data",
                                                      "jax_distribute")
@@ -391,7 +392,7 @@ def test_the_jax_trainer_keeps_its_state_where_kfitx_reads_it():
 
 
 def test_a_backend_trainer_mixed_into_a_layer_is_a_trainer():
-    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+    TensorFlowTrainer = _keras.backend_trainer("tensorflow")
 
     class Mixed(TensorFlowTrainer, keras.layers.Dense):
         def __init__(self):
@@ -402,11 +403,19 @@ def test_a_backend_trainer_mixed_into_a_layer_is_a_trainer():
     assert not _keras.is_trainer(keras.layers.Dense(2))
 
 
+def test_the_backend_trainers_are_chosen_by_keras_version():
+    """Keras 3.16 named each backend's trainer ``Trainer`` (``TensorFlowTrainer``, ``JAXTrainer``, ``TorchTrainer``
+    before); ``keras.Model`` derives from the one :func:`kfitx._keras.backend_trainer` gives."""
+    assert issubclass(keras.Model, _keras.backend_trainer(keras.backend.backend())), moved(
+        "the backend trainer's class name", "backend_trainer")
+
+
 def test_the_trainer_base_class_is_chosen_by_keras_version():
     """Keras 3.16 renamed ``keras.src.trainers.trainer.Trainer`` to ``BaseTrainer``; the backend trainers derive
     from the one :func:`kfitx._keras.trainer_base_name` names, and the other name is gone or something else."""
-    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
     from keras.src.trainers import trainer
+
+    TensorFlowTrainer = _keras.backend_trainer("tensorflow")
 
     base = getattr(trainer, _keras.trainer_base_name(), None)
     assert base is not None and issubclass(TensorFlowTrainer, base), moved("the trainers' base class",
@@ -454,9 +463,8 @@ def test_cached_evaluate_keeps_one_validation_iterator_until_forgotten():
 def test_model_fit_does_what_fit_begin_and_fit_end_do_around_its_epochs(backend):
     """Each backend trainer's ``fit`` still clears stop_training, drops and caches the validation iterator,
     makes the train function and finalizes the optimizer's variables, which is what kfitx's loop repeats."""
-    trainer = pytest.importorskip(f"keras.src.backend.{backend}.trainer")
-    source = inspect.getsource(next(c for c in vars(trainer).values()
-                                    if inspect.isclass(c) and c.__name__.endswith("Trainer") and hasattr(c, "fit")).fit)
+    pytest.importorskip(f"keras.src.backend.{backend}.trainer")
+    source = inspect.getsource(_keras.backend_trainer(backend).fit)
     for step in ("self.stop_training = False", "self._eval_epoch_iterator = None", "self.make_train_function()",
                  "finalize_variable_values", "callbacks.on_train_begin()", "callbacks.on_train_end("):
         assert step in source, moved(f"{backend} model.fit's `{step}`", "fit_begin / fit_end")
@@ -559,7 +567,7 @@ def test_torch_groups_steps_from_keras_3_16_and_the_train_function_takes_the_gro
     """Keras 3.16's torch trainer runs ``steps_per_execution > 1`` (its train function trains on each batch of
     the list); earlier ones refuse it. ``_keras.groups_steps_on_torch`` chooses, ``torch_train_function`` follows."""
     trainer = pytest.importorskip("keras.src.backend.torch.trainer")
-    source = inspect.getsource(trainer.TorchTrainer.make_train_function)
+    source = inspect.getsource(_keras.backend_trainer("torch").make_train_function)
     refuses = "must be 1 with the PyTorch backend" in source
     assert refuses is not _keras.groups_steps_on_torch(), moved("steps_per_execution on torch",
                                                                 "groups_steps_on_torch")
@@ -582,3 +590,28 @@ def test_scans_steps_on_jax_reads_the_data_adapters_signature(monkeypatch):
     monkeypatch.setattr(data_adapter.DataAdapter, "get_jax_iterator", get_jax_iterator)
     assert _keras.scans_steps_on_jax() is True
 
+
+
+def test_where_keras_scans_on_jax_kfitx_finds_the_helpers_its_epoch_iterator_makes_super_batches_with():
+    """Keras 3.16's JAX train function reads one item per call: a super batch (the group stacked, made by
+    ``super_batch_iterator``, laid out by ``_distribute_data(..., is_super_batch=True)``) or a ``PartialBatchList``.
+    ``_keras.jax_train_function`` makes that item with the same helpers; ``feeds_jax_scan`` says it can."""
+    pytest.importorskip("jax")
+    jax_trainer = pytest.importorskip("keras.src.backend.jax.trainer")
+    assert _keras.feeds_jax_scan() is _keras.scans_steps_on_jax(), moved("the JAX super batch helpers",
+                                                                         "feeds_jax_scan")
+    if not _keras.scans_steps_on_jax():
+        return
+    from keras.src.trainers.data_adapters import data_adapter_utils as utils
+
+    epoch_iterator = inspect.getsource(jax_trainer.JAXEpochIterator._get_iterator)
+    assert "super_batch=super_batch" in epoch_iterator and "is_super_batch" in epoch_iterator, moved(
+        "how JAXEpochIterator makes super batches", "jax_train_function")
+    step = inspect.getsource(jax_trainer._build_multi_step_iterator_step)
+    assert "PartialBatchList" in step and "next(iterator)" in step, moved("what the JAX train function reads",
+                                                                          "jax_train_function")
+    a, b = (np.zeros((2, 3)), np.ones((2,))), (np.ones((2, 3)), np.zeros((2,)))
+    stacked = next(utils.super_batch_iterator(iter([a, b]), 2))
+    assert stacked[0].shape == (2, 2, 3) and stacked[1].shape == (2, 2), moved("super_batch_iterator",
+                                                                               "jax_train_function")
+    assert isinstance(next(utils.super_batch_iterator(iter([a]), 2)), utils.PartialBatchList)

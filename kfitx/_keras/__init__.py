@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kfitx._keras.versions import TESTED, attribute, internal, keras_release, warn_if_untested  # noqa: F401
+from kfitx.errors import KerasVersionError
 
 # --- Keras internals -------------------------------------------------------
 
@@ -111,6 +112,14 @@ def trainer_base_name() -> str:
     return "BaseTrainer" if keras_release() >= (3, 16) else "Trainer"
 
 
+def backend_trainer(backend: str) -> Any:
+    """The backend's trainer class, which ``keras.Model`` derives from on that backend: ``TensorFlowTrainer``,
+    ``JAXTrainer``, ``TorchTrainer`` up to Keras 3.15; ``Trainer`` in each backend's module from 3.16."""
+    name = "Trainer" if keras_release() >= (3, 16) else {"tensorflow": "TensorFlowTrainer", "jax": "JAXTrainer",
+                                                          "torch": "TorchTrainer"}[backend]
+    return internal(f"keras.src.backend.{backend}.trainer", name, f"Keras's {backend} trainer")
+
+
 def is_trainer(model: Any) -> bool:
     """Whether ``model`` is something ``model.fit`` trains: a ``keras.Model``, or a layer mixed with Keras's
     backend trainer (how Keras's own tests build models)."""
@@ -140,13 +149,60 @@ def groups_steps_on_torch() -> bool:
 
 def scans_steps_on_jax() -> bool:
     """Whether Keras's JAX trainer runs grouped steps in one ``lax.scan`` over a *super batch* (the group's batches
-    stacked), which its data adapters then make (``get_jax_iterator(super_batch=...)``, planned for Keras 3.16).
-    kfitx's engine hands the train function a list of batches, which such a Keras does not take: until kfitx
-    stacks them (docs/architecture.md, "Keras 3.16"), the plan runs one step per call there."""
+    stacked on a new first axis), which its data adapters then make (``get_jax_iterator(super_batch=...)``, Keras
+    3.16). Its train function then reads one item per call: a super batch, or a ``PartialBatchList`` of the
+    batches left at the end of an epoch, which it runs one by one (:func:`jax_train_function`)."""
     import inspect
 
     adapter = internal("keras.src.trainers.data_adapters.data_adapter", "DataAdapter", "grouping steps on JAX")
     return "super_batch" in inspect.signature(adapter.get_jax_iterator).parameters
+
+
+_SCAN = "grouping steps on JAX (Keras's lax.scan over a super batch)"
+
+
+def feeds_jax_scan() -> bool:
+    """Whether kfitx can hand Keras's JAX scan its super batches: the helpers Keras's own epoch iterator makes them
+    with are where :func:`jax_train_function` reads them. ``False`` on a Keras without the scan, and on one that
+    has it but moved them (the plan then runs one step per call and says why)."""
+    if not scans_steps_on_jax():
+        return False
+    try:
+        internal("keras.src.trainers.data_adapters.data_adapter_utils", "super_batch_iterator", _SCAN)
+        internal("keras.src.trainers.data_adapters.data_adapter_utils", "PartialBatchList", _SCAN)
+        internal("keras.src.backend.jax.trainer", "_distribute_data", _SCAN)
+    except KerasVersionError:
+        return False
+    return True
+
+
+def jax_train_function(model: Any, distribute: bool) -> Any:
+    """The model's JAX train function as ``train(state, batches) -> (logs, state)``, one step per batch of the
+    list (at most ``steps_per_execution`` of them), each batch laid out over the ``keras.distribution`` in effect
+    when ``distribute`` is set.
+
+    Up to Keras 3.15 the train function reads ``steps_per_execution`` batches from an iterator. From 3.16 (where
+    :func:`feeds_jax_scan`) it reads one item: the group stacked into a super batch, which it trains on in one
+    ``lax.scan``, or what is left at an epoch's end as a ``PartialBatchList``, which it runs batch by batch. The
+    group is made here as Keras's ``JAXEpochIterator`` makes it (``super_batch_iterator``, ``_distribute_data``
+    with ``is_super_batch``).
+    """
+    train = train_function(model)
+    distribute_data = jax_distribute if distribute else (lambda batch, **_: batch)
+    steps = int(model.steps_per_execution)
+    if steps <= 1 or not scans_steps_on_jax():
+        return lambda state, batches: train(state, iter([distribute_data(b) for b in batches]))
+    utils = internal("keras.src.trainers.data_adapters.data_adapter_utils", "", _SCAN)
+
+    def scanned(state: Any, batches: Any) -> Any:
+        group = next(utils.super_batch_iterator(iter(batches), steps))
+        if isinstance(group, utils.PartialBatchList):
+            group = utils.PartialBatchList([distribute_data(b) for b in group])
+        else:
+            group = distribute_data(group, is_super_batch=True)
+        return train(state, iter([group]))
+
+    return scanned
 
 
 def torch_train_function(model: Any) -> Any:
@@ -323,11 +379,12 @@ def jax_state_end(model: Any) -> None:
     model._jax_state = None
 
 
-def jax_distribute(batch: Any) -> Any:
-    """A batch laid out over the devices of the ``keras.distribution`` in effect (as ``model.fit`` lays it out)."""
+def jax_distribute(batch: Any, is_super_batch: bool = False) -> Any:
+    """A batch (or, from Keras 3.16, a super batch: a group stacked on a new first axis) laid out over the devices
+    of the ``keras.distribution`` in effect, as ``model.fit`` lays it out."""
     distribute = internal("keras.src.backend.jax.trainer", "_distribute_data",
                           "kfitx's loop under a keras.distribution on JAX")
-    return distribute(batch)
+    return distribute(batch, is_super_batch=True) if is_super_batch else distribute(batch)
 
 
 def one_replica_spec(spec: Any) -> Any:
