@@ -8,7 +8,9 @@ model's own step that way, through :mod:`kfitx._keras`, so a fit through
 kfitx's loop trains, and syncs, exactly as ``model.fit`` does. Under a
 ``keras.distribution`` (``DataParallel``, ...) each batch is laid out over the
 devices as ``model.fit`` lays it out (a batch that does not divide over them is
-a :class:`kfitx.DataError`, where ``model.fit`` raises JAX's sharding error).
+a :class:`kfitx.DataError`, where ``model.fit`` raises JAX's sharding error). From Keras 3.16,
+grouped steps run in one ``lax.scan`` over the group's batches stacked (a *super batch*),
+made as Keras's own epoch iterator makes it (``_keras.jax_train_function``).
 
 A step function of the user's is called in Python on each batch by the engine
 (this adapter has no ``CompiledStep``), with the model's variables live (as
@@ -46,25 +48,29 @@ class Adapter(BackendAdapter):
 
 
 def model_function(model: Any, steps_per_call: int, distribution: Any) -> Callable[[Any], Logs | None]:
-    """The model's own train step on a list of up to ``steps_per_call`` batches (one compiled call),
-    each batch laid out over the devices of ``distribution`` (a ``keras.distribution``, or ``None``)."""
-    train = _keras.train_function(model)
+    """The model's own train step on a list of up to ``steps_per_call`` batches (one compiled call: from Keras
+    3.16 one ``lax.scan`` over the group stacked, as ``model.fit`` feeds it), each batch laid out over the devices
+    of ``distribution`` (a ``keras.distribution``, or ``None``)."""
+    train = _keras.jax_train_function(model, distribute=distribution is not None)
 
     last: list[Any] = [None]  # the state the previous step returned (donated to the next one)
 
     def run(data: Any) -> Logs | None:
         if not data:
             return None
-        batches = [_laid_out(batch, distribution) for batch in data] if distribution is not None else data
-        logs, last[0] = train(_keras.jax_state(model, last[0]), iter(batches))
+        if distribution is not None:
+            for batch in data:
+                _check_divides(batch, distribution)
+        logs, last[0] = train(_keras.jax_state(model, last[0]), data)
         _keras.jax_keep_state(model, last[0])
         return logs
 
     return run
 
 
-def _laid_out(batch: Any, distribution: Any) -> Any:
-    """``batch`` laid out over the devices of ``distribution``, its first axis split as ``model.fit`` splits it."""
+def _check_divides(batch: Any, distribution: Any) -> None:
+    """Raises :class:`kfitx.DataError` when ``batch`` cannot be split over the devices of ``distribution`` along its
+    first axis as ``model.fit`` splits it (where ``model.fit`` raises JAX's sharding error)."""
     import keras
 
     mesh, axis = distribution.device_mesh, distribution.batch_dim_name
@@ -76,5 +82,3 @@ def _laid_out(batch: Any, distribution: Any) -> Any:
             f"(each device takes an equal share of every batch)", f"a batch of {', '.join(map(str, sizes))} samples",
             f"Choose a batch_size and a number of samples that are multiples of {shards} (the last batch holds "
             "what is left over)."))
-    return _keras.jax_distribute(batch)
-

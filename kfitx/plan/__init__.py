@@ -285,9 +285,10 @@ def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None
     broken = (_DISTRIBUTED_GROUPING.format(scope=scope, version=keras.__version__)
               if scope else f"Keras {keras.__version__} runs one step per call on torch"
               if runtime.backend == "torch" and not _keras.groups_steps_on_torch() else None)
-    if runtime.backend == "jax" and _keras.scans_steps_on_jax():  # Keras takes it; kfitx cannot feed it yet
-        return 1, f"Keras {keras.__version__} groups steps on JAX in a lax.scan over stacked batches, not yet " \
-                  "fed by kfitx"
+    if runtime.backend == "jax" and _keras.scans_steps_on_jax() and not _keras.feeds_jax_scan():
+        # model.fit takes the number asked for; kfitx trains one step per call and says why, never refuses it
+        return 1, f"Keras {keras.__version__} groups steps on JAX in a lax.scan over stacked batches, made by " \
+                  "helpers kfitx does not find in this version"
     if broken and wanted != "auto" and wanted != 1:
         raise OptionError(message(f"`steps_per_execution` 1 here: {broken}", f"steps_per_execution={wanted!r}",
                                   "Leave it 'auto'."))
