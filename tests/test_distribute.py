@@ -198,3 +198,40 @@ def test_a_batch_that_does_not_divide_over_the_devices_is_a_data_error(data_para
     text = failed["loop"]["text"]
     assert "2 devices of keras.distribution.DataParallel" in text
     assert "Received: a batch of 5 samples" in text and "multiples of 2" in text
+
+
+# -- torch: a torch.distributed process group (gloo, two processes), Keras's DistributedDataParallel --------
+
+TORCH_WORKER = Path(__file__).with_name("distribute_torch_worker.py")
+
+
+@pytest.mark.slow
+def test_every_strategy_under_torch_ddp_ends_with_plain_fits_weights_on_every_rank(tmp_path):
+    """Two processes in one gloo process group, each on its own data: plain ``model.fit`` (Keras wraps the model in
+    ``DistributedDataParallel`` and averages the gradients over the processes) and each built-in end with the same
+    weights, on both ranks; kfitx's runtime sees the process group (two replicas, rank 0 the chief)."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed (pip install 'kfitx[torch]')")
+    from kfitx._keras import versions
+
+    if versions.keras_release() < (3, 16):
+        pytest.skip("Keras trains under torch.distributed with DistributedDataParallel from 3.16")
+    (port,) = _free_ports(1)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = [subprocess.Popen([sys.executable, str(TORCH_WORKER), str(rank), "2", str(port),
+                               str(tmp_path / f"rank{rank}.json")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for rank in range(2)]
+    _finish(procs, 300)
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    for rank, result in enumerate(ranks):
+        assert "error" not in result, result["error"]
+        assert result["runtime"] == {"torch_ddp": True, "replicas": 2, "chief": rank == 0}
+        plain = result["runs"]["plain"]
+        assert plain["moved"] > 1e-3  # it trained
+        for name in ("memory", "generator", "loop"):
+            run = result["runs"][name]
+            assert run["diff"] <= ATOL, (rank, name, run["diff"])
+            assert run["history"].keys() == plain["history"].keys(), (rank, name)
+            np.testing.assert_allclose(run["history"]["loss"], plain["history"]["loss"], rtol=1e-5)
+    for name in ("plain", "memory", "generator", "loop"):  # each rank saw other data: the gradients were averaged
+        assert ranks[0]["runs"][name]["checksum"] == pytest.approx(ranks[1]["runs"][name]["checksum"], abs=1e-4)

@@ -3,7 +3,8 @@
 ``kfitx.fit`` calls :func:`resolve` once, before the plan is built; the plan carries the
 result (``plan.runtime``) and every layer below reads it from there (the data layer
 through ``Reading.runtime``). This module is the only one that asks Keras which backend
-runs and TensorFlow which ``tf.distribute`` strategy trains; code outside a fit
+runs, TensorFlow which ``tf.distribute`` strategy trains, and torch whether a ``torch.distributed``
+process group is up; code outside a fit
 (``kfitx bench``, the conformance kit) calls :func:`resolve` itself.
 
 * :mod:`kfitx.runtime.distribute` -- what kfitx does differently under a ``tf.distribute`` strategy;
@@ -36,6 +37,8 @@ class Runtime:
         multi_worker: A ``MultiWorkerMirroredStrategy`` over several processes.
         chief: This process writes checkpoints and backups (the chief, or the only process).
         jax_distribution: The ``keras.distribution`` in effect on JAX (``DataParallel``, ...), or ``None``.
+        torch_ddp: On torch, a ``torch.distributed`` process group is initialized: Keras (from 3.16) trains the
+            model wrapped in ``DistributedDataParallel``, its gradients averaged over ``replicas`` processes.
     """
 
     backend: str = "tensorflow"
@@ -44,6 +47,7 @@ class Runtime:
     multi_worker: bool = False
     chief: bool = True
     jax_distribution: Any = None
+    torch_ddp: bool = False
 
     @property
     def numpy_batches(self) -> bool:
@@ -51,9 +55,14 @@ class Runtime:
         return self.backend != "tensorflow"
 
     @property
+    def distributed(self) -> bool:
+        """Several replicas or processes train this fit together (each runs the same steps)."""
+        return self.replicas > 1 or self.multi_worker or self.jax_distribution is not None or self.torch_ddp
+
+    @property
     def distributed_scope(self) -> str | None:
         """The ``tf.distribute`` strategy's class name when it has several replicas, else ``None``."""
-        return type(self.tf_strategy).__name__ if self.replicas > 1 else None
+        return type(self.tf_strategy).__name__ if self.tf_strategy is not None and self.replicas > 1 else None
 
 
 #: No distribution, TensorFlow: what a :class:`kfitx.data.Reading` made outside a fit reads for.
@@ -67,6 +76,8 @@ def resolve(model: Any = None) -> Runtime:
     backend = keras.backend.backend()
     if backend == "jax":
         return Runtime(backend, jax_distribution=keras.distribution.distribution())
+    if backend == "torch":
+        return _torch(backend)
     if backend != "tensorflow" or "tensorflow" not in sys.modules:
         return Runtime(backend)
     tf = sys.modules["tensorflow"]
@@ -87,3 +98,13 @@ def _multi_worker(tf: Any, strategy: Any) -> bool:
     if resolver is None:
         return False
     return sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values()) > 1
+
+
+def _torch(backend: str) -> Runtime:
+    """torch: under an initialized ``torch.distributed`` process group (``torchrun``, or
+    ``init_process_group`` in the script), each process is one replica; rank 0 is the chief."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return Runtime(backend)
+    return Runtime(backend, replicas=int(dist.get_world_size()), multi_worker=False, chief=dist.get_rank() == 0,
+                   torch_ddp=True)

@@ -83,7 +83,7 @@ def why_not(model: Any, plan: FitPlan, candidates: int) -> str | None:
     reads one pass of the arrays).
     """
     runtime = plan.runtime
-    if runtime.distributed_scope or runtime.multi_worker or runtime.jax_distribution is not None:
+    if runtime.distributed:
         return "under a distribution every replica and worker trains with the same strategy"
     if not plan.train.in_memory:
         return (f"the data is a {plan.train.kind} stream, which a probe would read (and run its code) "
