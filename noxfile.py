@@ -4,11 +4,13 @@
     nox                                     # the newest pair (what CI runs)
     nox -s "tests(oldest)"                  # the oldest pair
     nox -s "tests(oldest)" -- tests/test_keras_boundary.py   # arguments after -- go to pytest
+    nox -s nightly                          # the newest keras-nightly, with TensorFlow, JAX and torch
     nox -s keras_main -- PATH               # Keras's main branch (a git checkout at PATH) on the newest pair
 
 Each pair pins Keras, TensorFlow, JAX and keras-tuner; ``pyproject.toml`` and ``kfitx._keras.TESTED`` state the
 range between the pairs (``tests/test_keras_versions.py`` checks that they agree with each other and with
-``PAIRS``). Sessions install into ``.nox/`` and are reused with ``-R``.
+``PAIRS``; the highest Keras minor the range admits must be one a session runs: a pair's, or
+``NIGHTLY_PASSED``'s). Sessions install into ``.nox/`` and are reused with ``-R``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ PAIRS = {
 }
 EXTRAS = ".[cpu,jax,test,examples,plot]"
 
+#: The ``nightly`` session: the newest ``keras-nightly`` with these. ``NIGHTLY_PASSED`` is the newest nightly the
+#: session has passed with; the range in ``pyproject.toml`` admits its minor (a development version of the next
+#: release) and no later one, so a Keras minor no run has passed is never declared tested.
+NIGHTLY = {"tensorflow-cpu": "2.21.0", "jax": "0.10.2", "keras-tuner": "1.4.8", "torch": "2.14.1"}
+NIGHTLY_PASSED = "3.16.0.dev2026102704"
+
 nox.options.sessions = ["tests(newest)"]
 
 
@@ -42,6 +50,23 @@ def tests(session: nox.Session, pair: str) -> None:
     session.run("python", "-m", "pytest", *session.posargs)
 
 
+@nox.session(python="3.11")
+def nightly(session: nox.Session) -> None:
+    """The newest ``keras-nightly`` (``nox -s nightly``; ``-- VERSION`` pins one): the boundary's pins and the
+    version checks, the conformance kit for each built-in on TensorFlow, JAX and torch, the torch
+    DistributedDataParallel test, then Keras's trainer suite through each strategy on each backend."""
+    session.install("-e", ".[cpu,jax,test]", *(f"{name}=={version}" for name, version in NIGHTLY.items()))
+    session.run("python", "-m", "pip", "uninstall", "--yes", "keras")  # keras-nightly installs the same package
+    nightly_version = f"keras-nightly=={session.posargs[0]}" if session.posargs else "keras-nightly"
+    session.install("--pre", "--upgrade", nightly_version)
+    # torch's CUDA wheel brings triton, which crashes a process that imported TensorFlow first (the boundary's
+    # pins import both); training on the CPU does not use it.
+    session.run("python", "-m", "pip", "uninstall", "--yes", "triton", success_codes=[0, 1])
+    _against_this_keras(session, backends=("tensorflow", "jax", "torch"))
+    session.run("python", "-m", "pytest", "-m", "slow", "tests/test_distribute.py", "-k", "torch_ddp",
+                env={"KFITX_IGNORE_UNTESTED_VERSIONS": "1"})
+
+
 @nox.session(python="3.11", name="keras_main")
 def keras_main(session: nox.Session) -> None:
     """The newest pair with Keras built from a checkout of its main branch (``nox -s keras_main -- PATH``):
@@ -55,15 +80,24 @@ def keras_main(session: nox.Session) -> None:
         shutil.copytree(session.posargs[0], source, ignore=shutil.ignore_patterns(".git"))
         _static_version(source)
         session.install("--no-deps", source)
-    session.run("python", "-m", "pytest", "tests/test_keras_boundary.py", "tests/test_keras_versions.py")
-    for name in ("memory", "generator", "loop", "auto"):
-        session.run("kfitx", "check", name)
-    for backend in ("tensorflow", "jax"):
-        for strategy in ("memory", "generator", "loop"):
+    _against_this_keras(session, backends=("tensorflow", "jax"))
+
+
+def _against_this_keras(session: nox.Session, backends: tuple[str, ...]) -> None:
+    """The checks a Keras outside the pairs gets: the boundary's pins and the version checks, the kit for each
+    built-in on each backend, and Keras's trainer suite through each strategy on each backend (its outcome is
+    printed, as plain fit's own count is the measure: ``success_codes`` lets the session go on)."""
+    quiet = {"KFITX_IGNORE_UNTESTED_VERSIONS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    session.run("python", "-m", "pytest", "tests/test_keras_boundary.py", "tests/test_keras_versions.py", env=quiet)
+    for backend in backends:
+        for name in ("memory", "generator", "loop", "auto"):
+            session.run("kfitx", "check", name, env={**quiet, "KERAS_BACKEND": backend})
+    for backend in backends:
+        for strategy in ("", "memory", "generator", "loop"):  # "": plain fit's count
             session.run("python", "-m", "pytest", "-p", "keras_trainer_route", "--pyargs",
                         "keras.src.trainers.trainer_test", "-q", "-p", "no:cacheprovider", "-W", "ignore",
-                        env={"KERAS_BACKEND": backend, "KFITX_ROUTE_STRATEGY": strategy, "PYTHONPATH": "tests",
-                             "TF_CPP_MIN_LOG_LEVEL": "3"}, success_codes=[0, 1])
+                        env={**quiet, "KERAS_BACKEND": backend, "KFITX_ROUTE_STRATEGY": strategy,
+                             "PYTHONPATH": "tests"}, success_codes=[0, 1])
 
 
 def _static_version(source: str) -> None:

@@ -21,11 +21,16 @@ from kfitx.errors import KerasVersionError, KfitxError, UntestedVersionWarning
 ROOT = Path(__file__).parents[1]
 
 
-def _pairs() -> dict:
-    """``PAIRS`` of noxfile.py, read without importing nox."""
+def _noxfile(name: str):
+    """A constant of noxfile.py, read without importing nox."""
     tree = ast.parse((ROOT / "noxfile.py").read_text())
-    node = next(n for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "PAIRS")
+    node = next(n for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == name)
     return ast.literal_eval(node.value)
+
+
+def _pairs() -> dict:
+    """``PAIRS`` of noxfile.py."""
+    return _noxfile("PAIRS")
 
 
 def test_pyproject_the_matrix_and_the_boundary_state_one_range_and_the_installed_versions_lie_in_it():
@@ -40,6 +45,19 @@ def test_pyproject_the_matrix_and_the_boundary_state_one_range_and_the_installed
     for name in _keras.TESTED:
         installed = versions.installed_version(name)
         assert installed and not versions.untested(name, installed), f"{name} {installed} is outside TESTED"
+
+
+def test_the_range_admits_no_keras_minor_above_the_newest_a_session_has_passed():
+    """The declared range ends at the newest Keras minor some run has passed: a pair of the matrix, or the
+    nightly session's last passed keras-nightly. Raising the bound without a run of the new minor fails here."""
+    upper = next(spec.version for spec in SpecifierSet(_keras.TESTED["keras"]) if spec.operator == "<")
+    highest_admitted = (Version(upper).major, Version(upper).minor - 1)
+    run = [Version(pins["keras"]) for pins in _pairs().values()] + [Version(_noxfile("NIGHTLY_PASSED"))]
+    newest_run = max(v.release[:2] for v in run)
+    assert highest_admitted == newest_run, (
+        f"TESTED admits Keras up to {highest_admitted}, but the newest minor a session runs is {newest_run} "
+        "(noxfile.py: PAIRS, NIGHTLY_PASSED)")
+    assert not versions.untested("keras", _noxfile("NIGHTLY_PASSED"))
 
 
 @pytest.mark.parametrize(("version", "outside"), [("3.11.3", True), ("3.12.0", False), ("3.15.1", False),

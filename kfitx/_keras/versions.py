@@ -21,7 +21,8 @@ from typing import Any
 
 from kfitx.errors import KerasVersionError, UntestedVersionWarning, message
 
-#: The versions kfitx is tested with: ``pyproject.toml`` states the same ranges, ``noxfile.py`` runs their ends.
+#: The versions kfitx is tested with: ``pyproject.toml`` states the same ranges, ``noxfile.py`` runs their ends
+#: (Keras 3.12 and 3.15.1 in its pairs, and 3.16 as the newest ``keras-nightly`` in its ``nightly`` session).
 TESTED = {"keras": ">=3.12,<3.17", "keras-tuner": ">=1.4.7,<1.5"}
 
 #: Set to 1 to silence the warning about a Keras or keras-tuner outside :data:`TESTED`.
