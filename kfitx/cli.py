@@ -85,7 +85,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from kfitx.search.launch.supervisor import TuneOptions, run
+    from kfitx.search.launch import run
+    from kfitx.search.launch.options import TuneOptions
 
     if args.script.startswith("-"):
         raise TuneError(message("the search script after the options", repr(args.script),
@@ -96,7 +97,8 @@ def _tune(args: argparse.Namespace) -> int:
     options = TuneOptions(script=args.script, args=args.args, workers=args.workers,
                           trials_per_worker=args.trials_per_worker, port=args.port, bind=args.bind,
                           chief=args.chief, name=args.name, gpus_per_worker=args.gpus_per_worker,
-                          max_deaths=args.max_deaths, start_timeout=args.start_timeout, time_budget=time_budget)
+                          max_deaths=args.max_deaths, start_timeout=args.start_timeout, time_budget=time_budget,
+                          ray=args.ray, cpus_per_worker=args.cpus_per_worker)
     try:
         result = run(options, handle_signals=True)
     except KeyboardInterrupt:
@@ -164,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="compare Keras backends: every strategy on each, e.g. tensorflow,jax,torch "
                             "(one process each; ratios against plain model.fit on the same backend)")
 
-    from kfitx.search.launch.supervisor import DEFAULT_RECYCLE_AFTER
+    from kfitx.search.launch.options import DEFAULT_RECYCLE_AFTER
 
     tune = sub.add_parser("tune", help="run a keras-tuner search script as a chief plus parallel worker processes",
                           description="Runs SCRIPT (an unchanged keras-tuner search) as keras-tuner's chief plus "
@@ -182,7 +184,13 @@ def _parser() -> argparse.ArgumentParser:
                                                            "host's workers instead of starting one")
     tune.add_argument("--name", help="prefix of this host's worker ids when joining (default: the host name); "
                                      "each joining kfitx tune needs its own")
-    tune.add_argument("--gpus-per-worker", type=int, default=1, help="GPUs per worker (default 1)")
+    tune.add_argument("--gpus-per-worker", type=float, help="GPUs per worker (default 1 where there are GPUs; "
+                                                            "with --ray, fractions share a device)")
+    tune.add_argument("--ray", metavar="ADDRESS", help="run the chief and the workers as actors on a Ray cluster: "
+                                                       "HOST:PORT, auto (the cluster of this node) or local (start "
+                                                       "one here); needs kfitx[ray]")
+    tune.add_argument("--cpus-per-worker", type=float, help="with --ray: CPUs each worker actor holds (default 1; "
+                                                            "default --workers: as many as the cluster has room for)")
     tune.add_argument("--max-deaths", type=int, default=3, metavar="R",
                       help="worker deaths one trial may cause before it is ended as FAILED, and chief "
                            "deaths before the search stops (default 3)")

@@ -4,6 +4,9 @@ Separation of concerns:
 
 * :mod:`kfitx.search.launch.workers` -- ids, ports, GPUs and each process's environment (pure functions);
 * :mod:`kfitx.search.launch.supervisor` -- the processes: start, watch, recycle, replace, stop;
+* :mod:`kfitx.search.launch.ray_supervisor` -- the same, as actors on a Ray cluster (``--ray``;
+  :mod:`~kfitx.search.launch.ray_plan` decides their resources, :mod:`~kfitx.search.launch.ray_actor`
+  runs on the nodes);
 * :mod:`kfitx.search.launch.runner` -- what runs inside each of them around the user's script;
 * :mod:`kfitx.search.launch.status` -- the files they talk through;
   :mod:`kfitx.search.launch.progress` -- one line per trial.
@@ -24,7 +27,7 @@ from typing import Any
 
 from kfitx.errors import TuneError, message
 
-__all__ = ["is_chief", "launch"]
+__all__ = ["is_chief", "launch", "run"]
 
 
 def is_chief() -> bool:
@@ -63,10 +66,25 @@ def _script_for(target: Callable[[], Any], folder: str) -> str:
     return path
 
 
+def run(options: Any, handle_signals: bool = False) -> Any:
+    """Runs the search ``options`` describe: processes on this host, or actors on a Ray cluster (``options.ray``)."""
+    from kfitx.search.launch import supervisor
+
+    if options.ray is None:
+        from kfitx.search.launch.ray_plan import check_options
+
+        check_options(options)  # Ray's options without --ray
+        return supervisor.run(options, handle_signals)
+    from kfitx.search.launch.ray_supervisor import RaySupervisor
+
+    return supervisor.run(options, handle_signals, RaySupervisor)
+
+
 def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers: int | None = None,
            trials_per_worker: int | None = None, port: int | None = None, bind: str = "127.0.0.1",
-           chief: str | None = None, name: str | None = None, gpus_per_worker: int = 1, max_deaths: int = 3,
-           start_timeout: float = 600.0, time_budget: str | float | None = None,
+           chief: str | None = None, name: str | None = None, gpus_per_worker: float | None = None,
+           max_deaths: int = 3, start_timeout: float = 600.0, time_budget: str | float | None = None,
+           ray: str | None = None, cpus_per_worker: float | None = None,
            out: Callable[[str], None] | None = None) -> Any:
     """Runs a keras-tuner search as ``kfitx tune`` does, from Python (a notebook, a script of yours).
 
@@ -81,7 +99,8 @@ def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers
         port, bind: The chief's port (default: a free one) and the address it listens on.
         chief: ``HOST:PORT`` of a running search to join instead of starting one.
         name: Prefix of this host's worker ids when joining (default: the host name).
-        gpus_per_worker: GPUs per worker where there are GPUs.
+        gpus_per_worker: GPUs per worker where there are GPUs (default 1; with ``ray``, fractions share a
+            device, and the default is 0 on a cluster without GPUs).
         max_deaths: Worker deaths one trial may cause before it is ended as FAILED, and
             deaths of the chief (each one restarted from the search's saved state) before the search stops.
         start_timeout: Seconds to wait for the chief to answer.
@@ -89,6 +108,10 @@ def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers
             now and kept in the search directory: no trial starts once it is spent, running
             trials stop at their next epoch end, and the same call with a larger budget continues
             the search. Not with Hyperband.
+        ray: Run the chief and the workers as actors on a Ray cluster: its address (what ``ray.init``
+            takes: ``HOST:PORT``, ``auto``), or ``"local"`` to start one on this machine. Needs ``kfitx[ray]``.
+        cpus_per_worker: With ``ray``, the CPUs each worker actor holds (default 1); by default as many
+            workers as the cluster has room for.
         out: Where progress lines go (default ``print``).
 
     Returns:
@@ -99,7 +122,7 @@ def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers
         OptionError: ``time_budget`` is not a duration.
     """
     from kfitx.search.budget import parse_duration
-    from kfitx.search.launch.supervisor import DEFAULT_RECYCLE_AFTER, TuneOptions, run
+    from kfitx.search.launch.options import DEFAULT_RECYCLE_AFTER, TuneOptions
 
     folder = None
     try:
@@ -114,7 +137,7 @@ def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers
                               trials_per_worker=DEFAULT_RECYCLE_AFTER if trials_per_worker is None
                               else trials_per_worker, port=port, bind=bind, chief=chief, name=name,
                               gpus_per_worker=gpus_per_worker, max_deaths=max_deaths, start_timeout=start_timeout,
-                              capture_chief=True,
+                              capture_chief=True, ray=ray, cpus_per_worker=cpus_per_worker,
                               time_budget=None if time_budget is None else parse_duration(time_budget))
         if out is not None:
             options.out = out

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,11 +20,17 @@ from typing import IO
 
 from kfitx.errors import TuneError, message
 
-__all__ = ["Deaths", "Process", "check_syntax", "describe_exit", "stop", "tail"]
+__all__ = ["LOST", "Deaths", "Process", "check_syntax", "describe_exit", "stop", "tail"]
+
+
+#: The "exit status" of a process whose Ray actor or node was lost: nobody saw how it ended.
+LOST = -1000
 
 
 def describe_exit(returncode: int) -> str:
     """``killed by SIGKILL`` / ``exited with status 1``, for messages."""
+    if returncode == LOST:
+        return "was lost with its Ray actor (the actor died, or its node left the cluster)"
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -79,16 +86,26 @@ def tail(path: str | None, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text)
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+    """The child gets SIGKILL when the process that started it ends (Linux), however that one ends."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class Process:
     """One started process: ``subprocess.Popen`` in its own session, its pre-search output file."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], prelog: str | None) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], prelog: str | None, cwd: str | None = None,
+                 die_with_parent: bool = False) -> None:
         self.prelog = prelog
         self._out: IO[bytes] | None = open(prelog, "ab") if prelog else None
         if prelog:
             env = {**env, "KFITX_TUNE_PRELOG": prelog}
-        self.popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=self._out,
-                                      stderr=subprocess.STDOUT if self._out else None, start_new_session=True)
+        self.popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=self._out, cwd=cwd,
+                                      stderr=subprocess.STDOUT if self._out else None, start_new_session=True,
+                                      preexec_fn=_die_with_parent if die_with_parent else None)
         self.pid = self.popen.pid
 
     def poll(self) -> int | None:

@@ -54,8 +54,10 @@ from kfitx.search.launch.workers import (
     ENV_CONTROL,
     ENV_FAIL_CAUSE,
     ENV_FAIL_TRIAL,
+    ENV_NODE,
     ENV_RECYCLE_AFTER,
     ENV_ROLE,
+    ENV_SEARCH_ID,
     EXIT_FATAL,
     EXIT_RECYCLE,
     port_open,
@@ -161,7 +163,8 @@ def _chief_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
     project = os.path.abspath(tuner.project_dir)
     about = _objective(tuner.oracle)
     budget.chief_begin(tuner, os.environ)  # before the marker: a budget refused (Hyperband) starts nothing
-    status.write_json(status.marker_path(project), {"state": "running", "started": time.time(), **about})
+    search_id = {"search_id": os.environ[ENV_SEARCH_ID]} if os.environ.get(ENV_SEARCH_ID) else {}
+    status.write_json(status.marker_path(project), {"state": "running", "started": time.time(), **about, **search_id})
     _status(state="searching", project_dir=project, log=status.log_path(project, "chief"), **about)
     with _output_to(status.log_path(project, "chief"), keep=True):
         result = original(tuner, *args, **kwargs)
@@ -214,9 +217,10 @@ class _Trials:
         from kfitx.search.measure import PeakRSS
 
         _State.trial_dir = self.trial_dir(trial)
+        node = {"node": os.environ[ENV_NODE]} if os.environ.get(ENV_NODE) else {}
         trial_record.update(_State.trial_dir, trial_id=trial.trial_id, worker=_State.tuner_id, pid=os.getpid(),
                              host=socket.gethostname(), start=time.time(), status="RUNNING",
-                             strategy=trial.hyperparameters.values.get("strategy"))
+                             strategy=trial.hyperparameters.values.get("strategy"), **node)
         _status(state="running", trial=trial.trial_id, done=self.done)
         self.peak = PeakRSS(interval=0.05).__enter__()
         self.begin_(trial)
@@ -244,12 +248,40 @@ class _Trials:
         _status(state="running", trial=None, done=self.done)
 
 
+def _check_shared(project: str, search_id: str, wait_s: float = 10.0) -> str | None:
+    """Why this worker cannot share the chief's search directory (on Ray: another node's), or ``None``."""
+    deadline = time.monotonic() + wait_s  # a network file system may show the chief's marker a little later
+    while status.read_json(status.marker_path(project)).get("search_id") != search_id:
+        if time.monotonic() > deadline:
+            return (f"the search directory {project} on this node ({socket.gethostname()}) is not the chief's: "
+                    "the search's kfitx-tune.json is not there")
+        time.sleep(0.2)
+    probe = os.path.join(project, f".kfitx-write-{_State.tuner_id}")
+    try:
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as err:
+        return f"this node ({socket.gethostname()}) cannot write into the search directory {project}: {err}"
+    return None
+
+
 def _worker_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
     import keras_tuner
 
     from kfitx import _keras
 
     project = os.path.abspath(tuner.project_dir)
+    if os.environ.get(ENV_SEARCH_ID):  # on a Ray cluster: said at once, not after the first trial
+        problem = _check_shared(project, os.environ[ENV_SEARCH_ID])
+        if problem is not None:
+            _status(state="fatal", message=message("the search directory on a file system every node of the Ray "
+                                                   "cluster mounts at the same path", problem,
+                                                   "Give the tuner a `directory` on such a file system (NFS, "
+                                                   "a mounted bucket, a Kubernetes volume), and run kfitx tune "
+                                                   "from there."))
+            _flush()
+            os._exit(EXIT_FATAL)
     log = status.log_path(project, _State.tuner_id)
     with _output_to(log, keep=False):
         _status(state="running", project_dir=project, log=log, trial=None, done=0)

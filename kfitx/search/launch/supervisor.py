@@ -23,10 +23,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,53 +32,18 @@ from kfitx.errors import TuneError, message
 from kfitx.search import budget, trial_record
 from kfitx.search.launch import status
 from kfitx.search.launch import workers as w
+from kfitx.search.launch.options import DEFAULT_RECYCLE_AFTER, TuneOptions, TuneResult
 from kfitx.search.launch.processes import Deaths, check_syntax, describe_exit, stop
 from kfitx.search.launch.processes import Process as _Process
 from kfitx.search.launch.processes import tail as _tail
 from kfitx.search.launch.progress import Progress
 
-__all__ = ["DEFAULT_RECYCLE_AFTER", "TuneOptions", "TuneResult", "run"]
+__all__ = ["DEFAULT_RECYCLE_AFTER", "Supervisor", "TuneOptions", "TuneResult", "run"]
 
-#: Trials a worker process runs before a fresh one replaces it (see benchmarks/README.md, tune memory).
-DEFAULT_RECYCLE_AFTER = 10
 STOP_GRACE_S = 3.0
 POLL_S = 0.1
 #: Seconds a joining host waits for a chief that stopped answering (its host may be restarting it).
 CHIEF_LOST_S = 60.0
-
-
-@dataclass
-class TuneOptions:
-    """What ``kfitx tune`` was asked for (the command's options; see ``kfitx tune --help``)."""
-
-    script: str
-    args: Sequence[str] = ()
-    workers: int | None = None
-    trials_per_worker: int = DEFAULT_RECYCLE_AFTER
-    port: int | None = None
-    bind: str = "127.0.0.1"
-    chief: str | None = None
-    name: str | None = None
-    gpus_per_worker: int = 1
-    max_deaths: int = 3
-    start_timeout: float = 600.0
-    time_budget: float | None = None  # seconds; no trial starts once the search has spent them
-    python: str = sys.executable
-    env: Mapping[str, str] | None = None
-    capture_chief: bool = False  # the chief's own output to a file, passed to `out` at the end (notebooks)
-    out: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
-
-
-@dataclass
-class TuneResult:
-    """How a search went: its folder, the exit status of the chief, the worker processes started."""
-
-    project_dir: str | None
-    chief_status: int | None
-    seconds: float
-    started: dict[str, list[int]]  # tuner id -> pids, in order
-    recycled: int
-    deaths: dict[str, int]  # trial id -> worker deaths while running it
 
 
 @dataclass
@@ -112,13 +75,26 @@ class Supervisor:
                                     options.trials_per_worker))
         self.environ = dict(os.environ if options.env is None else options.env)
         self.environ.update(budget.environment(options.time_budget, time.time(), joining=options.chief))
+        self.chief: _Process | None = None
+        self.chief_deaths = 0
+        self.deaths = Deaths(options.max_deaths)
+        self.recycled = 0
+        self.project_dir: str | None = None
+        self.progress: Progress | None = None
+        self.invite = True  # print the command other hosts join with, when the chief listens beyond loopback
+        self.start = time.time()
+        self._plan()
+
+    def _plan(self) -> None:
+        """Workers, their ids, devices and environments, and the chief's address (this host's processes)."""
+        options = self.o
         self.cores = w.usable_cores()
         self.gpus = w.visible_gpus(self.environ)
-        count = options.workers if options.workers is not None else \
-            w.default_workers(self.cores, self.gpus, options.gpus_per_worker)
+        per = w.whole_gpus(options.gpus_per_worker)
+        count = options.workers if options.workers is not None else w.default_workers(self.cores, self.gpus, per)
         if count < 1:
             raise TuneError(message("`--workers` must be at least 1", count))
-        devices = w.gpu_assignment(count, self.gpus, options.gpus_per_worker) if self.gpus else [None] * count
+        devices = w.gpu_assignment(count, self.gpus, per) if self.gpus else [None] * count
         self.joining = options.chief is not None
         if self.joining:
             self.address = w.parse_address(options.chief or "")
@@ -146,24 +122,30 @@ class Supervisor:
                       for tid, dev in zip(ids, devices)]
         for slot in self.slots:
             slot.env["KFITX_TUNE_START_TIMEOUT"] = str(options.start_timeout)
-        self.chief: _Process | None = None
-        self.chief_deaths = 0
-        self.deaths = Deaths(options.max_deaths)
-        self.recycled = 0
-        self.project_dir: str | None = None
-        self.progress: Progress | None = None
-        self.start = time.time()
 
     # -- processes ----------------------------------------------------------------------------------------
     def _argv(self) -> list[str]:
         return [self.o.python, "-m", "kfitx.search.launch.runner", os.path.abspath(self.o.script), *self.o.args]
 
+    # Where the processes run: here, overridden by the Ray supervisor (actors on the cluster's nodes).
+    def _spawn(self, name: str, env: dict[str, str], prelog: str | None) -> _Process:
+        return _Process(self._argv(), env, prelog)
+
+    def _read(self, name: str) -> dict[str, Any]:
+        return status.read(self.control, name)
+
+    def _write(self, name: str, **values: Any) -> None:
+        status.write(self.control, name, **values)
+
+    def _tick(self) -> None:
+        """Called once per poll, before anything is read (the Ray supervisor asks its actors then)."""
+
     def _start_worker(self, slot: _Slot, fail: tuple[str, str] | None = None) -> None:
         env = dict(slot.env)
         if fail is not None:
             env[w.ENV_FAIL_TRIAL], env[w.ENV_FAIL_CAUSE] = fail
-        status.write(self.control, slot.tuner_id, state="starting", pid=None)
-        slot.process = _Process(self._argv(), env, os.path.join(self.control, f"{slot.tuner_id}.start.log"))
+        self._write(slot.tuner_id, state="starting", pid=None)
+        slot.process = self._spawn(slot.tuner_id, env, os.path.join(self.control, f"{slot.tuner_id}.start.log"))
         slot.pids.append(slot.process.pid)
 
     def _stop_all(self) -> None:
@@ -187,7 +169,7 @@ class Supervisor:
             return
         names = ["chief"] if not self.joining else [s.tuner_id for s in self.slots]
         for name in names:
-            found = status.read(self.control, name)
+            found = self._read(name)
             if found.get("project_dir"):
                 self.project_dir = found["project_dir"]
                 marker = status.read_json(status.marker_path(self.project_dir))
@@ -196,7 +178,7 @@ class Supervisor:
                 files = ([] if self.joining else ["chief.log"]) + [f"{s.tuner_id}.log" for s in self.slots]
                 self.o.out(f"kfitx tune: search directory {self.project_dir}")
                 self.o.out(f"kfitx tune: logs in {logs}{os.sep}: {', '.join(files)}")
-                if not self.joining and self.address[0] not in ("127.0.0.1", "localhost", "::1"):
+                if self.invite and not self.joining and self.address[0] not in ("127.0.0.1", "localhost", "::1"):
                     self.o.out(f"kfitx tune: other hosts join with: kfitx tune --chief {self.address[0]}:"
                                f"{self.address[1]} --workers N {self.o.script}")
                 self.progress = Progress(self.project_dir, about.get("objective"), about.get("direction"),
@@ -214,7 +196,7 @@ class Supervisor:
         code = self.chief.poll()
         if code is None:
             return None
-        chief = status.read(self.control, "chief")
+        chief = self._read("chief")
         searched = chief.get("state") == "searched"
         if code == 0 and searched:
             return 0
@@ -240,7 +222,7 @@ class Supervisor:
         if restart:
             env[w.ENV_CHIEF_RESTART] = str(restart)
         captured = os.path.join(self.control, "chief.out") if self.o.capture_chief else None
-        self.chief = _Process(self._argv(), env, captured)
+        self.chief = self._spawn("chief", env, captured)
 
     def _restart_chief(self, code: int, log: str | None) -> None:
         """The chief died during its search: a fresh one reloads the oracle's saved state on the same port (the
@@ -251,11 +233,11 @@ class Supervisor:
         self.o.out(f"kfitx tune: the keras-tuner chief {describe_exit(code)} during the search; starting it again "
                    f"from the search's saved state ({self.chief_deaths} of at most {self.deaths.limit}; its log: "
                    f"{log})")
-        status.write(self.control, "chief", state="restarting", pid=None)
+        self._write("chief", state="restarting", pid=None)
         self._start_chief(restart=self.chief_deaths)
 
     def _on_worker_exit(self, slot: _Slot, code: int) -> None:
-        report = status.read(self.control, slot.tuner_id)
+        report = self._read(slot.tuner_id)
         slot.state = report.get("state", "")
         if slot.process is not None and report.get("pid") == slot.process.pid and slot.state in ("running", "recycle"):
             slot.trial = report.get("trial")  # its last word, even if it came after the last poll
@@ -292,7 +274,7 @@ class Supervisor:
         for slot in self.slots:
             if slot.process is None:
                 continue
-            report = status.read(self.control, slot.tuner_id)
+            report = self._read(slot.tuner_id)
             if report.get("pid") == slot.process.pid and report.get("state") in ("running", "recycle"):
                 if report.get("trial") is None and slot.trial is not None:
                     slot.idle_deaths = 0  # it finished its trial
@@ -318,6 +300,7 @@ class Supervisor:
         chief_code: int | None = None
         lost_since: float | None = None
         while True:
+            self._tick()
             chief_code = self._check_chief() if chief_code is None else chief_code
             self._learn_project()
             self._watch_workers()
@@ -371,14 +354,16 @@ class _Terminated(Exception):
     """SIGTERM arrived: unwind and stop every process."""
 
 
-def run(options: TuneOptions, handle_signals: bool = False) -> TuneResult:
+def run(options: TuneOptions, handle_signals: bool = False, kind: type[Supervisor] = Supervisor) -> TuneResult:
     """Runs the search; every process it started is gone when it returns or raises.
 
     Raises:
         TuneError: the search could not start or go on (message says why and what to do).
         KeyboardInterrupt: on Ctrl-C (or SIGTERM with ``handle_signals``), after stopping everything.
+
+    ``kind``: :class:`Supervisor` (processes on this host) or the Ray supervisor (actors on a cluster).
     """
-    supervisor = Supervisor(options)
+    supervisor = kind(options)
     previous: Any = None
     if handle_signals:
         def on_term(signum: int, frame: Any) -> None:

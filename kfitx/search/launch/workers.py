@@ -26,8 +26,10 @@ __all__ = [
     "ENV_CONTROL",
     "ENV_FAIL_CAUSE",
     "ENV_FAIL_TRIAL",
+    "ENV_NODE",
     "ENV_RECYCLE_AFTER",
     "ENV_ROLE",
+    "ENV_SEARCH_ID",
     "EXIT_FATAL",
     "EXIT_RECYCLE",
     "chief_env",
@@ -38,6 +40,7 @@ __all__ = [
     "port_open",
     "usable_cores",
     "visible_gpus",
+    "whole_gpus",
     "worker_env",
     "worker_ids",
 ]
@@ -50,6 +53,8 @@ ENV_RECYCLE_AFTER = "KFITX_TUNE_RECYCLE_AFTER"  # trials per worker process befo
 ENV_FAIL_TRIAL = "KFITX_TUNE_FAIL_TRIAL"  # trial id to end as FAILED (it killed workers too often)
 ENV_FAIL_CAUSE = "KFITX_TUNE_FAIL_CAUSE"
 ENV_CHIEF_RESTART = "KFITX_TUNE_CHIEF_RESTART"  # set in a chief started again after the last one died
+ENV_SEARCH_ID = "KFITX_TUNE_SEARCH_ID"  # on Ray: the chief writes it into the marker, each worker checks it sees it
+ENV_NODE = "KFITX_TUNE_NODE"  # on Ray: the node a process runs on, kept in each trial's record
 #: Exit status of a worker that stops to be replaced by a fresh process (its trial stays assigned to its id).
 EXIT_RECYCLE = 75
 #: Exit status of a worker that met a configuration error (keras-tuner's ``FatalError``): the search stops.
@@ -89,6 +94,17 @@ def visible_gpus(environ: Mapping[str, str] | None = None, timeout: float = 10.0
     except (OSError, subprocess.SubprocessError):
         return []
     return [m.group(1) for m in re.finditer(r"^GPU (\d+):", out, re.M)]
+
+
+def whole_gpus(gpus_per_worker: float | None) -> int:
+    """``--gpus-per-worker`` on this host: whole devices (``None``: 1); fractions are for Ray's scheduler only."""
+    if gpus_per_worker is None:
+        return 1
+    if gpus_per_worker < 1 or not float(gpus_per_worker).is_integer():
+        raise TuneError(message("`--gpus-per-worker` must be a whole number of GPUs, at least 1, without --ray",
+                                gpus_per_worker, "Give 1, 2, ...; on a Ray cluster (--ray) fractions such as "
+                                "0.5 share a device."))
+    return int(gpus_per_worker)
 
 
 def gpu_assignment(workers: int, gpus: Sequence[str], gpus_per_worker: int = 1) -> list[list[str]]:
