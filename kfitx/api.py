@@ -6,24 +6,30 @@ source and validates it, the strategy checks its own options and says whether
 it serves the data, :mod:`kfitx.plan` resolves every fit argument once, and the
 ``kfitx_fit`` hook trains (kfitx's implementation calls ``strategy.fit(model,
 plan)``; plugins wrap it). ``history.kfitx`` is written here, from the plan's
-report, and nowhere else.
+report, and nowhere else. A plugin strategy's fit is answered for here too: what it
+raises becomes a :class:`kfitx.errors.StrategyFitError` naming it, and what it returned
+is checked against the plan (:mod:`kfitx.plan.outcome`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import dataclasses
 import logging
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from kfitx.data import boundary, coerce
-from kfitx.errors import KfitxError, message
-from kfitx.plan import FIT_ARGS, build_plan, check_fit_args, check_model
-from kfitx.registry import get_registry
+from kfitx.errors import KfitxError, PluginError, StrategyFitError, describe_error, message
+from kfitx.plan import FIT_ARGS, FitPlan, build_plan, check_fit_args, check_model
+from kfitx.registry import get_registry, is_builtin
 from kfitx.runtime import resolve
 from kfitx.strategies.auto import AutoStrategy, choose
 from kfitx.strategy import Decision, Strategy
 
-__all__ = ["explain", "fit"]
+__all__ = ["explain", "fit", "outcome_checks"]
 
 logger = logging.getLogger("kfitx")
 
@@ -73,16 +79,64 @@ def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type
             if fit_args.get("verbose", "auto") != 0:
                 print(decision, flush=True)
             plan.report.note(**{instance.name: decision.reason})
-        with boundary():  # pipeline and worker faults become the fit's KfitxError; workers stopped
-            history = registry.pm.hook.kfitx_fit(strategy=chosen, model=model, plan=plan)
+        plugin = not is_builtin(type(chosen))  # a plugin's fit is checked after it returns, and named
+        plan, witness = _witnessed(plan) if plugin and _CHECKS.get() else (plan, None)
+        try:
+            with boundary():  # pipeline and worker faults become the fit's KfitxError; workers stopped
+                history = registry.pm.hook.kfitx_fit(strategy=chosen, model=model, plan=plan)
+        except Exception as err:
+            if not plugin or isinstance(err, KfitxError):  # kfitx's own errors, and a plugin's, as they are
+                raise
+            raise _raised(chosen, registry.provider(type(chosen)), err) from err
     import keras
 
     if not isinstance(history, keras.callbacks.History):
-        raise KfitxError(message(f"Strategy '{chosen.name}' must return a keras.callbacks.History",
-                                 type(history).__name__, "Return model.fit(...)'s result or the "
-                                 "History callback the strategy drove (a bug in the strategy)."))
+        if plugin and not _CHECKS.get():
+            return history  # the conformance kit's rules say what is wrong with it
+        raise PluginError(message(f"Strategy '{chosen.name}' ({registry.provider(type(chosen))}) must return a "
+                                  "keras.callbacks.History", type(history).__name__,
+                                  "Return model.fit(...)'s result or the History callback the strategy drove "
+                                  "(a bug in the strategy)."))
+    if plugin and _CHECKS.get():
+        from kfitx.plan.outcome import check_outcome
+
+        check_outcome(chosen.name, registry.provider(type(chosen)), plan, history, witness)
     history.kfitx = plan.report.as_dict()
     return history
+
+
+#: Whether ``kfitx.fit`` checks a plugin's fit after it returns (the conformance kit turns it off to see more).
+_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("kfitx_outcome_checks", default=True)
+
+
+@contextlib.contextmanager
+def outcome_checks(enabled: bool) -> Iterator[None]:
+    """Turns ``kfitx.fit``'s checks of what a plugin's ``fit`` returned on or off, in this context."""
+    token = _CHECKS.set(enabled)
+    try:
+        yield
+    finally:
+        _CHECKS.reset(token)
+
+
+def _witnessed(plan: FitPlan) -> tuple[FitPlan, Any]:
+    """The plan with a callback that sees whether the strategy ran the fit's callbacks (a list only)."""
+    if not isinstance(plan.callbacks, list):  # a CallbackList given by the user: model.fit takes it as it is
+        return plan, None
+    from kfitx.plan.outcome import Witness
+
+    witness = Witness()
+    return dataclasses.replace(plan, callbacks=[*plan.callbacks, witness]), witness
+
+
+def _raised(strategy: Strategy, who: str, error: Exception) -> StrategyFitError:
+    module = sys.modules.get(type(strategy).__module__)
+    files = [getattr(module, "__file__", None)]
+    return StrategyFitError(message(
+        f"Strategy '{strategy.name}' ({who}) to train without raising",
+        describe_error(error, files),
+        "The cause below has the whole traceback. If the error names your data, model or callbacks, fix them; "
+        "else it is a bug in the strategy: report it to its author, or train with another strategy."))
 
 
 def explain(data: Any, y: Any = None, **options: Any) -> Decision:

@@ -7,7 +7,9 @@ already catches ``ValueError`` or ``LookupError`` keeps working::
     ├── StrategyNotFoundError    (LookupError)  unknown strategy name
     ├── StrategyConflictError    (LookupError)  two plugins claim one name
     ├── OptionError              (TypeError)    unknown or bad strategy option / fit argument
-    ├── PluginError              (TypeError)    a plugin's strategy is written against another kfitx API
+    ├── PluginError              (TypeError)    a plugin's strategy is written against another kfitx API, or its
+    │                                           fit returned what breaks the fit contract
+    ├── StrategyFitError         (RuntimeError) a plugin strategy's fit raised (the original is the cause)
     ├── ModelError               (ValueError)   the model cannot be trained as given
     ├── DataError                (ValueError)   the data is malformed (a batch included)
     ├── AugmentationError        (ValueError)   an augmentation cannot be used, or failed on a batch
@@ -42,6 +44,7 @@ __all__ = [
     "OptionError",
     "PluginError",
     "StrategyConflictError",
+    "StrategyFitError",
     "StrategyNotFoundError",
     "TuneError",
     "UnsupportedBackendError",
@@ -49,17 +52,51 @@ __all__ = [
     "UntestedVersionWarning",
     "UserCodeError",
     "WorkerError",
+    "describe_error",
     "message",
     "user_code_error",
 ]
 
 
 def message(expected: str, received: Any, todo: str | None = None) -> str:
-    """Formats an error message as ``expected. Received: received. todo``."""
-    text = expected.rstrip(".") + f". Received: {received}."
+    """Formats an error message as ``expected. Received: received. todo``.
+
+    A ``received`` that already ends a sentence (``.``, ``!``, ``?``) gets no second full stop.
+    """
+    shown = str(received).rstrip()
+    text = expected.rstrip(".") + f". Received: {shown}" + ("" if shown.endswith((".", "!", "?")) else ".")
     if todo:
         text += " " + todo.strip()
     return text
+
+
+def describe_error(error: BaseException, files: Any = (), limit: int = 500) -> str:
+    """One line for an exception: its type, its message and where it was raised.
+
+    ``KeyError: 'accuracy' (raised at kfitx_mixup.py, line 42, in fit)``. The frame shown is the
+    innermost one in one of ``files`` (paths of the code to blame, e.g. a plugin's module), else
+    the innermost frame of the traceback. A message longer than ``limit`` characters is cut at
+    its start, never mid-line at its end.
+
+    Args:
+        error: The exception, with its traceback.
+        files: Source file paths whose frames to prefer.
+        limit: Characters of the message to keep.
+    """
+    import os
+    import traceback
+
+    text = " ".join(str(error).split())
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " [...]"
+    head = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ is not None else []
+    wanted = {os.path.realpath(f) for f in files if f}
+    ours = [f for f in frames if os.path.realpath(f.filename) in wanted]
+    frame = (ours or frames or [None])[-1]
+    if frame is None or (not ours and isinstance(error, KfitxError)):  # kfitx's own words say where
+        return head
+    return f"{head} (raised at {os.path.basename(frame.filename)}, line {frame.lineno}, in {frame.name})"
 
 
 class KfitxError(Exception):
@@ -80,6 +117,14 @@ class OptionError(KfitxError, TypeError):
 
 class PluginError(KfitxError, TypeError):
     """A plugin's strategy does not follow kfitx's plugin API (e.g. kfitx 0.1's ``fit`` signature)."""
+
+
+class StrategyFitError(KfitxError, RuntimeError):
+    """A plugin strategy's ``fit`` raised. The message names the strategy, its distribution and version,
+    and the line of the plugin's code that raised; the original exception is the ``__cause__``.
+
+    kfitx's own strategies, and every :class:`KfitxError` a plugin raises itself, are not wrapped.
+    """
 
 
 class ModelError(KfitxError, ValueError):

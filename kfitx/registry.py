@@ -46,8 +46,10 @@ __all__ = [
     "available_strategies",
     "get_registry",
     "get_strategy",
+    "is_builtin",
     "register",
     "reset_registry",
+    "undecorated_hooks",
 ]
 
 ENTRY_POINT_GROUP = "kfitx"
@@ -96,6 +98,36 @@ def _kfitx_version() -> str:
         return importlib.metadata.version("kfitx")
     except importlib.metadata.PackageNotFoundError:  # running from a source tree
         return "unknown"
+
+
+def _version_of(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def _label(plugin: Any) -> str:
+    return getattr(plugin, "__name__", None) or type(plugin).__name__
+
+
+#: The hooks a plugin may implement (kfitx.hookspecs).
+HOOK_NAMES = ("kfitx_strategies", "kfitx_choose_strategy", "kfitx_fit")
+
+
+def undecorated_hooks(plugin: Any) -> list[str]:
+    """The kfitx hook names ``plugin`` defines as functions without ``@kfitx.hookimpl`` (pluggy ignores them)."""
+    found = []
+    for hook in HOOK_NAMES:
+        fn = getattr(plugin, hook, None)
+        if callable(fn) and not hasattr(fn, "kfitx_impl"):
+            found.append(hook)
+    return found
+
+
+def is_builtin(cls: type) -> bool:
+    """Whether a strategy class is one of kfitx's own (its errors and results are kfitx's to answer for)."""
+    return getattr(cls, "__module__", "").startswith("kfitx.")
 
 
 def _env_list(name: str) -> set[str]:
@@ -160,6 +192,10 @@ class Registry:
             raise
         self._providers[name] = (distribution, version)
         self._table = None
+        for hook in undecorated_hooks(plugin):  # pluggy skips them without a word
+            self._warn(name, distribution, version, f"defines {hook}() without @kfitx.hookimpl",
+                       f"{_label(plugin)}.{hook} is never called, so its strategies are not registered; "
+                       f"decorate it with @kfitx.hookimpl", skipped=False)
         return name
 
     def unregister(self, name: str) -> None:
@@ -184,16 +220,28 @@ class Registry:
             except Exception as err:  # report any plugin failure, keep the others
                 self._warn(ep.name, dist, version, "failed to load", err)
 
-    def _warn(self, plugin: str, dist: str, version: str, what: str, err: BaseException | str) -> None:
+    def _warn(self, plugin: str, dist: str, version: str, what: str, err: BaseException | str,
+              skipped: bool = True) -> None:
         cause = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
         warnings.warn(
             PluginWarning(
                 f"kfitx plugin '{plugin}' (distribution {dist} {version}".rstrip()
-                + f") {what} and was skipped: {cause}. The other strategies still work; "
-                f"to silence this, fix or uninstall it, or set KFITX_BLOCK_PLUGINS={plugin}."
+                + f") {what}" + (" and was skipped" if skipped else "") + f": {cause}. The other strategies "
+                f"still work; to silence this, fix or uninstall it, or set KFITX_BLOCK_PLUGINS={plugin}."
             ),
             stacklevel=3,
         )
+
+    def provider(self, cls: type) -> str:
+        """Who provides a strategy class, for messages: ``plugin 'x' from distribution kfitx-x 0.1.0``."""
+        info = next((i for infos in self._collect().values() for i in infos if i.cls is cls), None)
+        if info is not None:
+            return f"plugin '{info.plugin}' from distribution {info.distribution} {info.version}".rstrip()
+        module = getattr(cls, "__module__", "?")
+        dists = importlib.metadata.packages_distributions().get(module.split(".")[0], [])
+        if dists:
+            return f"module {module} from distribution {dists[0]} {_version_of(dists[0])}".rstrip()
+        return f"module {module}"
 
     # -- strategies -----------------------------------------------------------
 
@@ -280,10 +328,7 @@ class Registry:
         if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
             raise OptionError(message("`strategy` must be a strategy name, a Strategy subclass or instance",
                                       type(strategy).__name__))
-        provider = next((i for infos in self._collect().values() for i in infos if i.cls is cls), None)
-        where = (f"plugin '{provider.plugin}' from distribution {provider.distribution} {provider.version}".rstrip()
-                 if provider else f"module {cls.__module__}")
-        check_fit_signature(cls, where)
+        check_fit_signature(cls, self.provider(cls))
         return cls
 
     def get(self, strategy: str | Strategy | type[Strategy], **options: Any) -> Strategy:

@@ -145,7 +145,7 @@ def test_kfitx_check_passes_an_installed_plugin(site):
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"from kfitx-tfdata {version('kfitx-tfdata')}" in result.stdout
     assert f"entry point 'tfdata = kfitx_tfdata' in kfitx-tfdata {version('kfitx-tfdata')}" in result.stdout
-    assert "11 passed, 0 failed, 0 skipped" in result.stdout
+    assert "12 passed, 0 failed, 0 skipped" in result.stdout
 
 
 @pytest.mark.slow

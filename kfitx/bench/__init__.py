@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kfitx.bench.plot import PLAIN, label, plain_speed, plot, require_matplotlib
-from kfitx.errors import OptionError, message
+from kfitx.errors import OptionError, StrategyFitError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.runtime import resolve
 
@@ -228,7 +228,7 @@ def _child(argv: Sequence[str]) -> int:
     try:
         result = run_one(spec, strategy, progress=lambda line: print(line, flush=True))
     except Exception as err:  # reported as the strategy's row; the parent goes on with the others
-        result = BenchResult(strategy, error=f"{type(err).__name__}: {err}")
+        result = BenchResult(strategy, error=_error_row(err))
     print(RESULT_TAG + json.dumps(asdict(result)), flush=True)
     return 0
 
@@ -280,6 +280,13 @@ def check_backends(backends: Sequence[str]) -> None:
                                       f"pip install 'kfitx[{name if name != 'tensorflow' else 'cpu'}]'."))
 
 
+def _error_row(err: BaseException) -> str:
+    """A failed row: what the strategy raised (a plugin's error as it raised it, not kfitx's wrapper)."""
+    if isinstance(err, StrategyFitError) and err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}"
+
+
 def bench(spec: BenchSpec, strategies: Sequence[str], *, progress: Callable[[str], None] = print,
           subprocesses: bool = True, timeout: float = 600.0,
           backends: Sequence[str] | None = None) -> list[BenchResult]:
@@ -319,7 +326,7 @@ def bench(spec: BenchSpec, strategies: Sequence[str], *, progress: Callable[[str
             try:
                 result = run_one(spec, name, progress)
             except Exception as err:  # a row with the error; the others still run
-                result = BenchResult(name, error=f"{type(err).__name__}: {err}")
+                result = BenchResult(name, error=_error_row(err))
             result.own_process = False
         if result.error:
             progress(f"  {name}: FAILED: {result.error}")

@@ -71,6 +71,8 @@ def kfitx_fit(strategy: Strategy, model: Any, plan: FitPlan) -> Generator[None, 
         start = time.perf_counter()
         history = yield
         seconds = time.perf_counter() - start
+    if not hasattr(history, "epoch") or not hasattr(history, "history"):
+        return history  # not a History: kfitx.fit says so, naming the strategy
     samples_per_s = _samples_per_epoch(plan) * len(history.epoch) / seconds if seconds > 0 else 0.0
     peak = memory.peak / 2**20
     history.history[SAMPLES_PER_S] = [samples_per_s] * len(history.epoch)

@@ -13,11 +13,15 @@ or one pytest test per rule::
     class TestMyStrategy(kfitx.testing.StrategyConformance):
         strategy = MyStrategy
 
-and on the command line, for an installed strategy: ``kfitx check NAME``.
+and on the command line, for an installed strategy: ``kfitx check NAME`` (with
+``--source MODULE:FUNCTION``, ``--model MODULE:FUNCTION`` and ``--option KEY=VALUE``
+for a strategy that needs data, a model or options of its own).
 
 Layout: :mod:`kfitx.testing.spy` (the callback spy, weight comparisons, the
-tiny model and data), :mod:`kfitx.testing.rules` (the rules and the runs they
-read), :mod:`kfitx.testing.report` (what was found). This module runs them:
+tiny model and data), :mod:`kfitx.testing.runs` (the training runs the rules
+read), :mod:`kfitx.testing.rules` (the rules; :mod:`kfitx.testing.plugin_rules`:
+those about the plugin rather than its training), :mod:`kfitx.testing.report`
+(what was found), :mod:`kfitx.testing.scaffold` (``kfitx plugin new``). This module runs them:
 :func:`check_strategy` runs *all* selected rules (a broken rule does not stop
 the others) and raises one :class:`kfitx.ConformanceError` listing every broken
 rule, or returns the :class:`ConformanceReport`.
@@ -112,10 +116,16 @@ def check_strategy(
             ``weight_tolerance`` attribute if it has one, else :data:`DEFAULT_TOLERANCE`.
         plugin: The module or object carrying the strategy's ``@kfitx.hookimpl``
             (default: the class's module if it has a ``kfitx_strategies`` hook).
-        make_source: ``(x, y) -> Source`` turning the kit's arrays into the data
-            your strategy serves (default: :func:`kfitx.data.arrays`).
-        build_model: ``seed -> compiled keras.Model`` replacing :func:`tiny_model`
-            (it must take the kit's 8 features and 3 classes).
+        make_source: ``(x, y) -> Source`` (or anything ``kfitx.fit`` takes as data)
+            turning the kit's arrays into the data your strategy serves, e.g. one-hot
+            labels or a directory of shards (default: :func:`kfitx.data.arrays`). It
+            makes the training data, the validation data and the data of the reference
+            run through ``memory`` alike, so that data must be something ``model.fit``
+            trains on too.
+        build_model: ``seed -> compiled keras.Model`` replacing :func:`tiny_model`,
+            compiled for what ``make_source`` gives (the kit's 8 features and 3
+            classes; e.g. a categorical loss for one-hot labels). The same seed must
+            give the same initial weights.
         raise_on_failure: Raise one :class:`kfitx.ConformanceError` listing every
             broken rule (default), or return the report.
         on_result: Called with each :class:`RuleResult` as it is decided (progress).
@@ -163,6 +173,8 @@ class StrategyConformance:
             strategy = MyStrategy
             options = {"my_option": 2}
             tolerance = 1e-5          # or None: no claim to train like 'memory'
+            make_source = staticmethod(lambda x, y: kfitx.data.arrays(x, one_hot(y)))  # optional
+            build_model = staticmethod(my_tiny_model)                                  # optional
 
     The runs are shared by the class's tests (made once, on first use).
     """
@@ -171,7 +183,10 @@ class StrategyConformance:
     options: ClassVar[Mapping[str, Any]] = {}
     tolerance: ClassVar[float | None | str] = "class"
     plugin: ClassVar[Any] = None
+    #: ``(x, y) -> data``, as for :func:`check_strategy` (set it with ``staticmethod(...)``).
     make_source: ClassVar[Callable[[Any, Any], Source] | None] = None
+    #: ``seed -> compiled keras.Model``, as for :func:`check_strategy` (set it with ``staticmethod(...)``).
+    build_model: ClassVar[Callable[[int], Any] | None] = None
 
     @classmethod
     def _kfitx_checker(cls) -> Checker:
@@ -179,7 +194,7 @@ class StrategyConformance:
         if checker is None:
             strategy, options, plugin = _resolve(cls.strategy, dict(cls.options), cls.plugin)
             checker = Checker(strategy, options, tolerance=_tolerance(strategy, cls.tolerance), plugin=plugin,
-                              make_source=cls.make_source, build_model=None)
+                              make_source=cls.make_source, build_model=cls.build_model)
             cls._kfitx_cached = checker  # type: ignore[attr-defined]
         return checker
 
@@ -219,6 +234,9 @@ class StrategyConformance:
 
     def test_stop_training(self) -> None:
         self.check("stop-training")
+
+    def test_backup_and_restore(self) -> None:
+        self.check("backup-restore")
 
     def test_same_weights(self) -> None:
         self.check("same-weights")

@@ -19,24 +19,16 @@ per-batch callback present, so a strategy may group there.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
-import inspect
-import io
-import math
-import sys
-import tempfile
 import threading
 import time
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 
-from kfitx.errors import ConformanceError, OptionError, message
-from kfitx.strategy import Strategy
+from kfitx.errors import ConformanceError, describe_error, message
+from kfitx.testing.plugin_rules import rule_options, rule_registration, rule_tuner_trial
 from kfitx.testing.report import RuleResult
 from kfitx.testing.runs import Broken, Checker, Skip
 from kfitx.testing.spy import max_weight_difference
@@ -66,100 +58,6 @@ _CALLBACK_FIX = (
 )
 
 
-def _rule_registration(c: Checker) -> str:
-    cls = c.cls
-    if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
-        raise Broken("a kfitx.Strategy subclass", repr(cls), "Subclass kfitx.Strategy.")
-    for attr in ("name", "description"):
-        value = getattr(cls, attr, None)
-        if not isinstance(value, str) or not value.strip():
-            raise Broken(f"a non-empty class attribute `{attr}` (str)", repr(value),
-                         f"Set `{attr} = \"...\"` on {cls.__name__}; `kfitx list` shows it.")
-    if not isinstance(cls.defaults, Mapping):
-        raise Broken("`defaults` to be a mapping of option name to default", repr(cls.defaults),
-                     "Declare `defaults = {\"my_option\": 1}` (or leave it out).")
-    if inspect.isabstract(cls):
-        raise Broken(f"{cls.__name__} to implement fit()", "an abstract class",
-                     "Define fit(self, model, plan) returning a keras.callbacks.History.")
-    plugin = c.plugin if c.plugin is not None else _plugin_of(cls)
-    if plugin is None:
-        raise Skip(f"no plugin module with a kfitx_strategies hook found for {cls.__module__}; pass plugin=")
-    import pluggy
-
-    from kfitx.registry import PluginWarning, Registry
-
-    registry = Registry(autoload=False, builtins=False)
-    label = getattr(plugin, "__name__", type(plugin).__name__)
-    try:
-        registry.register(plugin, name=f"kfitx-check:{label}")
-    except pluggy.PluginValidationError as err:
-        raise Broken("hook implementations that match kfitx's hook specs (pluggy's validation)", str(err),
-                     "Implement only kfitx_strategies(), kfitx_choose_strategy(source, options) and "
-                     "kfitx_fit(strategy, model, plan) with the argument names in kfitx.hookspecs, "
-                     "each decorated with @kfitx.hookimpl.") from None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PluginWarning)
-        provided = {info.name: info.cls for info in registry.available()}
-    problems = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
-    if provided.get(cls.name) is not cls:
-        raise Broken(f"{label}.kfitx_strategies() to return [{cls.__name__}, ...]",
-                     "; ".join(problems) or f"the strategies {sorted(provided) or 'none'}",
-                     "Decorate the module-level function with @kfitx.hookimpl and return a list of classes.")
-    if problems:
-        raise Broken(f"{label}.kfitx_strategies() to return only Strategy subclasses", "; ".join(problems),
-                     "Return a list of kfitx.Strategy subclasses, each with a name.")
-    return f"hook OK ({label}); " + _entry_point_of(plugin)
-
-
-def _plugin_of(cls: type) -> Any:
-    module = sys.modules.get(cls.__module__)
-    hook = getattr(module, "kfitx_strategies", None)
-    return module if hook is not None and hasattr(hook, "kfitx_impl") else None
-
-
-def _entry_point_of(plugin: Any) -> str:
-    name = getattr(plugin, "__name__", None)
-    if isinstance(name, str) and name.startswith("kfitx.strategies."):
-        return "built into kfitx"
-    for ep in importlib.metadata.entry_points(group="kfitx"):
-        if ep.module == name:
-            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
-            return f"entry point '{ep.name} = {ep.value}' in {dist}"
-    return (f"no installed entry point names {name} (fine in a source checkout; users need "
-            "[project.entry-points.kfitx] in pyproject.toml)")
-
-
-def _rule_options(c: Checker) -> str:
-    try:
-        strategy = c.instance()
-    except Exception as err:
-        raise Broken(f"{c.cls.__name__}(**{c.options!r}) to construct", f"{type(err).__name__}: {err}",
-                     "Declare every option in `defaults` and call super().__init__(**options).") from None
-    try:
-        c.cls(kfitx_check_no_such_option=1)
-    except OptionError:
-        pass
-    except Exception as err:
-        raise Broken("an unknown option to raise kfitx.OptionError", f"{type(err).__name__}: {err}",
-                     "Call super().__init__(**options) first in __init__; it checks option names.") from None
-    else:
-        raise Broken("an unknown option to raise kfitx.OptionError", "it was accepted silently",
-                     "Call super().__init__(**options) in __init__ instead of taking **options yourself.")
-    import keras_tuner
-
-    hp = keras_tuner.HyperParameters()
-    tuned = strategy.hyperparameters(hp)
-    if not isinstance(tuned, Mapping) or set(tuned) - set(c.cls.defaults):
-        raise Broken("hyperparameters(hp) to return a dict of the strategy's own option names", repr(tuned),
-                     "Return e.g. {'my_option': hp.Int('my_option', 1, 4)}: keys from `defaults`.")
-    c.cls(**{**c.options, **tuned})
-    reason = strategy.supports(c.make_source(c.x, c.y))
-    if reason:
-        raise Broken("the strategy to support the kit's data", reason,
-                     "Pass make_source=lambda x, y: <a source your strategy serves> to check_strategy.")
-    return f"options {sorted(c.cls.defaults) or 'none'}; tunables {sorted(tuned) or 'none'}"
-
-
 def _rule_history(c: Checker) -> str:
     ours = c.run("candidate-full").ok("2 epochs with validation_data")
     history = ours.history
@@ -171,7 +69,7 @@ def _rule_history(c: Checker) -> str:
     if not returned_the_models:
         raise Broken("fit() to return the model's History (model.history), as model.fit does",
                      f"a History that is not model.history ({type(on_model).__name__})", fix)
-    keys, want = sorted(history.history), sorted(c.run("reference-full").history.history)
+    keys, want = sorted(history.history), sorted(c.run("reference-full").ok("2 epochs").history.history)
     if keys != want:
         raise Broken(f"the History keys model.fit gives: {want}", keys,
                      "Use the model's metric names (model.get_metrics_result() for training, 'val_' + name "
@@ -185,7 +83,8 @@ def _rule_history(c: Checker) -> str:
 
 
 def _rule_callback_order(c: Checker) -> str:
-    ours, ref = c.run("candidate-full").ok("2 epochs with validation_data"), c.run("reference-full")
+    ref = c.run("reference-full").ok("2 epochs with validation_data")
+    ours = c.run("candidate-full").ok("2 epochs with validation_data")
     if ours.calls != ref.calls:
         raise Broken("every callback hook in model.fit's order, with the same steps and log keys "
                      "(a callback acting per batch was present, so no grouping)",
@@ -205,7 +104,8 @@ def _rule_epochs(c: Checker) -> str:
 
 
 def _rule_initial_epoch(c: Checker) -> str:
-    ours, ref = c.run("candidate-resume").ok("epochs=3, initial_epoch=1"), c.run("reference-resume")
+    ref = c.run("reference-resume").ok("epochs=3, initial_epoch=1")
+    ours = c.run("candidate-resume").ok("epochs=3, initial_epoch=1")
     fix = ("Start at `initial_epoch` (Hyperband and BackupAndRestore set it): "
            "`for epoch in range(initial_epoch, epochs)`, passing it on to model.fit if you delegate.")
     if list(getattr(ours.history, "epoch", [])) != [1, 2]:
@@ -216,7 +116,7 @@ def _rule_initial_epoch(c: Checker) -> str:
                      "grouping was allowed)", _calls_diff(ref.calls, ours.calls), fix)
     if c.tolerance is None:
         return "epochs [1, 2]; epoch-level hooks as model.fit"
-    diff = max_weight_difference(ours.model, ref.ok("memory").model)
+    diff = max_weight_difference(ours.model, ref.model)
     if not diff <= c.tolerance:
         raise Broken(f"epochs [1, 2] to end with the weights 'memory' ends with there, to within {c.tolerance:g} "
                      "(two epochs trained, as from epoch 0)", f"a largest difference of {diff:.3g}", fix)
@@ -231,7 +131,12 @@ def _rule_validation_data(c: Checker) -> str:
            "or pass validation_data on to model.fit.")
     if "val_loss" not in history or len(history["val_loss"]) != 2:
         raise Broken("'val_loss' in the History once per epoch", sorted(history), fix)
-    evaluated = ours.model.evaluate(c.x_val, c.y_val, batch_size=32, verbose=0, return_dict=True)
+    validation = c.source("validation")
+    data = validation.arrays() if validation.in_memory else (validation.passthrough(),)
+    if data[0] is None:
+        return f"val_loss {history['val_loss'][-1]:.4f} every epoch (a stream of its own: not evaluated again)"
+    evaluated = ours.model.evaluate(*data, batch_size=32 if validation.in_memory else None, verbose=0,
+                                    return_dict=True)
     if not np.isclose(history["val_loss"][-1], evaluated["loss"], rtol=1e-4, atol=1e-6):
         raise Broken(f"the last val_loss to be the trained model's loss on validation_data, "
                      f"{evaluated['loss']:.6f}", f"{history['val_loss'][-1]:.6f}", fix)
@@ -269,10 +174,37 @@ def _rule_stop_training(c: Checker) -> str:
     return "the fit ended after batch 1 of epoch 0, after 2 optimizer steps"
 
 
+def _rule_backup_and_restore(c: Checker) -> str:
+    ref = c.run("reference-backup").ok("BackupAndRestore, resumed after an interruption")
+    ours = c.run("candidate-backup")
+    fix = ("Let callbacks raise through fit (catch nothing), pass plan.callbacks on to model.fit, and start at "
+           "plan.initial_epoch; kfitx.fit_loop reads where BackupAndRestore resumes.")
+    if not ours.interrupted:
+        raise Broken("a callback's exception in on_epoch_end(1) to end fit() (the kit's stand-in for a process "
+                     "killed mid-fit)", "no exception" if ours.first_error is None
+                     else describe_error(ours.first_error, c.files), fix)
+    ours.ok("the same fit again, with the backup")
+    epochs = list(getattr(ours.history, "epoch", []))
+    want = list(ref.history.epoch)
+    if epochs != want or ours.calls != ref.calls:
+        raise Broken(f"the fit started again with the same BackupAndRestore to resume at epoch {want[0]} and train "
+                     f"epochs {want}, as model.fit does", f"History.epoch {epochs}; "
+                     + _calls_diff(ref.calls, ours.calls), fix)
+    if c.tolerance is None:
+        return f"resumed at epoch {want[0]} from the backup"
+    diff = max_weight_difference(ours.model, ref.model)
+    if not diff <= c.tolerance:
+        raise Broken(f"the resumed fit to end with the weights 'memory' ends with, to within {c.tolerance:g} "
+                     "(the backup's weights, then the remaining epoch)", f"a largest difference of {diff:.3g}",
+                     "Restore nothing yourself: BackupAndRestore loads the weights in on_train_begin. " + fix)
+    return f"resumed at epoch {want[0]} from the backup; weights as memory's to {diff:.2g}"
+
+
 def _rule_same_weights(c: Checker) -> str:
     if c.tolerance is None:
         raise Skip("the strategy makes no claim to train like 'memory' (tolerance=None)")
-    ours, ref = c.run("candidate-full").ok("2 epochs, shuffle=False"), c.run("reference-full").ok("memory")
+    ref = c.run("reference-full").ok("2 epochs, shuffle=False")
+    ours = c.run("candidate-full").ok("2 epochs, shuffle=False")
     diff = max_weight_difference(ours.model, ref.model)
     if not diff <= c.tolerance:
         raise Broken(f"the weights 'memory' ends with (same data, seed, shuffle=False, no augmentation) "
@@ -284,7 +216,7 @@ def _rule_same_weights(c: Checker) -> str:
 
 
 def _rule_no_leftovers(c: Checker) -> str:
-    for key in ("candidate-full", "candidate-resume", "early", "stop"):
+    for key in ("candidate-full", "candidate-resume", "candidate-backup", "early", "stop"):
         c.run(key)
     deadline = time.monotonic() + 2.0  # a worker told to stop may take a moment to go
     while True:
@@ -300,54 +232,12 @@ def _rule_no_leftovers(c: Checker) -> str:
     return "no thread or process left behind"
 
 
-def _rule_tuner_trial(c: Checker) -> str:
-    import keras_tuner
-
-    import kfitx.registry
-    from kfitx.hookspecs import hookimpl
-    from kfitx.tuner import StrategyHyperModel
-
-    class _Provides:
-        @hookimpl
-        def kfitx_strategies(self) -> list[type[Strategy]]:
-            return [c.cls]
-
-    registry = kfitx.registry.Registry(autoload=False, builtins=False)
-    registry.register(_Provides(), name="kfitx-check")
-    old = kfitx.registry.reset_registry(registry)
-    out = io.StringIO()
-    try:
-        with tempfile.TemporaryDirectory(prefix="kfitx-check-") as directory, contextlib.redirect_stdout(out), \
-                warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # keras-tuner's own, not the strategy's
-            hypermodel = StrategyHyperModel(lambda hp: c.build_model(0), strategies=[c.name],
-                                            strategy_options={c.name: c.options} if c.options else None)
-            tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy", max_trials=1, seed=0,
-                                             directory=directory, project_name="trial", overwrite=True,
-                                             max_consecutive_failed_trials=1)
-            tuner.search(c.make_source(c.x, c.y), epochs=1, batch_size=32,
-                         validation_data=(c.x_val, c.y_val), verbose=0)
-            trials = list(tuner.oracle.trials.values())
-    except Exception as err:
-        raise Broken("one keras-tuner RandomSearch trial (StrategyHyperModel, 1 epoch) to complete",
-                     f"{type(err).__name__}: {str(err).strip()[-1500:]}",
-                     "Accept every fit argument keras-tuner passes (callbacks with its TunerCallback, "
-                     "validation_data, epochs, verbose) and return the History.") from None
-    finally:
-        kfitx.registry.reset_registry(old)
-    done = [t for t in trials if t.status == "COMPLETED" and t.score is not None and math.isfinite(t.score)]
-    if not done or done[0].hyperparameters.get("strategy") != c.name:
-        raise Broken("a COMPLETED trial with a finite val_accuracy", [(t.status, t.score) for t in trials],
-                     "Report val_accuracy in the History returned (validation_data must be honoured).")
-    return f"trial COMPLETED with val_accuracy {done[0].score:.3f}"
-
-
 #: The rules, in the order they run: name -> (what it checks, function).
 RULES: dict[str, tuple[str, Callable[[Checker], str]]] = {
     "registration": ("name, description, defaults; its plugin's hook passes pluggy's validation and returns "
-                     "the class", _rule_registration),
+                     "the class", rule_registration),
     "options": ("constructs with its defaults; unknown options raise OptionError; hyperparameters(hp) "
-                "returns its own options; it supports the kit's data", _rule_options),
+                "returns its own options; it supports the kit's data", rule_options),
     "history": ("returns the model's keras.callbacks.History (model.history) with model.fit's keys, one finite "
                 "value per epoch", _rule_history),
     "callback-order": ("fires every callback hook in model.fit's order, with its steps and log keys",
@@ -359,16 +249,20 @@ RULES: dict[str, tuple[str, Callable[[Checker], str]]] = {
     "early-stopping": ("EarlyStopping stops it when model.fit would stop", _rule_early_stopping),
     "stop-training": ("model.stop_training set in a batch ends the fit there (with a tolerance stated: after "
                       "that batch's optimizer step)", _rule_stop_training),
+    "backup-restore": ("a fit interrupted after epoch 1 and started again with the same BackupAndRestore "
+                           "resumes at epoch 2, as model.fit does", _rule_backup_and_restore),
     "same-weights": ("same data, seed, shuffle=False: the weights of 'memory', to the stated tolerance",
                      _rule_same_weights),
     "no-leftovers": ("no thread or process left behind", _rule_no_leftovers),
-    "tuner-trial": ("a keras-tuner RandomSearch trial through StrategyHyperModel completes", _rule_tuner_trial),
+    "tuner-trial": ("a keras-tuner RandomSearch trial through StrategyHyperModel completes", rule_tuner_trial),
 }
 
 
 def _failure(strategy: str, rule: str, broken: Broken) -> ConformanceError:
+    # one "Received:" per sentence: an error message quoted as what was received keeps its words, not its label
+    received = str(broken.received).replace("Received: ", "received ")
     text = message(f"Strategy '{strategy}' breaks rule '{rule}': expected {broken.expected}",
-                   broken.received, "How to fix: " + broken.fix)
+                   received, "How to fix: " + broken.fix)
     return ConformanceError(text)
 
 
@@ -382,7 +276,7 @@ def check_one(checker: Checker, rule: str) -> RuleResult:
         error = _failure(checker.name, rule, broken)
         detail, status = str(error), "failed"
     except Exception as err:  # the strategy raised where the rule did not expect it
-        error = _failure(checker.name, rule, Broken("no exception", f"{type(err).__name__}: {err}",
-                                                    "See the traceback of the rule's run."))
+        error = _failure(checker.name, rule, Broken("no exception", describe_error(err, checker.files),
+                                                    "Fix the line it names; then run the rule again."))
         detail, status = str(error), "failed"
     return RuleResult(rule, status, detail, time.perf_counter() - start, error)

@@ -8,6 +8,9 @@ users run it. :class:`Broken` and :class:`Skip` are how a rule says what it foun
 
 from __future__ import annotations
 
+import functools
+import sys
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from typing import Any
 import keras
 
 from kfitx.data import Source, arrays
+from kfitx.errors import StrategyFitError, describe_error
 from kfitx.strategy import Strategy
 from kfitx.testing.spy import HOOKS, Spy, tiny_data, tiny_model
 
@@ -42,6 +46,8 @@ class _Run:
     history: Any = None
     error: BaseException | None = None
     spy: Spy | None = None
+    interrupted: bool = False
+    first_error: BaseException | None = None
 
     @property
     def calls(self) -> list[tuple[Any, ...]]:
@@ -49,11 +55,24 @@ class _Run:
         assert self.spy is not None
         return self.spy.calls
 
+    reference: bool = False
+    files: tuple[str, ...] = ()
+
     def ok(self, what: str) -> _Run:
-        if self.error is not None:
-            raise Broken(f"fit() to run ({what})", f"{type(self.error).__name__}: {self.error}",
-                         "Fix the error above; the other rules' results may depend on it.")
-        return self
+        if self.error is None:
+            return self
+        error = self.error
+        if isinstance(error, StrategyFitError) and error.__cause__ is not None:
+            error = error.__cause__  # kfitx.fit names the plugin; the kit shows what the plugin raised
+        received = describe_error(error, self.files)
+        if self.reference:
+            raise Broken(f"the reference run (the same fit through 'memory', which is model.fit: {what}) to train "
+                         "on the kit's data and model", received,
+                         "The kit's setup failed, not the strategy: make_source must give data model.fit trains "
+                         "on, and build_model a model compiled for it (the same make_source serves the training "
+                         "data, the validation data and the reference run).")
+        raise Broken(f"fit() to run ({what})", received,
+                     "Fix that error first; the other rules' results may depend on it.")
 
 
 class _StopAtBatch(keras.callbacks.Callback):
@@ -64,6 +83,20 @@ class _StopAtBatch(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         if batch == self.batch:
             self.model.stop_training = True
+
+
+class _Interrupted(Exception):
+    """What :class:`_Interrupt` raises: the kit's stand-in for a process killed mid-fit."""
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if epoch == self.epoch:
+            raise _Interrupted(f"the kit interrupts the fit after epoch {epoch}")
 
 
 class Checker:
@@ -80,7 +113,11 @@ class Checker:
         self.build_model = build_model or (lambda seed: tiny_model(seed))
         x, y = tiny_data(250)
         self.x, self.y, self.x_val, self.y_val = x[:200], y[:200], x[200:], y[200:]
+        module = sys.modules.get(getattr(strategy, "__module__", ""))
+        #: Source files of the strategy's code: the frames a failure shows.
+        self.files = tuple(f for f in (getattr(module, "__file__", None),) if f)
         self._runs: dict[str, _Run] = {}
+        self._sources: dict[str, Source] = {}
         self.threads_before = set(threading.enumerate())
         self.children_before = self._children()
 
@@ -97,13 +134,22 @@ class Checker:
 
         return {p.pid for p in psutil.Process().children(recursive=True)}
 
-    def _fit(self, strategy: Strategy, source: Source, callbacks: list[Any], **fit_args: Any) -> _Run:
-        from kfitx.api import fit
+    def source(self, which: str = "train") -> Source:
+        """The kit's training (``"train"``) or validation (``"validation"``) data, through ``make_source``."""
+        if which not in self._sources:
+            x, y = (self.x, self.y) if which == "train" else (self.x_val, self.y_val)
+            self._sources[which] = self.make_source(x, y)
+        return self._sources[which]
 
-        run = _Run(self.build_model(0))
+    def _fit(self, strategy: Strategy, source: Source, callbacks: list[Any], *, model: Any = None,
+             reference: bool = False, **fit_args: Any) -> _Run:
+        from kfitx.api import fit, outcome_checks
+
+        run = _Run(self.build_model(0) if model is None else model, reference=reference, files=self.files)
         try:
-            run.history = fit(run.model, source, strategy=strategy, callbacks=callbacks, verbose=0, seed=0,
-                              batch_size=32, shuffle=False, **fit_args)
+            with outcome_checks(False):  # the rules say more than kfitx.fit's own checks of a plugin's fit
+                run.history = fit(run.model, source, strategy=strategy, callbacks=callbacks, verbose=0, seed=0,
+                                  batch_size=32, shuffle=False, **fit_args)
         except Exception as err:  # the rules report it
             run.error = err
         return run
@@ -114,26 +160,44 @@ class Checker:
             return self._runs[key]
         from kfitx.strategies.memory import MemoryStrategy
 
-        if key.startswith("reference"):
-            strategy: Strategy = MemoryStrategy(memory_budget=None)
-            source: Source = arrays(self.x, self.y)
-        else:
-            strategy, source = self.instance(), self.make_source(self.x, self.y)
+        reference = key.startswith("reference")
+        strategy: Strategy = MemoryStrategy(memory_budget=None) if reference else self.instance()
+        source, fit = self.source("train"), functools.partial(self._fit, reference=reference)
+        epoch_hooks = [h for h in HOOKS if h not in BATCH_HOOKS]
         if key.endswith("full"):
             spy = Spy()
-            run = self._fit(strategy, source, [spy], epochs=2, validation_data=(self.x_val, self.y_val))
+            run = fit(strategy, source, [spy], epochs=2, validation_data=self.source("validation"))
         elif key.endswith("resume"):
-            spy = Spy([h for h in HOOKS if h not in BATCH_HOOKS])
-            run = self._fit(strategy, source, [spy], epochs=3, initial_epoch=1)
+            spy = Spy(epoch_hooks)
+            run = fit(strategy, source, [spy], epochs=3, initial_epoch=1)
+        elif key.endswith("backup"):
+            spy = Spy(epoch_hooks)
+            run = self._backup_run(strategy, source, spy, reference)
         elif key == "early":
             spy = Spy(["on_epoch_end", "on_train_end"])
             stop = keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=1)
-            run = self._fit(strategy, source, [stop, spy], epochs=10)
+            run = fit(strategy, source, [stop, spy], epochs=10)
         elif key == "stop":
             spy = Spy(["on_epoch_begin", "on_train_batch_begin", "on_train_batch_end", "on_train_end"])
-            run = self._fit(strategy, source, [_StopAtBatch(1), spy], epochs=3)
+            run = fit(strategy, source, [_StopAtBatch(1), spy], epochs=3)
         else:  # pragma: no cover - a typo in this module
             raise KeyError(key)
         run.spy = spy
         self._runs[key] = run
+        return run
+
+    def _backup_run(self, strategy: Strategy, source: Source, spy: Spy, reference: bool) -> _Run:
+        """``BackupAndRestore``: a fit of 3 epochs interrupted after epoch 1, then the same fit again on a fresh
+        model, which resumes at epoch 2 from the backup. The run is the second fit; ``interrupted`` says
+        whether the first ended with the callback's exception."""
+        with tempfile.TemporaryDirectory(prefix="kfitx-check-backup-") as directory:
+            first = self._fit(strategy, source, [keras.callbacks.BackupAndRestore(directory), _Interrupt(1)],
+                              epochs=3, reference=reference)
+            error = first.error
+            interrupted = any(isinstance(e, _Interrupted) for e in (error, getattr(error, "__cause__", None)))
+            again = strategy if reference else self.instance()
+            run = self._fit(again, source, [keras.callbacks.BackupAndRestore(directory), spy], epochs=3,
+                            reference=reference)
+        run.interrupted = interrupted
+        run.first_error = error
         return run
