@@ -1,7 +1,9 @@
 """The ``kfitx`` command.
 
 * ``kfitx list`` -- every installed strategy and the distribution providing it;
-* ``kfitx check NAME`` -- the conformance kit (:mod:`kfitx.testing`) on an installed strategy;
+* ``kfitx check NAME`` -- the conformance kit (:mod:`kfitx.testing`) on an installed strategy, with
+  ``--source`` / ``--model MODULE:FUNCTION`` and ``--option KEY=VALUE`` where it needs them;
+* ``kfitx plugin new NAME`` -- a strategy plugin package to start from (:mod:`kfitx.testing.scaffold`);
 * ``kfitx bench`` -- one model and data set through several strategies (:mod:`kfitx.bench`);
 * ``kfitx tune SCRIPT`` -- a keras-tuner search script as a chief plus worker processes (:mod:`kfitx.tune`);
 * ``kfitx report DIR`` -- a search directory's leaderboard and plot (:mod:`kfitx.report`).
@@ -46,6 +48,10 @@ def _names(text: str | None) -> list[str] | None:
 def _check(args: argparse.Namespace) -> int:
     from kfitx.registry import get_registry
     from kfitx.testing import check_strategy
+    from kfitx.testing.command import load_function, parse_options
+
+    given = {"make_source": args.source and load_function(args.source, "--source"),
+             "build_model": args.model and load_function(args.model, "--model")}
 
     info = get_registry().lookup(args.name)
     print(f"Checking strategy '{info.name}' ({info.cls.__module__}.{info.cls.__qualname__}, "
@@ -55,6 +61,7 @@ def _check(args: argparse.Namespace) -> int:
         info.cls, rules=_names(args.rules), skip=_names(args.skip) or (), tolerance=tolerance,
         plugin=get_registry().pm.get_plugin(info.plugin), raise_on_failure=False,
         on_result=lambda r: print(f"  {r.rule:<16} {r.status.upper():7} {r.seconds:5.1f} s", flush=True),
+        **{k: v for k, v in given.items() if v}, **parse_options(args.option or ()),
     )
     print()
     print(report)
@@ -62,6 +69,15 @@ def _check(args: argparse.Namespace) -> int:
         if result.error is not None:
             print(f"\n{result.error}")
     return 0 if report.ok else 1
+
+
+def _plugin(args: argparse.Namespace) -> int:
+    from kfitx.testing.scaffold import new_plugin
+
+    root = new_plugin(args.name, args.directory)
+    print(f"Wrote {root}/. Next: pip install -e {root} && kfitx check {args.name} && "
+          f"(cd {root} && python -m pytest)")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -146,6 +162,20 @@ def _parser() -> argparse.ArgumentParser:
                               "(default: its weight_tolerance attribute, else 1e-6)")
     weights.add_argument("--no-weights", action="store_true",
                          help="the strategy makes no claim to train like 'memory'")
+    check.add_argument("--source", metavar="MODULE:FUNCTION",
+                       help="(x, y) -> the data the strategy trains on (e.g. one-hot labels, files of its own): "
+                            "the training data, the validation data and the reference run's alike")
+    check.add_argument("--model", metavar="MODULE:FUNCTION",
+                       help="seed -> a compiled keras.Model for that data (8 features, 3 classes)")
+    check.add_argument("--option", action="append", metavar="KEY=VALUE",
+                       help="a strategy option to check it with (a Python literal, else text); repeatable")
+
+    plugin = sub.add_parser("plugin", help="write a strategy plugin package")
+    plugin_sub = plugin.add_subparsers(dest="plugin_command", required=True)
+    new = plugin_sub.add_parser("new", help="write ./kfitx-NAME/: a working strategy, its entry point, a test "
+                                            "running the conformance kit, a README")
+    new.add_argument("name", help="the strategy's name (e.g. mixup)")
+    new.add_argument("--directory", default=".", help="where to write kfitx-NAME/ (default: here)")
 
     bench = sub.add_parser("bench", help="train one model through several strategies and compare them")
     bench.add_argument("--strategies", default="plain,memory,loop",
@@ -226,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         quiet_start()  # TensorFlow's C++ start-up lines, unless TF_CPP_MIN_LOG_LEVEL is set
     try:
-        return {"list": _list, "check": _check, "bench": _bench, "tune": _tune, "report": _report}[args.command](args)
+        return {"list": _list, "check": _check, "plugin": _plugin, "bench": _bench, "tune": _tune,
+                "report": _report}[args.command](args)
     except KfitxError as err:
         print(f"kfitx: error: {err}", file=sys.stderr)
         return 2
