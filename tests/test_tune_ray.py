@@ -1,0 +1,249 @@
+"""kfitx tune --ray: options, room, each actor's resources and environment (no Ray started), and whole searches on
+a local multi-node Ray cluster (slow; skipped without Ray).
+
+Every Ray node of these tests is on 127.0.0.1 (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, as Ray does on macOS), and the
+keras-tuner chief listens on its node's address, 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from test_tune import Tune, records
+
+from kfitx.cli import main as cli_main
+from kfitx.errors import TuneError
+from kfitx.search.launch import ray_plan
+from kfitx.search.launch import workers as w
+from kfitx.search.launch.options import TuneOptions
+from kfitx.search.launch.processes import LOST, Process, describe_exit
+from kfitx.search.launch.ray_actor import Host
+
+SCRIPT = Path(__file__).with_name("tune_script.py")
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+# -- fast: the rules ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options, expected", [
+    (TuneOptions(script="s.py", ray="local", chief="10.0.0.5:8000"), "no --chief with --ray"),
+    (TuneOptions(script="s.py", ray="auto", name="other"), "no --name with --ray"),
+    (TuneOptions(script="s.py", ray="auto", bind="0.0.0.0"), "no --bind with --ray"),
+    (TuneOptions(script="s.py", ray="ray://head:10001"), "Run kfitx tune on a node of the cluster"),
+    (TuneOptions(script="s.py", ray=" "), "`auto` for the cluster"),
+    (TuneOptions(script="s.py", ray="auto", cpus_per_worker=0), "`--cpus-per-worker` above 0"),
+    (TuneOptions(script="s.py", ray="auto", gpus_per_worker=-1), "of 0 or more"),
+    (TuneOptions(script="s.py", cpus_per_worker=2), "Add --ray ADDRESS"),
+])
+def test_options_that_mean_nothing_with_or_without_ray_are_refused(options, expected):
+    with pytest.raises(TuneError, match="Received: ") as err:
+        ray_plan.check_options(options)
+    assert expected in str(err.value)
+
+
+def test_the_command_refuses_them_before_anything_starts(tmp_path, capsys):
+    script = tmp_path / "s.py"
+    script.write_text("")
+    assert cli_main(["tune", "--ray", "local", "--chief", "h:1", str(script)]) == 2
+    assert "no --chief with --ray" in capsys.readouterr().err
+    assert cli_main(["tune", "--cpus-per-worker", "2", str(script)]) == 2
+    assert "--cpus-per-worker" in capsys.readouterr().err
+    assert cli_main(["tune", "--gpus-per-worker", "0.5", str(script)]) == 2  # fractions: Ray's scheduler only
+    assert "whole number of GPUs" in capsys.readouterr().err
+
+
+def test_without_ray_installed_the_error_says_what_to_install(tmp_path, monkeypatch):
+    from kfitx.search.launch.ray_supervisor import RaySupervisor
+
+    script = tmp_path / "s.py"
+    script.write_text("")
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(TuneError, match=r"pip install 'kfitx\[ray\]'"):
+        RaySupervisor(TuneOptions(script=str(script), ray="local"))
+
+
+def test_workers_the_cluster_has_room_for_count_each_node_on_its_own():
+    nodes = [{"CPU": 0}, {"CPU": 3, "GPU": 2}, {"CPU": 3}]  # a head without CPUs, one GPU node
+    assert ray_plan.workers_for(nodes, cpus=1, gpus=0) == 6
+    assert ray_plan.workers_for(nodes, cpus=2, gpus=0) == 2  # not 6 // 2: one of 2 CPUs per node
+    assert ray_plan.workers_for(nodes, cpus=1, gpus=1) == 2  # only the GPU node, its 2 devices
+    assert ray_plan.workers_for(nodes, cpus=1, gpus=0.5) == 3  # a fraction shares a device; 3 CPUs there
+    assert ray_plan.workers_for(nodes, cpus=4, gpus=0) == 0
+    assert ray_plan.default_gpus(nodes) == 1 and ray_plan.default_gpus([{"CPU": 8}]) == 0
+
+
+def test_workers_hold_their_resources_and_the_chief_none_on_the_command_node():
+    worker = ray_plan.actor_options("worker-1-3", "kfitx-abc", cpus=2, gpus=0.5)
+    assert worker == {"num_cpus": 2, "num_gpus": 0.5, "max_restarts": 0, "name": "kfitx-abc-worker-1-3",
+                      "namespace": ray_plan.NAMESPACE}  # placed by Ray, anywhere with room; kfitx restarts it
+    chief = ray_plan.actor_options("chief-1", "kfitx-abc", node="n0de")
+    assert chief["num_cpus"] == 0 and chief["num_gpus"] == 0 and chief["node"] == "n0de"
+
+
+def test_each_worker_gets_its_node_environment_plus_keras_tuner_and_kfitx_variables():
+    command = {"PATH": "/driver/bin", "HOME": "/home/me", "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
+               "KFITX_TUNE_TIME_BUDGET": "60.0", "PYTHONPATH": "/src", "CUDA_VISIBLE_DEVICES": "0,1"}
+    overlay = ray_plan.worker_overlay(command, ("10.0.0.5", 8000), "worker-2", cpus=2, recycle_after=7,
+                                      start_timeout=30, search_id="kfitx-abc")
+    assert "PATH" not in overlay and "HOME" not in overlay and "CUDA_VISIBLE_DEVICES" not in overlay
+    assert overlay["KERAS_BACKEND"] == "jax" and overlay["PYTHONPATH"] == "/src"
+    assert overlay["KFITX_TUNE_TIME_BUDGET"] == "60.0"
+    assert overlay["KERASTUNER_TUNER_ID"] == "worker-2"
+    assert (overlay["KERASTUNER_ORACLE_IP"], overlay["KERASTUNER_ORACLE_PORT"]) == ("10.0.0.5", "8000")
+    assert overlay["TF_NUM_INTRAOP_THREADS"] == "2" and overlay[w.ENV_RECYCLE_AFTER] == "7"
+    assert overlay[w.ENV_SEARCH_ID] == "kfitx-abc" and overlay["KFITX_TUNE_START_TIMEOUT"] == "30"
+    node = {"PATH": "/node/bin", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    env = ray_plan.node_env(node, overlay, "/tmp/ctl", "node-7", gpu_ids=[3])
+    assert env["PATH"] == "/node/bin" and env["CUDA_VISIBLE_DEVICES"] == "3"  # the GPU Ray gave the actor
+    assert env[w.ENV_CONTROL] == "/tmp/ctl" and env[w.ENV_NODE] == "node-7" and env[w.ENV_ROLE] == "worker"
+    assert ray_plan.node_env(node, overlay, "/c", "n", gpu_ids=[])["CUDA_VISIBLE_DEVICES"] == ""  # none held
+    chief = ray_plan.node_env(node, ray_plan.chief_overlay(command, ("10.0.0.5", 8000), "kfitx-abc"), "/c", "n",
+                              gpu_ids=None)
+    assert chief["KERASTUNER_TUNER_ID"] == "chief" and chief["CUDA_VISIBLE_DEVICES"] == ""
+    assert chief["TF_NUM_INTRAOP_THREADS"] == "1" and chief[w.ENV_SEARCH_ID] == "kfitx-abc"
+
+
+def test_a_node_without_the_script_or_the_working_directory_says_the_files_must_be_shared(tmp_path):
+    host = Host("worker-0")
+    try:
+        with pytest.raises(TuneError, match="at the same path on every node") as err:
+            host.start([str(tmp_path / "missing.py")], {}, str(tmp_path))
+        assert "missing.py" in str(err.value) and "Received: " in str(err.value)
+        assert host.process is None
+    finally:
+        host.close(0)
+    assert not os.path.exists(host.control)
+    assert "lost with its Ray actor" in describe_exit(LOST)
+
+
+def test_a_process_started_to_die_with_its_parent_ends_when_the_parent_is_killed():
+    code = ("import sys, time; from kfitx.search.launch.processes import Process; "
+            "p = Process(['sleep', '60'], {}, None, die_with_parent=True); print(p.pid, flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        child = psutil.Process(int(parent.stdout.readline()))
+        assert child.is_running()
+        parent.kill()  # as Ray kills a lost actor's process
+        child.wait(timeout=10)
+    finally:
+        parent.kill()
+        parent.wait()
+    assert Process  # the class the actor runs its process with
+
+
+# -- slow: searches on a local Ray cluster of several nodes ---------------------------------------------------
+
+@contextlib.contextmanager
+def cluster(*cpus):
+    """A Ray cluster on 127.0.0.1: a head without CPUs (the command's node: the chief) and one node per entry."""
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    saved = {k: os.environ.get(k) for k in LOOPBACK}
+    os.environ.update(LOOPBACK)
+    made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        nodes = [made.add_node(num_cpus=n) for n in cpus]
+        made.wait_for_nodes()
+        yield made, nodes
+    finally:
+        made.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def kfitx_actors(address):
+    """kfitx's live actors on the cluster (by name, in its namespace)."""
+    code = ("import ray, json; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+            "print(json.dumps([a for a in ray.util.list_named_actors(all_namespaces=True) "
+            "if a['namespace'] == 'kfitx']))" % address)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **LOOPBACK})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def runners_in(cwd):
+    found = []
+    for p in psutil.process_iter(["cmdline", "cwd"]):
+        with contextlib.suppress(psutil.Error):
+            if "kfitx.search.launch.runner" in " ".join(p.info["cmdline"] or []) and p.info["cwd"] == str(cwd):
+                found.append(p.pid)
+    return found
+
+
+def ray_tune(cwd, address, *args):
+    os.environ.update(LOOPBACK)  # Tune passes this process's environment on
+    return Tune(cwd, "--ray", address, *args)
+
+
+def node_records(directory):
+    found = []
+    for path in Path(directory, "p").glob("trial_*/kfitx-trial.json"):
+        with contextlib.suppress(OSError, ValueError):
+            found.append(json.loads(path.read_text()))
+    return found
+
+
+@pytest.mark.slow
+def test_a_search_of_twelve_trials_runs_on_two_nodes_and_leaves_nothing_behind(tmp_path):
+    with cluster(1, 1) as (made, _):
+        with ray_tune(tmp_path, made.address, str(SCRIPT), "--trials", "12") as tune:
+            code = tune.wait(600)
+            output = tune.output()
+        assert code == 0, output
+        assert not kfitx_actors(made.address), output
+        assert not runners_in(tmp_path)
+    assert "2 worker actor(s) of 1 CPU(s), placed by Ray" in output  # as many as the nodes have room for
+    recs = records(tmp_path / "search")
+    assert sorted(recs) == sorted(f"{i:02d}" for i in range(12)), output
+    assert all(r["kt_status"] == "COMPLETED" for r in recs.values())
+    assert len({r["node"] for r in recs.values()}) == 2, recs  # trials ran on both nodes
+    with open(tmp_path / "search" / "p" / "oracle.json") as f:
+        assert sorted(json.load(f)["end_order"]) == sorted(recs)  # each trial ended once
+    assert sum(line.startswith("trial ") for line in output.splitlines()) == 12
+    assert output.count("AFTER SEARCH") == 1 and "chief=True trials=12" in output
+    proc = subprocess.run([sys.executable, "-m", "kfitx.cli", "report", "search"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "12/12 trial(s) finished" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_a_node_lost_mid_trial_its_worker_goes_on_elsewhere_and_every_trial_is_recorded_once(tmp_path):
+    with cluster(1, 1, 1) as (made, nodes):
+        with ray_tune(tmp_path, made.address, "--workers", "2", str(SCRIPT), "--trials", "5", "--epochs", "4",
+                      "--sleep", "0.6", "--kfitx") as tune:
+            deadline = time.monotonic() + 300
+            running = []
+            while not running and time.monotonic() < deadline:
+                running = [r for r in node_records(tmp_path / "search") if r.get("status") == "RUNNING"]
+                time.sleep(0.1)
+            assert running, tune.output()
+            lost = running[0]
+            time.sleep(0.5)
+            made.remove_node(next(n for n in nodes if n.node_id == lost["node"]))
+            code = tune.wait(600)
+            output = tune.output()
+        assert code == 0, output
+        assert not kfitx_actors(made.address), output
+        assert not runners_in(tmp_path)
+    recs = records(tmp_path / "search")
+    assert sorted(recs) == ["0", "1", "2", "3", "4"], output
+    assert all(r["kt_status"] == "COMPLETED" for r in recs.values()), recs
+    again = recs[lost["trial_id"]]
+    assert again["worker"] == lost["worker"] and again["node"] != lost["node"]  # the same id, on another node
+    assert [d["cause"] for d in again["deaths"]] == [describe_exit(LOST)]
+    with open(tmp_path / "search" / "p" / "oracle.json") as f:
+        assert sorted(json.load(f)["end_order"]) == sorted(recs)  # each trial ended once
+    assert f"{lost['worker']} was lost with its Ray actor" in output and "1 replaced after dying" in output
