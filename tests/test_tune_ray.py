@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -165,9 +166,9 @@ def cluster(*cpus):
 
 def kfitx_actors(address):
     """kfitx's live actors on the cluster (by name, in its namespace)."""
-    code = ("import ray, json; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+    code = (f"import ray, json; ray.init(address={address!r}, logging_level='ERROR', log_to_driver=False); "
             "print(json.dumps([a for a in ray.util.list_named_actors(all_namespaces=True) "
-            "if a['namespace'] == 'kfitx']))" % address)
+            "if a['namespace'] == 'kfitx']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, **LOOPBACK})
     assert proc.returncode == 0, proc.stderr
@@ -199,13 +200,14 @@ def node_records(directory):
 @pytest.mark.slow
 def test_a_search_of_twelve_trials_runs_on_two_nodes_and_leaves_nothing_behind(tmp_path):
     with cluster(1, 1) as (made, _):
-        with ray_tune(tmp_path, made.address, str(SCRIPT), "--trials", "12") as tune:
+        with ray_tune(tmp_path, made.address, "--trials-per-worker", "4", str(SCRIPT), "--trials", "12") as tune:
             code = tune.wait(600)
             output = tune.output()
         assert code == 0, output
         assert not kfitx_actors(made.address), output
         assert not runners_in(tmp_path)
     assert "2 worker actor(s) of 1 CPU(s), placed by Ray" in output  # as many as the nodes have room for
+    assert " 0 recycled" not in output  # a fresh process after 4 trials, in the same actor
     recs = records(tmp_path / "search")
     assert sorted(recs) == sorted(f"{i:02d}" for i in range(12)), output
     assert all(r["kt_status"] == "COMPLETED" for r in recs.values())
@@ -247,3 +249,69 @@ def test_a_node_lost_mid_trial_its_worker_goes_on_elsewhere_and_every_trial_is_r
     with open(tmp_path / "search" / "p" / "oracle.json") as f:
         assert sorted(json.load(f)["end_order"]) == sorted(recs)  # each trial ended once
     assert f"{lost['worker']} was lost with its Ray actor" in output and "1 replaced after dying" in output
+
+
+@pytest.mark.slow
+def test_a_chief_killed_mid_search_is_restarted_on_its_node_and_every_trial_is_recorded_once(tmp_path):
+    with cluster(1, 1) as (made, _):
+        with ray_tune(tmp_path, made.address, str(SCRIPT), "--trials", "5", "--epochs", "3", "--sleep", "0.4",
+                      "--kfitx") as tune:
+            deadline = time.monotonic() + 300
+            while not any(r.get("status") == "RUNNING" for r in node_records(tmp_path / "search")):
+                assert time.monotonic() < deadline, tune.output()
+                time.sleep(0.1)
+            time.sleep(0.5)
+            chiefs = [p for p in map(psutil.Process, runners_in(tmp_path))
+                      if p.environ().get("KFITX_TUNE_ROLE") == "chief"]
+            assert len(chiefs) == 1
+            chiefs[0].kill()
+            code = tune.wait(600)
+            output = tune.output()
+        assert code == 0, output
+        assert not kfitx_actors(made.address) and not runners_in(tmp_path)
+    assert "the keras-tuner chief killed by SIGKILL" in output and "the chief was restarted 1 time(s)" in output
+    recs = records(tmp_path / "search")
+    assert sorted(recs) == ["0", "1", "2", "3", "4"] and all(r["kt_status"] == "COMPLETED" for r in recs.values())
+    with open(tmp_path / "search" / "p" / "oracle.json") as f:
+        assert sorted(json.load(f)["end_order"]) == sorted(recs)
+    assert output.count("AFTER SEARCH") == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_actor_and_the_ray_it_started(tmp_path):
+    with ray_tune(tmp_path, "local", "--workers", "2", str(SCRIPT), "--trials", "4", "--epochs", "3",
+                  "--sleep", "0.5", "--kfitx") as tune:
+        deadline = time.monotonic() + 300
+        while not any(r.get("status") == "RUNNING" for r in node_records(tmp_path / "search")):
+            assert time.monotonic() < deadline, tune.output()
+            time.sleep(0.1)
+        started = list(tune.descendants().values())  # Ray's own processes too: --ray local started them
+        assert runners_in(tmp_path)
+        tune.proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        code = tune.wait(60)
+        stopped_in = time.monotonic() - t0
+        output = tune.output()
+    assert code == 130, output
+    assert stopped_in < 30, output
+    assert not runners_in(tmp_path)
+    alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [p.cmdline() for p in alive]
+    assert "every process it started has ended" in output
+
+
+@pytest.mark.slow
+def test_a_worker_that_does_not_share_the_chiefs_search_directory_stops_the_search_saying_so(tmp_path):
+    script = tmp_path / "apart.py"  # the workers' tuner writes elsewhere: as a node without the shared file system
+    script.write_text(f"""import os, runpy, sys
+apart = os.environ.get("KFITX_TUNE_ROLE") == "worker"
+sys.argv = [sys.argv[0], "--trials", "2", "--directory", "elsewhere" if apart else "search"]
+runpy.run_path({str(SCRIPT)!r}, run_name="__main__")
+""")
+    with ray_tune(tmp_path, "local", "--workers", "1", str(script)) as tune:
+        code = tune.wait(300)
+        output = tune.output()
+    assert code == 2, output
+    assert "A configuration error ended the search in worker-0" in output
+    assert "is not the chief's" in output and "a file system every node of the Ray cluster mounts" in output
+    assert not runners_in(tmp_path)
