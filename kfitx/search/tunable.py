@@ -29,7 +29,7 @@ from typing import Any
 
 from kfitx.errors import KfitxError, OptionError, message
 
-__all__ = ["Tunable", "declare", "trial_values"]
+__all__ = ["Tunable", "check_collisions", "declare", "trial_values"]
 
 
 class Tunable:
@@ -134,5 +134,52 @@ def declare(hp: Any, names: Sequence[str], strategy_options: Mapping[str, Mappin
                     f"{shown} (trial hyperparameters: {trial_values(hp)}), refused with: {err}",
                     "Make the function return a value the option takes, for every value it can be given."
                 )) from err
+            if tunables:
+                check_collisions(name, given, strategy, type(hp))
             options.update(strategy.hyperparameters(hp))
     return chosen, options
+
+
+def _declared(fn: Callable[[Any], Any], new_hp: Callable[[], Any]) -> set[str]:
+    """The hyperparameter names ``fn(hp)`` declares on a fresh ``hp``."""
+    hp = new_hp()
+    fn(hp)
+    return {h.name for h in getattr(hp, "space", [])}
+
+
+def check_collisions(name: str, options: Mapping[str, Any], strategy: Any, new_hp: Callable[[], Any]) -> None:
+    """Refuses a :class:`Tunable` that collides with the strategy's own hyperparameters.
+
+    A strategy's :meth:`~kfitx.Strategy.hyperparameters` may tune an option itself; a Tunable for
+    the same option, or declaring a hyperparameter of the same name, would silently share or
+    override it (keras-tuner returns the first declaration of a name).
+
+    Args:
+        name: The strategy's name.
+        options: Its options as given, Tunables included.
+        strategy: The strategy, made with its fixed options.
+        new_hp: Makes an empty ``keras_tuner.HyperParameters``.
+
+    Raises:
+        OptionError: naming the option or hyperparameter both declare.
+    """
+    tunables = {k: v for k, v in options.items() if isinstance(v, Tunable)}
+    if not tunables:
+        return
+    hp = new_hp()
+    own = set(strategy.hyperparameters(hp) or {})
+    own_names = {h.name for h in getattr(hp, "space", [])}
+    clashes = sorted(set(tunables) & own)
+    for key, tunable in sorted(tunables.items()):
+        try:
+            shared = sorted(_declared(tunable.fn, new_hp) & own_names)
+        except Exception:  # a Tunable that raises is reported, with the trial's values, where it is resolved
+            continue
+        clashes += [f"{key} (hyperparameter {h!r})" for h in shared if key not in clashes]
+    if clashes:
+        raise OptionError(message(
+            f"a Tunable in strategy_options['{name}'] for an option strategy '{name}' does not tune itself",
+            f"Tunables for {', '.join(clashes)}, which '{name}'.hyperparameters(hp) declares too "
+            f"(its own: {', '.join(sorted(own_names)) or 'none'})",
+            "Drop the Tunable to search the strategy's own range, or give the option a fixed value; "
+            "a Tunable may declare only names the strategy does not."))

@@ -61,17 +61,18 @@ import keras_tuner
 from kfitx import _keras
 from kfitx.api import fit as kfitx_fit
 from kfitx.data import coerce
-from kfitx.errors import KfitxError, OptionError, message
+from kfitx.errors import KfitxError, OptionError, StrategyFitError, message
 from kfitx.plan.checks import closest
 from kfitx.registry import get_registry
-from kfitx.search import budget, trial_record
+from kfitx.runtime import resolve
+from kfitx.search import budget, candidates, trial_record
 from kfitx.search.launch import is_chief, launch
 from kfitx.search.measure import PEAK_RSS_MIB, SAMPLES_PER_S
 from kfitx.search.pruning import MedianPruning, as_pruning
 from kfitx.search.pruning import callback as _pruner
 from kfitx.search.resume import Resume as _Resume
 from kfitx.search.resume import build_for_backup
-from kfitx.search.tunable import Tunable, declare
+from kfitx.search.tunable import Tunable, check_collisions, declare
 
 __all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "MedianPruning", "StrategyHyperModel", "Tunable", "fit", "is_chief",
            "launch"]
@@ -146,6 +147,7 @@ def fit(
     resume: bool = True,
     pruning: str | MedianPruning | None = None,
     time_budget: str | float | None = None,
+    unsupported: str = "error",
     **kwargs: Any,
 ) -> Any:
     """Trains one keras-tuner trial through kfitx; call it from ``HyperModel.fit``.
@@ -173,6 +175,10 @@ def fit(
             run's first trial; it is kept in the search directory, so a later run with a larger
             budget continues the search (``overwrite=False``), and one whose budget is spent is an
             ``OptionError``. Under ``kfitx tune`` the chief keeps the clock. Not with Hyperband.
+        unsupported: What to do, before the trial trains, with candidate strategies that cannot
+            serve the search's data (``Strategy.supports``, ``Strategy.backends``): ``"error"``
+            (one ``UnsupportedDataError`` listing them, which ends the search) or ``"skip"``
+            (a warning; a trial that draws one ends at once as INVALID, without training).
         **kwargs: What ``tuner.search`` passed on: ``epochs``, ``callbacks`` (keras-tuner's
             own among them), ``validation_data``, ...
 
@@ -193,10 +199,13 @@ def fit(
         _check_option_keys(strategy_options, names)
         rule = as_pruning(pruning)
         budget_s = None if time_budget is None else budget.parse_duration(time_budget)
+        source = coerce(x, y)
+        reasons = candidates.unserved(names, source, strategy_options or {}, lambda n: get_registry().lookup(n).cls,
+                                      resolve().backend)  # every candidate, before anything trains
+        candidates.served(names, reasons, candidates.check_unsupported(unsupported), source.describe())
         chosen, options = declare(hp, names, strategy_options or {}, get_registry().get)
         if tune_batch_size:
             kwargs["batch_size"] = hp.Choice("batch_size", list(tune_batch_size))
-        source = coerce(x, y)
         callbacks = kwargs.get("callbacks")
         callbacks = list(getattr(callbacks, "callbacks", callbacks) or [])  # a list or a CallbackList
         started = time.time()
@@ -215,14 +224,21 @@ def fit(
         if extra:
             kwargs["callbacks"] = [*callbacks, *extra]
         # kfitx's kfitx_fit wrapper measures the trial (samples/s, peak RSS) into the History
-        history = kfitx_fit(model, source, strategy=chosen, **options, **kwargs)
+        if chosen in reasons:  # unsupported="skip" left it out: this trial ends untrained, the search goes on
+            skipped = candidates.left_out(chosen, reasons)
+        else:
+            skipped = None
+            history = kfitx_fit(model, source, strategy=chosen, **options, **kwargs)
+    except StrategyFitError as err:  # a plugin's fit raised: a failed trial (as any training failure) naming it
+        _failed(err, kwargs.get("callbacks"), hp)
+        raise
     except KfitxError as err:
         raise _fatal(err) from err
     except Exception as err:  # a training failure stays a failed trial, now naming the trial
-        note = _trial_note(kwargs.get("callbacks"), hp)
-        err.add_note(note)  # in the traceback keras-tuner prints and keeps in trial.json
-        logging.getLogger("kfitx").error("%s failed: %s: %s", note.removeprefix("kfitx: "), type(err).__name__, err)
+        _failed(err, kwargs.get("callbacks"), hp)
         raise
+    if skipped is not None:
+        raise skipped
     if resumer is not None:
         resumer.merge(history, model)
         for key in (SAMPLES_PER_S, PEAK_RSS_MIB):  # one constant per epoch, the earlier epochs too
@@ -232,6 +248,13 @@ def fit(
         history.kfitx["pruned_epoch"] = pruner.pruned_epoch
     _record(callbacks, chosen, history, started, pruner)
     return history
+
+
+def _failed(err: BaseException, callbacks: Any, hp: Any) -> None:
+    """Names the trial on an exception that fails it (a note in the traceback keras-tuner keeps, and a log line)."""
+    note = _trial_note(callbacks, hp)
+    err.add_note(note)  # in the traceback keras-tuner prints and keeps in trial.json
+    logging.getLogger("kfitx").error("%s failed: %s: %s", note.removeprefix("kfitx: "), type(err).__name__, err)
 
 
 def _check_hp(hp: Any, model: Any) -> None:
@@ -294,6 +317,10 @@ class StrategyHyperModel(keras_tuner.HyperModel):
             (see :func:`fit`; RandomSearch, BayesianOptimization, GridSearch, not Hyperband).
         time_budget: ``None``, or the search's wall-time budget: ``"20m"``, ``"90s"``, ``"1h30m"``
             or seconds (see :func:`fit`; under ``kfitx tune``, ``--time-budget`` wins over it).
+        unsupported: ``"error"`` (default): before the first trial trains, a search whose data some
+            candidate strategy cannot serve ends with one error listing them; ``"skip"``: they are
+            left out with a warning (see :func:`fit`). A :class:`Tunable` for an option a strategy
+            tunes itself is an ``OptionError`` here.
         **kwargs: ``name`` and ``tunable``, as for ``keras_tuner.HyperModel``.
 
     Example:
@@ -313,12 +340,13 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         resume: bool = True,
         pruning: str | MedianPruning | None = None,
         time_budget: str | float | None = None,
+        unsupported: str = "error",
         **kwargs: Any,
     ) -> None:
         unknown = sorted(set(kwargs) - {"name", "tunable"})
         if unknown:
             accepted = ["strategies", "strategy_options", "tune_batch_size", "resume", "pruning", "time_budget",
-                        "name", "tunable"]
+                        "unsupported", "name", "tunable"]
             raise OptionError(message(
                 "StrategyHyperModel's keyword arguments to be among " + ", ".join(accepted),
                 ", ".join(f"{k}={kwargs[k]!r}" for k in unknown),
@@ -329,6 +357,14 @@ class StrategyHyperModel(keras_tuner.HyperModel):
                                       type(build_model).__name__))
         names = _candidates(strategies)  # a bad list or an unknown name fails here, not in trial 1
         _check_option_keys(strategy_options, names)
+        #: What a trial does with candidates that cannot serve the search's data: "error" or "skip".
+        self.unsupported = candidates.check_unsupported(unsupported)
+        for name, given in (strategy_options or {}).items():  # a Tunable colliding with a strategy's own tunable
+            try:
+                strategy = get_registry().get(name, **{k: v for k, v in given.items() if not isinstance(v, Tunable)})
+            except KfitxError:  # a refused fixed option: declare says so in trial 1, fatally
+                continue
+            check_collisions(name, given, strategy, keras_tuner.HyperParameters)
         self.pruning = as_pruning(pruning)
         #: The budget in seconds, or ``None`` (``kfitx tune``'s chief reads it too).
         self.time_budget = None if time_budget is None else budget.parse_duration(time_budget)
@@ -356,4 +392,4 @@ class StrategyHyperModel(keras_tuner.HyperModel):
     def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
         return fit(hp, model, *args, strategies=self.strategies, strategy_options=self.strategy_options,
                    tune_batch_size=self.tune_batch_size, resume=self.resume, pruning=self.pruning,
-                   time_budget=self.time_budget, **kwargs)
+                   time_budget=self.time_budget, unsupported=self.unsupported, **kwargs)

@@ -1,0 +1,92 @@
+"""Which candidate strategies of a search can serve its data: asked before a trial trains.
+
+Separation of concerns: :func:`kfitx.fit` refuses data its strategy cannot serve
+(``Strategy.supports``, ``Strategy.backends``), one fit at a time; in a search that would end the
+search at the first trial that draws such a strategy, after other trials trained. So the tuner
+bridge asks every candidate here first, with the search's data, in every trial before it trains:
+
+* ``unsupported="error"`` (the default): one :class:`kfitx.UnsupportedDataError` listing each
+  strategy that cannot serve the data and why (fatal to the search, before anything trains);
+* ``unsupported="skip"``: those strategies are left out, with one warning naming them. The
+  tuner's space still holds them (keras-tuner declares it before the search's data is known, and
+  its oracles keep a choice's values fixed), so a trial that draws one ends at once, before
+  building its pipeline or training, as an INVALID trial whose message says why
+  (:func:`left_out`); keras-tuner does not count those as failures.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from kfitx.errors import KfitxError, OptionError, UnsupportedDataError, message
+from kfitx.search.tunable import Tunable
+
+__all__ = ["UNSUPPORTED", "check_unsupported", "left_out", "served", "unserved"]
+
+#: What a search does with candidates that cannot serve its data.
+UNSUPPORTED = ("error", "skip")
+
+_warned: set[tuple[str, ...]] = set()
+
+
+def check_unsupported(value: Any) -> str:
+    """``value`` if it is one of :data:`UNSUPPORTED`, else an :class:`kfitx.OptionError`."""
+    if value not in UNSUPPORTED:
+        raise OptionError(message("`unsupported` to be 'error' (refuse the search) or 'skip' (leave out the "
+                                  "strategies that cannot serve the data, with a warning)", repr(value)))
+    return str(value)
+
+
+def unserved(names: Sequence[str], source: Any, strategy_options: Mapping[str, Mapping[str, Any]],
+             lookup: Callable[[str], type], backend: str) -> dict[str, str]:
+    """``{name: why}`` for each candidate that cannot serve ``source`` on ``backend``.
+
+    A candidate whose fixed options it refuses is left for the option checks to report.
+    """
+    reasons: dict[str, str] = {}
+    for name in names:
+        cls = lookup(name)
+        if backend not in cls.backends:
+            reasons[name] = f"it trains on {', '.join(cls.backends)}, not on KERAS_BACKEND={backend}"
+            continue
+        fixed = {k: v for k, v in strategy_options.get(name, {}).items() if not isinstance(v, Tunable)}
+        try:
+            reason = cls(**fixed).supports(source)
+        except KfitxError:
+            continue
+        if reason:
+            reasons[name] = str(reason).rstrip(".")
+    return reasons
+
+
+def served(names: Sequence[str], reasons: Mapping[str, str], unsupported: str, described: str) -> list[str]:
+    """The candidates to search among: all of them, or (``"skip"``) those that serve the data.
+
+    Raises:
+        UnsupportedDataError: some cannot serve it and ``unsupported="error"``, or none can.
+    """
+    if not reasons:
+        return list(names)
+    listed = "; ".join(f"'{name}' ({why})" for name, why in reasons.items())
+    left = [n for n in names if n not in reasons]
+    if unsupported == "error" or not left:
+        raise UnsupportedDataError(message(
+            "every strategy of the search to serve its data, checked before the first trial trains",
+            f"{described}, which {len(reasons)} of {len(names)} cannot serve: {listed}",
+            "Remove them from `strategies`, give them data they serve, or pass unsupported='skip' to leave them "
+            "out with a warning." if left else "Choose strategies that serve this data (`kfitx list`)."))
+    key = tuple(sorted(reasons))
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(f"kfitx: the search leaves out {len(reasons)} strategies that cannot serve its data "
+                      f"({described}): {listed}. It searches among {', '.join(left)}.", UserWarning, stacklevel=3)
+    return left
+
+
+def left_out(name: str, reasons: Mapping[str, str]) -> UnsupportedDataError:
+    """The error that ends a trial which drew a strategy ``unsupported="skip"`` left out (not fatal)."""
+    return UnsupportedDataError(message(
+        f"a strategy that serves the search's data (unsupported='skip' left '{name}' out)",
+        f"strategy={name!r}: {reasons[name]}", "This trial ends without training; the search goes on."))
