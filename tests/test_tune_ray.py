@@ -30,6 +30,7 @@ from kfitx.search.launch.ray_actor import Host
 
 SCRIPT = Path(__file__).with_name("tune_script.py")
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+os.environ.update(LOOPBACK)  # Ray reads it once, when imported: before any test imports Ray
 
 
 # -- fast: the rules ------------------------------------------------------------------------------------------
@@ -148,20 +149,14 @@ def cluster(*cpus):
     pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
-    saved = {k: os.environ.get(k) for k in LOOPBACK}
-    os.environ.update(LOOPBACK)
     made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     try:
+        assert made.address.startswith("127.0.0.1:"), made.address  # only this machine's loopback
         nodes = [made.add_node(num_cpus=n) for n in cpus]
         made.wait_for_nodes()
         yield made, nodes
     finally:
         made.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def kfitx_actors(address):
@@ -185,8 +180,7 @@ def runners_in(cwd):
 
 
 def ray_tune(cwd, address, *args):
-    os.environ.update(LOOPBACK)  # Tune passes this process's environment on
-    return Tune(cwd, "--ray", address, *args)
+    return Tune(cwd, "--ray", address, *args)  # with this process's environment: LOOPBACK
 
 
 def node_records(directory):
@@ -206,6 +200,7 @@ def test_a_search_of_twelve_trials_runs_on_two_nodes_and_leaves_nothing_behind(t
         assert code == 0, output
         assert not kfitx_actors(made.address), output
         assert not runners_in(tmp_path)
+    assert "keras-tuner chief on 127.0.0.1:" in output
     assert "2 worker actor(s) of 1 CPU(s), placed by Ray" in output  # as many as the nodes have room for
     assert " 0 recycled" not in output  # a fresh process after 4 trials, in the same actor
     recs = records(tmp_path / "search")
@@ -293,6 +288,7 @@ def test_ctrl_c_stops_every_actor_and_the_ray_it_started(tmp_path):
         stopped_in = time.monotonic() - t0
         output = tune.output()
     assert code == 130, output
+    assert "keras-tuner chief on 127.0.0.1:" in output
     assert stopped_in < 30, output
     assert not runners_in(tmp_path)
     alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
