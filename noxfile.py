@@ -5,6 +5,7 @@
     nox -s "tests(oldest)"                  # the oldest pair
     nox -s "tests(oldest)" -- tests/test_keras_boundary.py   # arguments after -- go to pytest
     nox -s nightly                          # the newest keras-nightly, with TensorFlow, JAX and torch
+    KFITX_KERAS_CHECKOUT=PATH nox -s nightly  # ... and Keras's trainer suite from a checkout of the same date
     nox -s keras_main -- PATH               # Keras's main branch (a git checkout at PATH) on the newest pair
 
 Each pair pins Keras, TensorFlow, JAX and keras-tuner; ``pyproject.toml`` and ``kfitx._keras.TESTED`` state the
@@ -54,7 +55,8 @@ def tests(session: nox.Session, pair: str) -> None:
 def nightly(session: nox.Session) -> None:
     """The newest ``keras-nightly`` (``nox -s nightly``; ``-- VERSION`` pins one): the boundary's pins and the
     version checks, the conformance kit for each built-in on TensorFlow, JAX and torch, the torch
-    DistributedDataParallel test, then Keras's trainer suite through each strategy on each backend."""
+    DistributedDataParallel test, then Keras's trainer suite through each strategy on each backend (the nightly
+    wheel has no tests: ``KFITX_KERAS_CHECKOUT=PATH`` names a Keras checkout to take them from)."""
     session.install("-e", ".[cpu,jax,test]", *(f"{name}=={version}" for name, version in NIGHTLY.items()))
     session.run("python", "-m", "pip", "uninstall", "--yes", "keras")  # keras-nightly installs the same package
     nightly_version = f"keras-nightly=={session.posargs[0]}" if session.posargs else "keras-nightly"
@@ -62,7 +64,15 @@ def nightly(session: nox.Session) -> None:
     # torch's CUDA wheel brings triton, which crashes a process that imported TensorFlow first (the boundary's
     # pins import both); training on the CPU does not use it.
     session.run("python", "-m", "pip", "uninstall", "--yes", "triton", success_codes=[0, 1])
-    _against_this_keras(session, backends=("tensorflow", "jax", "torch"))
+    # keras-nightly ships without Keras's tests; KFITX_KERAS_CHECKOUT (a checkout of Keras's main branch of the
+    # nightly's date) gives the trainer suite, copied into the installed package.
+    checkout = os.environ.get("KFITX_KERAS_CHECKOUT")
+    if checkout:
+        installed = session.run("python", "-c", "import keras, os; print(os.path.dirname(keras.__file__))",
+                                silent=True, env={"KERAS_BACKEND": "jax"}).strip().splitlines()[-1]
+        shutil.copy(os.path.join(checkout, "keras", "src", "trainers", "trainer_test.py"),
+                    os.path.join(installed, "src", "trainers", "trainer_test.py"))
+    _against_this_keras(session, backends=("tensorflow", "jax", "torch"), trainer_suite=bool(checkout))
     session.run("python", "-m", "pytest", "-m", "slow", "tests/test_distribute.py", "-k", "torch_ddp",
                 env={"KFITX_IGNORE_UNTESTED_VERSIONS": "1"})
 
@@ -83,7 +93,7 @@ def keras_main(session: nox.Session) -> None:
     _against_this_keras(session, backends=("tensorflow", "jax"))
 
 
-def _against_this_keras(session: nox.Session, backends: tuple[str, ...]) -> None:
+def _against_this_keras(session: nox.Session, backends: tuple[str, ...], trainer_suite: bool = True) -> None:
     """The checks a Keras outside the pairs gets: the boundary's pins and the version checks, the kit for each
     built-in on each backend, and Keras's trainer suite through each strategy on each backend (its outcome is
     printed, as plain fit's own count is the measure: ``success_codes`` lets the session go on)."""
@@ -92,6 +102,9 @@ def _against_this_keras(session: nox.Session, backends: tuple[str, ...]) -> None
     for backend in backends:
         for name in ("memory", "generator", "loop", "auto"):
             session.run("kfitx", "check", name, env={**quiet, "KERAS_BACKEND": backend})
+    if not trainer_suite:
+        session.log("Keras's trainer suite skipped: this Keras ships without its tests (set KFITX_KERAS_CHECKOUT)")
+        return
     for backend in backends:
         for strategy in ("", "memory", "generator", "loop"):  # "": plain fit's count
             session.run("python", "-m", "pytest", "-p", "keras_trainer_route", "--pyargs",
