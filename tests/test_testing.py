@@ -77,7 +77,7 @@ class TakesAnyOption(Delegating):
 @kfitx.hookimpl
 def kfitx_strategies():  # this module is the plugin of the strategies above
     return [Delegating, IgnoresCallbacks, IgnoresInitialEpoch, ReturnsDict, ReturnsACopy, HalfBatches,
-            LeavesAThread, TakesAnyOption]
+            LeavesAThread, TakesAnyOption, OneHot, RaisesInFit, SwallowsErrors]
 
 
 @pytest.mark.parametrize("name", ["loop", pytest.param("memory", marks=pytest.mark.slow),
@@ -190,3 +190,108 @@ class TestDeafFailsTheRightTest(StrategyConformance):
     def test_callback_order(self):
         with pytest.raises(ConformanceError, match="breaks rule 'callback-order'"):
             super().test_callback_order()
+
+
+# -- a strategy that needs data and a model of its own ----------------------------------------------
+
+
+class OneHot(kfitx.Strategy):
+    """model.fit on one-hot labels only (as a mixup would need): the kit's integer labels are refused."""
+
+    name = "onehot"
+    description = "model.fit on one-hot labels"
+    defaults = {"smoothing": 0.0}
+
+    def supports(self, source):
+        if not source.in_memory or getattr(source.y, "ndim", 0) != 2:
+            return "onehot trains on one-hot labels of shape (samples, classes); pass keras.utils.to_categorical(y)."
+        return None
+
+    def fit(self, model, plan):
+        x, y, *weights = plan.train.arrays()
+        eps = self.options["smoothing"]
+        validation = None if plan.validation is None else plan.validation.arrays()
+        with plan.grouped(model):
+            return model.fit(**plan.fit_kwargs((x, y * (1 - eps) + eps / y.shape[1], *weights), validation))
+
+
+class RaisesInFit(Delegating):
+    name = "raising"
+
+    def fit(self, model, plan):
+        logs = {}
+        return logs["accuracy"]
+
+
+def one_hot_source(x, y):
+    import keras
+
+    return kfitx.data.arrays(x, keras.utils.to_categorical(y, 3))
+
+
+def categorical_model(seed):
+    import keras
+
+    model = kfitx.testing.tiny_model(seed)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def test_a_strategy_needing_one_hot_labels_passes_with_make_source_and_build_model():
+    report = check_strategy(OneHot, make_source=one_hot_source, build_model=categorical_model, skip=["tuner-trial"])
+    assert report.ok and report.passed == [r for r in RULES if r != "tuner-trial"], str(report)
+
+
+def test_without_them_each_failure_is_one_plain_sentence():
+    report = check_strategy(OneHot, rules=["options", "history", "initial-epoch"], raise_on_failure=False)
+    assert report.failed == ["options", "history", "initial-epoch"]
+    for result in report.results:
+        text = str(result.error)
+        assert text.count("Received:") == 1 and ".." not in text and "\n" not in text, text
+    assert ("Received: the reason 'onehot trains on one-hot labels of shape (samples, classes); pass "
+            "keras.utils.to_categorical(y).'. How to fix: Pass make_source=") in str(report.results[0].error)
+    assert "received arrays" in str(report.results[1].error)  # kfitx.fit's refusal, quoted without its label
+
+
+def test_a_reference_run_that_cannot_train_on_make_sources_data_is_blamed_on_the_setup():
+    report = check_strategy(OneHot, make_source=one_hot_source, rules=["initial-epoch"], raise_on_failure=False)
+    text = str(report.results[0].error)
+    assert "expected the reference run (the same fit through 'memory', which is model.fit" in text
+    assert "The kit's setup failed, not the strategy" in text and "calls where model.fit makes" not in text
+
+
+def test_a_raising_strategy_is_named_with_its_line_in_every_rule_and_in_the_tuner_trial():
+    report = check_strategy(RaisesInFit, rules=["history", "tuner-trial"], raise_on_failure=False)
+    assert report.failed == ["history", "tuner-trial"]
+    for result in report.results:
+        text = str(result.error)
+        assert "Received: KeyError: 'accuracy' (raised at test_testing.py, line " in text, text
+        assert ", in fit)." in text and "^^^" not in text and text.count("Received:") == 1
+
+
+class SwallowsErrors(Delegating):
+    name = "swallows"
+
+    def fit(self, model, plan):
+        try:
+            return super().fit(model, plan)
+        except Exception:  # the mistake: a killed fit looks finished, and nothing resumes
+            return model.history
+
+
+def test_backup_restore_breaks_for_a_strategy_that_hides_an_interrupted_fit():
+    report = check_strategy(SwallowsErrors, rules=["backup-restore"], raise_on_failure=False)
+    assert report.failed == ["backup-restore"]
+    assert "expected a callback's exception in on_epoch_end(1) to end fit()" in str(report.results[0].error)
+    assert "Received: no exception." in str(report.results[0].error)
+    assert check_strategy(Delegating, rules=["backup-restore"]).passed == ["backup-restore"]
+
+
+class TestOneHotConforms(StrategyConformance):
+    """StrategyConformance takes make_source and build_model too."""
+
+    strategy = OneHot
+    make_source = staticmethod(one_hot_source)
+    build_model = staticmethod(categorical_model)
+    test_tuner_trial = test_early_stopping = test_stop_training = test_no_leftovers = test_epochs = None

@@ -9,21 +9,22 @@ bridge asks every candidate here first, with the search's data, in every trial b
   strategy that cannot serve the data and why (fatal to the search, before anything trains);
 * ``unsupported="skip"``: those strategies are left out, with one warning naming them. The
   tuner's space still holds them (keras-tuner declares it before the search's data is known, and
-  its oracles keep a choice's values fixed), so a trial that draws one ends at once, before
-  building its pipeline or training, as an INVALID trial whose message says why
-  (:func:`left_out`); keras-tuner does not count those as failures.
+  its oracles keep a choice's values fixed), so a trial that draws one trains one of the others
+  instead and is recorded under that one's name (:func:`substitute`): no trial is lost or failed,
+  and none trains or is recorded as a strategy that cannot serve the data.
 """
 
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kfitx.errors import KfitxError, OptionError, UnsupportedDataError, message
 from kfitx.search.tunable import Tunable
 
-__all__ = ["UNSUPPORTED", "check_unsupported", "left_out", "served", "unserved"]
+__all__ = ["UNSUPPORTED", "check_unsupported", "served", "substitute", "unserved"]
 
 #: What a search does with candidates that cannot serve its data.
 UNSUPPORTED = ("error", "skip")
@@ -85,8 +86,16 @@ def served(names: Sequence[str], reasons: Mapping[str, str], unsupported: str, d
     return left
 
 
-def left_out(name: str, reasons: Mapping[str, str]) -> UnsupportedDataError:
-    """The error that ends a trial which drew a strategy ``unsupported="skip"`` left out (not fatal)."""
-    return UnsupportedDataError(message(
-        f"a strategy that serves the search's data (unsupported='skip' left '{name}' out)",
-        f"strategy={name!r}: {reasons[name]}", "This trial ends without training; the search goes on."))
+def substitute(hp: Any, left: Sequence[str]) -> str | None:
+    """Under ``unsupported="skip"``, a trial that drew a left-out strategy trains one of ``left`` instead.
+
+    Sets the trial's ``strategy`` value (what keras-tuner records for it) to one of ``left``,
+    chosen from the trial's other values, so the trial trains what it is recorded as. Returns
+    the strategy it drew and gave up, or ``None`` when it drew one of ``left``.
+    """
+    drawn = hp.values.get("strategy")
+    if drawn is None or drawn in left:
+        return None
+    others = repr(sorted((k, repr(v)) for k, v in hp.values.items() if k != "strategy"))
+    hp.values["strategy"] = left[zlib.crc32(others.encode()) % len(left)]
+    return str(drawn)

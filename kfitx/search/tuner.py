@@ -178,7 +178,7 @@ def fit(
         unsupported: What to do, before the trial trains, with candidate strategies that cannot
             serve the search's data (``Strategy.supports``, ``Strategy.backends``): ``"error"``
             (one ``UnsupportedDataError`` listing them, which ends the search) or ``"skip"``
-            (a warning; a trial that draws one ends at once as INVALID, without training).
+            (a warning; a trial that draws one trains one of the others, recorded under its name).
         **kwargs: What ``tuner.search`` passed on: ``epochs``, ``callbacks`` (keras-tuner's
             own among them), ``validation_data``, ...
 
@@ -202,7 +202,8 @@ def fit(
         source = coerce(x, y)
         reasons = candidates.unserved(names, source, strategy_options or {}, lambda n: get_registry().lookup(n).cls,
                                       resolve().backend)  # every candidate, before anything trains
-        candidates.served(names, reasons, candidates.check_unsupported(unsupported), source.describe())
+        left = candidates.served(names, reasons, candidates.check_unsupported(unsupported), source.describe())
+        candidates.substitute(hp, left)  # unsupported="skip": a left-out draw trains (and is recorded as) another
         chosen, options = declare(hp, names, strategy_options or {}, get_registry().get)
         if tune_batch_size:
             kwargs["batch_size"] = hp.Choice("batch_size", list(tune_batch_size))
@@ -224,11 +225,7 @@ def fit(
         if extra:
             kwargs["callbacks"] = [*callbacks, *extra]
         # kfitx's kfitx_fit wrapper measures the trial (samples/s, peak RSS) into the History
-        if chosen in reasons:  # unsupported="skip" left it out: this trial ends untrained, the search goes on
-            skipped = candidates.left_out(chosen, reasons)
-        else:
-            skipped = None
-            history = kfitx_fit(model, source, strategy=chosen, **options, **kwargs)
+        history = kfitx_fit(model, source, strategy=chosen, **options, **kwargs)
     except StrategyFitError as err:  # a plugin's fit raised: a failed trial (as any training failure) naming it
         _failed(err, kwargs.get("callbacks"), hp)
         raise
@@ -237,8 +234,6 @@ def fit(
     except Exception as err:  # a training failure stays a failed trial, now naming the trial
         _failed(err, kwargs.get("callbacks"), hp)
         raise
-    if skipped is not None:
-        raise skipped
     if resumer is not None:
         resumer.merge(history, model)
         for key in (SAMPLES_PER_S, PEAK_RSS_MIB):  # one constant per epoch, the earlier epochs too
