@@ -59,3 +59,76 @@ def test_check_names_the_broken_rule_and_exits_1(capsys, registry):
     assert "Strategy 'deaf' breaks rule 'callback-order'" in out and "How to fix:" in out
     assert main(["check", "nope"]) == 2
     assert "Available strategies:" in capsys.readouterr().err
+
+
+class OneHot(kfitx.Strategy):
+    name = "onehot"
+    description = "model.fit on one-hot labels"
+    defaults = {"smoothing": 0.0}
+
+    def supports(self, source):
+        return None if getattr(source.y, "ndim", 0) == 2 else "onehot trains on one-hot labels."
+
+    def fit(self, model, plan):
+        x, y = plan.train.arrays()
+        eps = self.options["smoothing"]
+        validation = None if plan.validation is None else plan.validation.arrays()
+        with plan.grouped(model):
+            return model.fit(**plan.fit_kwargs((x, y * (1 - eps) + eps / y.shape[1]), validation))
+
+
+class ProvidesOneHot:
+    @kfitx.hookimpl
+    def kfitx_strategies(self):
+        return [OneHot]
+
+
+KIT_MODULE = '''
+import keras
+
+import kfitx
+from kfitx.testing import tiny_model
+
+
+def make_source(x, y):
+    return kfitx.data.arrays(x, keras.utils.to_categorical(y, 3))
+
+
+def build_model(seed):
+    model = tiny_model(seed)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+'''
+
+
+def test_check_takes_a_source_a_model_and_options_from_the_command_line(capsys, registry, tmp_path, monkeypatch):
+    registry.register(ProvidesOneHot(), name="onehot-plugin")
+    (tmp_path / "onehot_kit.py").write_text(KIT_MODULE)
+    monkeypatch.chdir(tmp_path)  # MODULE:FUNCTION is found where the author runs the command
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    rules = "options,history,initial-epoch,validation-data,same-weights"
+    assert main(["check", "onehot", "--rules", rules]) == 1  # the kit's integer labels: refused
+    assert "Received: the reason 'onehot trains on one-hot labels.'." in capsys.readouterr().out
+    assert main(["check", "onehot", "--rules", rules, "--source", "onehot_kit:make_source",
+                 "--model", "onehot_kit:build_model", "--option", "smoothing=0.0"]) == 0
+    assert "5 passed, 0 failed, 0 skipped" in capsys.readouterr().out
+    assert main(["check", "onehot", "--source", "onehot_kit:nope"]) == 2
+    assert "a function 'nope' in module onehot_kit" in capsys.readouterr().err
+    assert main(["check", "onehot", "--option", "smoothing"]) == 2
+    assert "--option KEY=VALUE" in capsys.readouterr().err
+    sys.modules.pop("onehot_kit", None)
+
+
+def test_plugin_new_writes_the_package(capsys, tmp_path):
+    assert main(["plugin", "new", "my-mix", "--directory", str(tmp_path)]) == 0
+    root = tmp_path / "kfitx-my-mix"
+    assert f"Wrote {root}/" in capsys.readouterr().out
+    pyproject = (root / "pyproject.toml").read_text()
+    assert '[project.entry-points.kfitx]\nmy-mix = "kfitx_my_mix"' in pyproject
+    module = (root / "kfitx_my_mix.py").read_text()
+    assert "class MyMixStrategy(kfitx.Strategy):" in module and "@kfitx.hookimpl" in module
+    assert "StrategyConformance" in (root / "tests" / "test_my_mix.py").read_text()
+    assert main(["plugin", "new", "my-mix", "--directory", str(tmp_path)]) == 2  # never overwrites
+    assert main(["plugin", "new", "My Mix", "--directory", str(tmp_path)]) == 2
+    assert "a plugin name of lower case letters" in capsys.readouterr().err
