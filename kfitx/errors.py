@@ -93,9 +93,9 @@ def describe_error(error: BaseException, files: Any = (), limit: int = 500) -> s
     frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ is not None else []
     wanted = {os.path.realpath(f) for f in files if f}
     ours = [f for f in frames if os.path.realpath(f.filename) in wanted]
-    frame = (ours or frames or [None])[-1]
-    if frame is None or (not ours and isinstance(error, KfitxError)):  # kfitx's own words say where
+    if not frames or (not ours and isinstance(error, KfitxError)):  # kfitx's own words say where
         return head
+    frame = (ours or frames)[-1]
     return f"{head} (raised at {os.path.basename(frame.filename)}, line {frame.lineno}, in {frame.name})"
 
 

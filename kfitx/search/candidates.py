@@ -23,6 +23,7 @@ from typing import Any
 
 from kfitx.errors import KfitxError, OptionError, UnsupportedDataError, message
 from kfitx.search.tunable import Tunable
+from kfitx.strategy import Strategy
 
 __all__ = ["UNSUPPORTED", "check_unsupported", "served", "substitute", "unserved"]
 
@@ -41,7 +42,7 @@ def check_unsupported(value: Any) -> str:
 
 
 def unserved(names: Sequence[str], source: Any, strategy_options: Mapping[str, Mapping[str, Any]],
-             lookup: Callable[[str], type], backend: str) -> dict[str, str]:
+             lookup: Callable[[str], type[Strategy]], backend: str) -> dict[str, str]:
     """``{name: why}`` for each candidate that cannot serve ``source`` on ``backend``.
 
     A candidate whose fixed options it refuses is left for the option checks to report.
