@@ -41,6 +41,7 @@ from kfitx.plan.checks import (
 from kfitx.plan.grouping import (
     AUTOMATIC,
     choose_steps_per_execution,
+    per_batch_callbacks,
     steps_per_execution,
 )
 from kfitx.runtime import LOCAL, Runtime, distribute, resolve
@@ -228,12 +229,27 @@ class FitPlan:
 
                 kwargs.update(x=train.map(class_weights(self.class_weight), num_parallel_calls=tf.data.AUTOTUNE),
                               class_weight=None)
+            kwargs["x"] = self._held_open(kwargs["x"], self.train, self.steps_per_epoch)
         if validation is not None:
+            if not isinstance(validation, tuple) and validation is not self.validation.passthrough():
+                validation = self._held_open(validation, self.validation, self.validation_steps)
             kwargs.update(validation_data=validation, validation_steps=self.validation_steps,
                           validation_freq=self.validation_freq)
             if isinstance(validation, tuple):
                 kwargs["validation_batch_size"] = self.validation_batch_size
         return kwargs
+
+    def _held_open(self, dataset: Any, source: Source | None, steps: int | None) -> Any:
+        """kfitx's own stream of in-memory arrays, read through one iterator for the whole fit
+        (:func:`kfitx.data.epochs.across_epochs`) where every epoch reads it whole: no ``steps``, no
+        distribution, no callback acting per batch (one could end an epoch or an evaluation early)."""
+        if (steps is not None or source is None or not (source.in_memory and source.streams_in_graph)
+                or self.runtime.distributed or self.runtime.tf_strategy is not None
+                or per_batch_callbacks(self.callbacks)):
+            return dataset
+        from kfitx.data.epochs import across_epochs
+
+        return across_epochs(dataset)
 
     @contextlib.contextmanager
     def grouped(self, model: Any) -> Iterator[None]:
