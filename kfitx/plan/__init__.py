@@ -231,7 +231,7 @@ class FitPlan:
                               class_weight=None)
             kwargs["x"] = self._held_open(kwargs["x"], self.train, self.steps_per_epoch)
         if validation is not None:
-            if not isinstance(validation, tuple) and validation is not self.validation.passthrough():
+            if not isinstance(validation, tuple):
                 validation = self._held_open(validation, self.validation, self.validation_steps)
             kwargs.update(validation_data=validation, validation_steps=self.validation_steps,
                           validation_freq=self.validation_freq)
@@ -244,6 +244,7 @@ class FitPlan:
         (:func:`kfitx.data.epochs.across_epochs`) where every epoch reads it whole: no ``steps``, no
         distribution, no callback acting per batch (one could end an epoch or an evaluation early)."""
         if (steps is not None or source is None or not (source.in_memory and source.streams_in_graph)
+                or dataset is source.passthrough()
                 or self.runtime.distributed or self.runtime.tf_strategy is not None
                 or per_batch_callbacks(self.callbacks)):
             return dataset
