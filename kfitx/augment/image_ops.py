@@ -96,29 +96,34 @@ def _affine_matrices(params: dict[str, Any], batch: Any, rows: Any, cols: Any) -
         value = params.get(key)
         return tf.fill([batch], default) if value is None else tf.cast(tf.reshape(value, [batch]), tf.float32)
 
+    def flipped(key: str) -> Any:
+        value = params.get(key)
+        return None if value is None else tf.cast(tf.reshape(value, [batch]), tf.bool)
+
+    # The product rotation @ shift @ shear @ zoom, centred, @ flip, in closed form: a few
+    # elementwise ops per batch rather than a chain of 3x3 products (each op costs more than its
+    # arithmetic on small batches).
     theta = get("theta", 0.0) * (math.pi / 180)
-    shear = get("shear", 0.0) * (math.pi / 180)
+    sheared = theta if params.get("shear") is None else theta + get("shear", 0.0) * (math.pi / 180)
     tx, ty, zx, zy = get("tx", 0.0), get("ty", 0.0), get("zx", 1.0), get("zy", 1.0)
-    one, zero = tf.ones([batch]), tf.zeros([batch])
-
-    def matrix(*rows_: list[Any]) -> Any:
-        return tf.stack([tf.stack(r, axis=-1) for r in rows_], axis=-2)
-
     cos, sin = tf.cos(theta), tf.sin(theta)
-    m = matrix([cos, -sin, zero], [sin, cos, zero], [zero, zero, one])
-    m = m @ matrix([one, zero, tx], [zero, one, ty], [zero, zero, one])
-    m = m @ matrix([one, -tf.sin(shear), zero], [zero, tf.cos(shear), zero], [zero, zero, one])
-    m = m @ matrix([zx, zero, zero], [zero, zy, zero], [zero, zero, one])
+    a, b = cos * zx, -tf.sin(sheared) * zy  # rotation @ shear @ zoom: [[a, b], [d, e]]
+    d, e = sin * zx, tf.cos(sheared) * zy
     ox, oy = tf.cast(rows, tf.float32) / 2 - 0.5, tf.cast(cols, tf.float32) / 2 - 0.5
-    m = matrix([one, zero, one * ox], [zero, one, one * oy], [zero, zero, one]) @ m @ matrix(
-        [one, zero, -one * ox], [zero, one, -one * oy], [zero, zero, one])
-    fh = tf.cast(tf.reshape(params.get("flip_horizontal", tf.zeros([batch], tf.bool)), [batch]), tf.bool)
-    fv = tf.cast(tf.reshape(params.get("flip_vertical", tf.zeros([batch], tf.bool)), [batch]), tf.bool)
-    sx, sy = tf.where(fh, -1.0, 1.0), tf.where(fv, -1.0, 1.0)
-    last_col, last_row = tf.cast(cols, tf.float32) - 1, tf.cast(rows, tf.float32) - 1
-    flip = matrix([sx, zero, tf.where(fh, last_col, 0.0)], [zero, sy, tf.where(fv, last_row, 0.0)],
-                  [zero, zero, one])
-    return m @ flip
+    # The translation, centred: rotation @ (tx, ty) + o - linear @ o.
+    t0 = cos * tx - sin * ty + ox - (a * ox + b * oy)
+    t1 = sin * tx + cos * ty + oy - (d * ox + e * oy)
+    fh, fv = flipped("flip_horizontal"), flipped("flip_vertical")
+    if fh is not None:  # x -> last_col - x: the first column changes sign, the translation moves
+        last_col = tf.cast(cols, tf.float32) - 1
+        t0, t1 = tf.where(fh, a * last_col + t0, t0), tf.where(fh, d * last_col + t1, t1)
+        a, d = tf.where(fh, -a, a), tf.where(fh, -d, d)
+    if fv is not None:
+        last_row = tf.cast(rows, tf.float32) - 1
+        t0, t1 = tf.where(fv, b * last_row + t0, t0), tf.where(fv, e * last_row + t1, t1)
+        b, e = tf.where(fv, -b, b), tf.where(fv, -e, e)
+    zero, one = tf.zeros([batch]), tf.ones([batch])
+    return tf.reshape(tf.stack([a, b, t0, d, e, t1, zero, zero, one], axis=-1), [batch, 3, 3])
 
 
 def _input_coordinates(m: Any, rows: Any, cols: Any) -> tuple[Any, Any]:
