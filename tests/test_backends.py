@@ -42,7 +42,7 @@ def _check_contract(backend: str) -> None:
     assert report["backend"] == backend
     assert set(report["conformance"]) == {"memory", "generator", "loop", "auto", "tfdata", "accumulate"}
     for strategy, rules in report["conformance"].items():
-        assert len(rules) == 12 and all(rule.endswith(": passed") for rule in rules), (strategy, rules)
+        assert len(rules) == 13 and all(rule.endswith(": passed") for rule in rules), (strategy, rules)
     for strategy, resumed in report["backup"].items():  # interrupted at epoch 2 of 4, resumed there
         assert resumed["epochs"] == [2, 3], (strategy, resumed)
         assert resumed["max_weight_difference"] <= 1e-6, (strategy, resumed)  # tolerance: 1e-6

@@ -117,7 +117,6 @@ class Checker:
         #: Source files of the strategy's code: the frames a failure shows.
         self.files = tuple(f for f in (getattr(module, "__file__", None),) if f)
         self._runs: dict[str, _Run] = {}
-        self._sources: dict[str, Source] = {}
         self.threads_before = set(threading.enumerate())
         self.children_before = self._children()
 
@@ -135,11 +134,12 @@ class Checker:
         return {p.pid for p in psutil.Process().children(recursive=True)}
 
     def source(self, which: str = "train") -> Source:
-        """The kit's training (``"train"``) or validation (``"validation"``) data, through ``make_source``."""
-        if which not in self._sources:
-            x, y = (self.x, self.y) if which == "train" else (self.x_val, self.y_val)
-            self._sources[which] = self.make_source(x, y)
-        return self._sources[which]
+        """The kit's training (``"train"``) or validation (``"validation"``) data, through ``make_source``.
+
+        A fresh source each call: a run never reads a source another run has read.
+        """
+        x, y = (self.x, self.y) if which == "train" else (self.x_val, self.y_val)
+        return self.make_source(x, y)
 
     def _fit(self, strategy: Strategy, source: Source, callbacks: list[Any], *, model: Any = None,
              reference: bool = False, **fit_args: Any) -> _Run:
