@@ -19,7 +19,7 @@ from typing import Any
 import keras
 
 from kfitx.data import Source, arrays
-from kfitx.errors import StrategyFitError, describe_error
+from kfitx.errors import StrategyFitError, UnsupportedDataError, describe_error
 from kfitx.strategy import Strategy
 from kfitx.testing.spy import HOOKS, Spy, tiny_data, tiny_model
 
@@ -71,6 +71,11 @@ class _Run:
                          "The kit's setup failed, not the strategy: make_source must give data model.fit trains "
                          "on, and build_model a model compiled for it (the same make_source serves the training "
                          "data, the validation data and the reference run).")
+        if isinstance(error, UnsupportedDataError):
+            raise Broken(f"fit() to run ({what}) on the kit's data", received,
+                         "Give the kit data your strategy serves: make_source= (check_strategy, StrategyConformance) "
+                         "or --source MODULE:FUNCTION (kfitx check), with build_model= / --model for a model "
+                         "compiled for it.")
         raise Broken(f"fit() to run ({what})", received,
                      "Fix that error first; the other rules' results may depend on it.")
 
