@@ -41,6 +41,7 @@ os.environ.update(LOOPBACK)  # Ray reads it once, when imported: before any test
     (TuneOptions(script="s.py", ray="auto", bind="0.0.0.0"), "no --bind with --ray"),
     (TuneOptions(script="s.py", ray="ray://head:10001"), "Run kfitx tune on a node of the cluster"),
     (TuneOptions(script="s.py", ray=" "), "`auto` for the cluster"),
+    (TuneOptions(script="s.py", ray="head-node"), "(HOST:PORT)"),
     (TuneOptions(script="s.py", ray="auto", cpus_per_worker=0), "`--cpus-per-worker` above 0"),
     (TuneOptions(script="s.py", ray="auto", gpus_per_worker=-1), "of 0 or more"),
     (TuneOptions(script="s.py", cpus_per_worker=2), "Add --ray ADDRESS"),
@@ -70,6 +71,21 @@ def test_without_ray_installed_the_error_says_what_to_install(tmp_path, monkeypa
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(TuneError, match=r"pip install 'kfitx\[ray\]'"):
         RaySupervisor(TuneOptions(script=str(script), ray="local"))
+
+
+def test_a_head_address_is_host_and_port_and_one_that_does_not_answer_is_said_at_once(tmp_path):
+    assert ray_plan.head_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
+    assert ray_plan.head_address("[::1]:6379") == ("::1", 6379)
+    assert ray_plan.head_address("auto") is None and ray_plan.head_address("local") is None
+    pytest.importorskip("ray")
+    from kfitx.search.launch.ray_supervisor import RaySupervisor
+
+    script = tmp_path / "s.py"
+    script.write_text("")
+    started = time.monotonic()
+    with pytest.raises(TuneError, match="ray start --head"):  # not Ray's minutes of retries
+        RaySupervisor(TuneOptions(script=str(script), ray=f"127.0.0.1:{w.free_port()}"))
+    assert time.monotonic() - started < 30
 
 
 def test_workers_the_cluster_has_room_for_count_each_node_on_its_own():

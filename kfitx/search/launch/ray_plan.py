@@ -12,6 +12,7 @@ Pure functions (Ray is not imported here), so every rule is tested without start
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "chief_overlay",
     "default_gpus",
     "forwarded",
+    "head_address",
     "node_env",
     "worker_overlay",
     "workers_for",
@@ -50,12 +52,7 @@ def check_options(options: TuneOptions) -> None:
                                     f"--cpus-per-worker {options.cpus_per_worker} without --ray",
                                     "Add --ray ADDRESS, or leave it out (TF_NUM_INTRAOP_THREADS sets threads here)."))
         return
-    address = options.ray.strip()
-    if not address or address.startswith("ray://"):
-        raise TuneError(message("`--ray` to be a Ray cluster's address as `ray start` printed it (HOST:PORT), "
-                                "`auto` for the cluster this node belongs to, or `local`", repr(options.ray),
-                                "Run kfitx tune on a node of the cluster (e.g. through `ray job submit -- kfitx "
-                                "tune --ray auto ...`): it reads the search directory while the search runs."))
+    head_address(options.ray)
     for flag, value, default in (("--chief", options.chief, None), ("--name", options.name, None),
                                  ("--bind", options.bind, "127.0.0.1")):
         if value != default:
@@ -65,6 +62,24 @@ def check_options(options: TuneOptions) -> None:
         raise TuneError(message("`--cpus-per-worker` above 0", options.cpus_per_worker))
     if options.gpus_per_worker is not None and not options.gpus_per_worker >= 0:
         raise TuneError(message("`--gpus-per-worker` of 0 or more with --ray", options.gpus_per_worker))
+
+
+def head_address(text: str) -> tuple[str, int] | None:
+    """``--ray``'s ``HOST:PORT`` as ``(host, port)``; ``None`` for ``local`` and ``auto``.
+
+    Raises:
+        TuneError: anything else (Ray Client's ``ray://`` too: the command must run on a node of the cluster).
+    """
+    address = text.strip()
+    if address in ("local", "auto"):
+        return None
+    match = re.fullmatch(r"\[?([^\[\]/]+?)\]?:(\d{1,5})", address)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise TuneError(message("`--ray` to be a Ray cluster's address as `ray start --head` printed it "
+                                "(HOST:PORT), `auto` for the cluster this node belongs to, or `local`", repr(text),
+                                "Run kfitx tune on a node of the cluster (e.g. through `ray job submit -- kfitx "
+                                "tune --ray auto ...`): it reads the search directory while the search runs."))
+    return match.group(1), int(match.group(2))
 
 
 def default_gpus(nodes: Sequence[Mapping[str, float]]) -> float:

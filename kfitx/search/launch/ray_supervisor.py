@@ -22,6 +22,7 @@ and a cluster started with ``--ray local`` is shut down.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -78,15 +79,26 @@ class RaySupervisor(Supervisor):
         self.ray = ray = _import_ray()
         self.hosts: dict[str, Any] = {}
         self.calls: dict[str, Any] = {}  # name -> the poll in flight
+        self.placed: set[str] = set()  # actors Ray has placed (they started a process)
         self.reports: dict[str, dict[str, Any]] = {}
         self.closed = False
         self.actors = 0  # actors made: each has its own name (a lost one's may not be free yet)
         self.remote_host = ray.remote(Host)
         begun = time.monotonic()
-        if options.ray == "local":
-            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-        else:
-            ray.init(address=options.ray, log_to_driver=False, logging_level=logging.WARNING)
+        head = ray_plan.head_address(options.ray or "")
+        if head is not None and not w.port_open(head, timeout=5.0):  # else Ray retries for minutes
+            raise TuneError(message("a Ray cluster answering at --ray", f"{options.ray} (no answer)",
+                                    "Start one there with `ray start --head --port PORT`, or use --ray local."))
+        try:
+            if options.ray == "local":
+                ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.WARNING)
+            else:
+                ray.init(address=options.ray, log_to_driver=False, logging_level=logging.WARNING)
+        except ConnectionError as err:
+            raise TuneError(message("a Ray cluster to join at --ray", f"{options.ray}: {err}",
+                                    "Start one with `ray start --head` (then `--ray auto` on its nodes), "
+                                    "or use --ray local.")) from None
         self.ray_start_s = time.monotonic() - begun
         try:
             self._place(options)
@@ -190,7 +202,7 @@ class RaySupervisor(Supervisor):
                 code, report, text = ray.get(ref)
             except ray.exceptions.RayActorError:
                 code, report, text = LOST, None, ""
-                self.hosts.pop(name, None)  # a new actor for its next process; Ray places it
+                self._forget(name)  # a new actor for its next process; Ray places it
             if process is None:
                 continue
             if report is not None:
@@ -207,16 +219,26 @@ class RaySupervisor(Supervisor):
             process.pid = ray.get(process.started)
         except ray.exceptions.RayActorError:
             process.pid, process.code = 0, LOST
-            self.hosts.pop(name, None)
+            self._forget(name)
             return
         except ray.exceptions.RayTaskError as err:
             cause = getattr(err, "cause", None)
             if isinstance(cause, TuneError):
                 raise TuneError(str(cause)) from None
             raise
+        self.placed.add(name)
         for slot in self.slots:
             if slot.tuner_id == name and slot.pids and slot.pids[-1] < 0:
                 slot.pids[-1] = process.pid
+
+    def _forget(self, name: str) -> None:
+        """An actor that stopped answering: killed (if it is only unreachable, its process must not go on under
+        the tuner id the next actor takes over), and forgotten."""
+        host = self.hosts.pop(name, None)
+        self.placed.discard(name)
+        if host is not None:
+            with contextlib.suppress(Exception):
+                self.ray.kill(host)
 
     def _relay(self, process: RayProcess, text: str) -> None:
         """The chief's output to this terminal, as it comes; a worker's into its local copy (for error messages)."""
@@ -246,11 +268,13 @@ class RaySupervisor(Supervisor):
         hosts = [(name, self.hosts.pop(name)) for name in names if name in self.hosts]
         for name in names:
             self.calls.pop(name, None)
-        closing = [host.close.remote(STOP_GRACE_S) for _, host in hosts]
+        closing = [host.close.remote(STOP_GRACE_S) for name, host in hosts if name in self.placed]  # not pending
+        self.placed.difference_update(names)
         if closing:
             ray.wait(closing, num_returns=len(closing), timeout=STOP_GRACE_S + 10)
         for _, host in hosts:
-            ray.kill(host)
+            with contextlib.suppress(Exception):  # an actor already gone
+                ray.kill(host)
 
     def _stop_all(self) -> None:
         self._close_hosts(list(self.hosts))
