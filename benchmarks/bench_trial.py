@@ -59,7 +59,7 @@ def child(name: str, epochs: int) -> dict[str, float]:
         def on_epoch_end(self, epoch, logs=None):
             marks["end"].append(time.perf_counter())
 
-    common = dict(epochs=epochs, validation_data=(x_val, y_val), verbose=0, callbacks=[Clock()])
+    common = {"epochs": epochs, "validation_data": (x_val, y_val), "verbose": 0, "callbacks": [Clock()]}
     idg = job.strategy_options()["generator"]["augment"]
     start = time.perf_counter()
     if name == "plain":

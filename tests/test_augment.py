@@ -304,6 +304,19 @@ def test_transform_equals_idg_apply_transform(fill_mode, params):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("fill_mode", ["nearest", "constant", "wrap"])
+def test_the_compiled_warp_of_larger_images_equals_idg_apply_transform(fill_mode):
+    from kfitx.augment import image_ops
+
+    idg = IDG(fill_mode=fill_mode, cval=0.5)
+    image = smooth(33, 35)
+    assert 33 * 35 >= image_ops._COMPILE_FROM_PIXELS  # the XLA-compiled warp; smaller images run it uncompiled
+    params = GEOMETRY[8]
+    got = _apply_transform(idg, image[None], {k: np.array([v]) for k, v in params.items()}).numpy()[0]
+    np.testing.assert_allclose(got, idg.apply_transform(image.copy(), params), atol=1e-4)
+    assert fill_mode in image_ops._COMPILED_WARPS
+
+
 def test_transform_equals_idg_per_sample_and_channels_first():
     idg = IDG(fill_mode="reflect", data_format="channels_first")
     batch = np.stack([smooth().transpose(2, 0, 1)] * len(GEOMETRY))

@@ -2,7 +2,7 @@
 
 :func:`_random_params`, :func:`_apply_transform` and :func:`_standardize` are
 each the batched twin of the generator's method of the same name; the affine
-warp (:func:`_warp`) is one XLA-compiled function with scipy's edge modes.
+warp (:func:`_warp`) has scipy's edge modes, XLA-compiled for images of 32x32 pixels and more.
 """
 
 from __future__ import annotations
@@ -155,40 +155,54 @@ def _bilinear(images: Any, x_in: Any, y_in: Any) -> Any:
 
 
 _COMPILED_WARPS: dict[str, Any] = {}
+#: Images of fewer pixels are warped by the same ops uncompiled: there XLA's compile (~0.1-0.3 s per batch
+#: shape, the partial last batch a second one) costs more than a whole short fit saves (8x8: the same speed).
+_COMPILE_FROM_PIXELS = 32 * 32
+
+
+def _warp_body(fill_mode: str) -> Any:
+    """The warp for ``fill_mode`` ("nearest", "constant" or "wrap"), in TF ops.
+
+    Coordinates are computed once per pixel (not per channel, as ImageProjectiveTransformV3
+    does) and the four neighbours gathered as whole pixels.
+    """
+    import tensorflow as tf
+
+    def warp(images: Any, m: Any, cval: Any) -> Any:
+        shape = tf.shape(images)
+        rows, cols = shape[1], shape[2]
+        x_in, y_in = _input_coordinates(m, rows, cols)
+        last_col, last_row = tf.cast(cols - 1, tf.float32), tf.cast(rows - 1, tf.float32)
+        # A point computed a float32 rounding error outside the edge is on it (scipy's float64 says so).
+        inside = lambda c, last: (c >= -_EDGE) & (c <= last + _EDGE)
+        mask = inside(x_in, last_col) & inside(y_in, last_row)
+        if fill_mode == "wrap":  # scipy's "wrap": period size - 1, not size (TF's WRAP)
+            def wrap(c: Any, last: Any) -> Any:
+                period = tf.math.floormod(c, tf.maximum(last, 1.0)) * tf.cast(last > 0, c.dtype)
+                return tf.where(inside(c, last), tf.clip_by_value(c, 0.0, last), period)
+
+            x_in, y_in = wrap(x_in, last_col), wrap(y_in, last_row)
+        else:  # scipy's "nearest": the edge pixel continues outward
+            x_in, y_in = tf.clip_by_value(x_in, 0.0, last_col), tf.clip_by_value(y_in, 0.0, last_row)
+        out = _bilinear(images, x_in, y_in)
+        if fill_mode == "constant":  # scipy: cval wherever the point is outside, no blending at the edge
+            out = tf.where(mask[..., None], out, tf.cast(cval, out.dtype))
+        return out
+
+    return warp
 
 
 def _compiled_warp(fill_mode: str) -> Any:
-    """The warp for ``fill_mode`` ("nearest", "constant" or "wrap") as one XLA-compiled function.
+    """:func:`_warp_body` as one XLA-compiled function, made once per process (every fit reuses it).
 
-    Coordinates are computed once per pixel (not per channel, as ImageProjectiveTransformV3
-    does) and the four neighbours gathered as whole pixels; compiled, this is ~6x faster than
-    that op at 96x96 inside tf.data, with the same values.
+    Compiled, this is ~6x faster than ImageProjectiveTransformV3 at 96x96 inside tf.data, with the same values.
     """
     import tensorflow as tf
 
     if fill_mode not in _COMPILED_WARPS:
-        def warp(images: Any, m: Any, cval: Any) -> Any:
-            shape = tf.shape(images)
-            rows, cols = shape[1], shape[2]
-            x_in, y_in = _input_coordinates(m, rows, cols)
-            last_col, last_row = tf.cast(cols - 1, tf.float32), tf.cast(rows - 1, tf.float32)
-            # A point computed a float32 rounding error outside the edge is on it (scipy's float64 says so).
-            inside = lambda c, last: (c >= -_EDGE) & (c <= last + _EDGE)
-            mask = inside(x_in, last_col) & inside(y_in, last_row)
-            if fill_mode == "wrap":  # scipy's "wrap": period size - 1, not size (TF's WRAP)
-                def wrap(c: Any, last: Any) -> Any:
-                    period = tf.math.floormod(c, tf.maximum(last, 1.0)) * tf.cast(last > 0, c.dtype)
-                    return tf.where(inside(c, last), tf.clip_by_value(c, 0.0, last), period)
-
-                x_in, y_in = wrap(x_in, last_col), wrap(y_in, last_row)
-            else:  # scipy's "nearest": the edge pixel continues outward
-                x_in, y_in = tf.clip_by_value(x_in, 0.0, last_col), tf.clip_by_value(y_in, 0.0, last_row)
-            out = _bilinear(images, x_in, y_in)
-            if fill_mode == "constant":  # scipy: cval wherever the point is outside, no blending at the edge
-                out = tf.where(mask[..., None], out, tf.cast(cval, out.dtype))
-            return out
-
-        _COMPILED_WARPS[fill_mode] = tf.function(warp, jit_compile=True, reduce_retracing=True)
+        # autograph=False: nothing to convert (the branches are on Python values), and converting cost ~0.8 s.
+        _COMPILED_WARPS[fill_mode] = tf.function(_warp_body(fill_mode), jit_compile=True, reduce_retracing=True,
+                                                 autograph=False)
     return _COMPILED_WARPS[fill_mode]
 
 
@@ -197,7 +211,10 @@ def _warp(images: Any, m: Any, fill_mode: str, cval: float) -> Any:
     import tensorflow as tf
 
     if fill_mode != "reflect":
-        return _compiled_warp(fill_mode)(images, m, tf.constant(cval, tf.float32))
+        rows, cols = images.shape[1], images.shape[2]
+        small = rows is not None and cols is not None and rows * cols < _COMPILE_FROM_PIXELS
+        warp = _warp_body(fill_mode) if small else _compiled_warp(fill_mode)
+        return warp(images, m, tf.constant(cval, tf.float32))
     shape = tf.shape(images)
     # TF's REFLECT is scipy's "reflect".
     return tf.raw_ops.ImageProjectiveTransformV3(
