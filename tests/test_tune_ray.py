@@ -234,6 +234,12 @@ def test_a_search_of_twelve_trials_runs_on_two_nodes_and_leaves_nothing_behind(t
 
 @pytest.mark.slow
 def test_a_node_lost_mid_trial_its_worker_goes_on_elsewhere_and_every_trial_is_recorded_once(tmp_path):
+    import glob
+    import shutil
+    import tempfile
+
+    folders = os.path.join(tempfile.gettempdir(), "kfitx-tune-node-*")
+    before = set(glob.glob(folders))
     with cluster(1, 1, 1) as (made, nodes):
         with ray_tune(tmp_path, made.address, "--workers", "2", str(SCRIPT), "--trials", "5", "--epochs", "4",
                       "--sleep", "0.6", "--kfitx") as tune:
@@ -260,6 +266,9 @@ def test_a_node_lost_mid_trial_its_worker_goes_on_elsewhere_and_every_trial_is_r
     with open(tmp_path / "search" / "p" / "oracle.json") as f:
         assert sorted(json.load(f)["end_order"]) == sorted(recs)  # each trial ended once
     assert f"{lost['worker']} was lost with its Ray actor" in output and "1 replaced after dying" in output
+    left = set(glob.glob(folders)) - before  # each actor's status folder: only the lost node's stays (on it)
+    assert len(left) == 1, left
+    shutil.rmtree(left.pop())
 
 
 @pytest.mark.slow
