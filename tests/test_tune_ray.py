@@ -336,3 +336,122 @@ runpy.run_path({str(SCRIPT)!r}, run_name="__main__")
     assert "A configuration error ended the search in worker-0" in output
     assert "is not the chief's" in output and "a file system every node of the Ray cluster mounts" in output
     assert not runners_in(tmp_path)
+
+
+# -- the Ray supervisor's bookkeeping against a stand-in for Ray (no cluster) -------------------------------------
+
+class FakeRay:
+    """What RaySupervisor calls of Ray, answering from dicts: actors are records of their options and calls."""
+
+    class RayActorError(Exception):
+        pass
+
+    class RayTaskError(Exception):
+        pass
+
+    def __init__(self):
+        import types
+
+        self.exceptions = types.SimpleNamespace(RayActorError=self.RayActorError, RayTaskError=self.RayTaskError)
+        self.util = types.SimpleNamespace(get_node_ip_address=lambda: "127.0.0.1")
+        self.actors, self.answers, self.killed = [], {}, []
+
+    def init(self, **kwargs):
+        self.init_args = kwargs
+
+    def shutdown(self):
+        self.down = True
+
+    def nodes(self):
+        return [{"Alive": True, "Resources": {"CPU": 0}}, {"Alive": True, "Resources": {"CPU": 2}}]
+
+    def get_runtime_context(self):
+        import types
+
+        return types.SimpleNamespace(get_node_id=lambda: "head-node")
+
+    def remote(self, cls):
+        ray = self
+
+        class ActorClass:
+            def options(self, **options):
+                def make(*args):
+                    actor = FakeActor(ray, options, args)
+                    ray.actors.append(actor)
+                    return actor
+
+                return type("Made", (), {"remote": staticmethod(make)})()
+
+        return ActorClass()
+
+    def wait(self, refs, num_returns=1, timeout=None):
+        return list(refs), []
+
+    def get(self, ref):
+        if isinstance(ref, Exception):
+            raise ref
+        return ref
+
+    def kill(self, actor):
+        self.killed.append(actor)
+
+
+class FakeActor:
+    def __init__(self, ray, options, args):
+        self.ray, self.options, self.args, self.calls, self.dead = ray, options, args, [], False
+
+    def __getattr__(self, method):
+        def remote(*args):
+            self.calls.append((method, args))
+            if self.dead:
+                return self.ray.RayActorError("the actor died because its node has died")
+            return {"start": 4000 + len(self.ray.actors), "poll": self.ray.answers.get((id(self), "poll"))}.get(method)
+
+        return type("Method", (), {"remote": staticmethod(remote)})()
+
+
+def test_a_lost_worker_actor_is_a_death_of_its_trial_and_its_id_goes_on_in_a_new_actor(tmp_path, monkeypatch):
+    import types
+
+    from kfitx.search.launch.ray_supervisor import RaySupervisor
+
+    ray = FakeRay()
+    strategies = types.ModuleType("ray.util.scheduling_strategies")
+    strategies.NodeAffinitySchedulingStrategy = lambda node_id, soft: ("affinity", node_id, soft)
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setitem(sys.modules, "ray.util.scheduling_strategies", strategies)
+    script = tmp_path / "s.py"
+    script.write_text("")
+    lines = []
+    sup = RaySupervisor(TuneOptions(script=str(script), ray="local", out=lines.append))
+    try:
+        assert [s.tuner_id for s in sup.slots] == ["worker-0", "worker-1"]  # the room: 2 CPUs, 1 each
+        sup._start_chief()
+        for slot in sup.slots:
+            sup._start_worker(slot)
+        chief, first, second = ray.actors
+        assert chief.options["num_cpus"] == 0 and chief.options["scheduling_strategy"] == ("affinity", "head-node",
+                                                                                           False)
+        assert first.options["num_cpus"] == 1.0 and "scheduling_strategy" not in first.options
+        method, (args, overlay, cwd) = first.calls[0]
+        assert method == "start" and args[0] == str(script) and cwd == os.getcwd()
+        assert overlay["KERASTUNER_TUNER_ID"] == "worker-0" and overlay["KERASTUNER_ORACLE_IP"] == "127.0.0.1"
+        ray.answers[(id(chief), "poll")] = (None, {"state": "searching"}, "Search space summary\n")
+        ray.answers[(id(first), "poll")] = (None, {"pid": 4002, "state": "running", "trial": "3"}, "")
+        ray.answers[(id(second), "poll")] = (None, {"pid": 4003, "state": "running", "trial": "4"}, "")
+        sup._tick()
+        sup._watch_workers()
+        assert lines[-1] == "Search space summary"  # the chief's output, relayed as it comes
+        assert sup.slots[0].trial == "3" and sup.slots[0].pids == [4002]
+        first.dead = True  # its node left the cluster
+        sup._tick()
+        sup._watch_workers()
+        assert first in ray.killed and sup.deaths.counts == {"3": 1}
+        assert "worker-0 was lost with its Ray actor" in lines[-1] and "to retry it" in lines[-1]
+        again = ray.actors[-1]
+        assert again is not first and again.args == ("worker-0", True)  # the same tuner id, a new actor
+        assert again.options["name"] != first.options["name"] and again.options["num_cpus"] == 1.0
+        assert again.calls[0][1][1]["KERASTUNER_TUNER_ID"] == "worker-0"
+    finally:
+        sup.close()
+    assert ray.down and set(ray.killed) >= {chief, second}
