@@ -132,3 +132,49 @@ def test_plugin_new_writes_the_package(capsys, tmp_path):
     assert main(["plugin", "new", "my-mix", "--directory", str(tmp_path)]) == 2  # never overwrites
     assert main(["plugin", "new", "My Mix", "--directory", str(tmp_path)]) == 2
     assert "a plugin name of lower case letters" in capsys.readouterr().err
+
+
+STREAMED_MODULE = '''
+import kfitx
+
+
+class Streamed(kfitx.Strategy):
+    name = "streamed"
+    description = "reads a stream of batches of its own"
+
+    def supports(self, source):
+        if source.kind != "generator":
+            return "streamed reads a stream of batches of its own; pass kfitx.data.generator(factory)."
+        return None
+
+    def fit(self, model, plan):
+        return kfitx.fit_loop(model, plan)
+
+
+def make_source(x, y):
+    def batches():
+        for i in range(0, len(x), 32):
+            yield x[i:i + 32].astype("float32"), y[i:i + 32]
+
+    return kfitx.data.generator(batches, steps_per_epoch=-(-len(x) // 32))
+
+
+@kfitx.hookimpl
+def kfitx_strategies():
+    return [Streamed]
+'''
+
+
+def test_check_passes_a_strategy_that_needs_a_source_of_its_own(capsys, registry, tmp_path, monkeypatch):
+    (tmp_path / "streamed_kit.py").write_text(STREAMED_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    import importlib
+
+    try:
+        registry.register(importlib.import_module("streamed_kit"), name="streamed")
+        assert main(["check", "streamed", "--skip", "tuner-trial", "--source", "streamed_kit:make_source"]) == 0
+        out = capsys.readouterr().out
+        assert "12 passed, 0 failed, 0 skipped" in out and "registration     PASSED" in out
+    finally:
+        sys.modules.pop("streamed_kit", None)
