@@ -296,6 +296,15 @@ def test_two_workers_complete_a_search_with_every_trial_recorded_once(finished_s
 
 
 @pytest.mark.slow
+def test_every_trials_line_comes_before_what_the_script_prints_after_its_search(finished_search):
+    _, code, output, _ = finished_search
+    lines = output.splitlines()
+    after = next(i for i, line in enumerate(lines) if line.startswith("AFTER SEARCH"))
+    trials = [i for i, line in enumerate(lines) if line.startswith("trial ")]
+    assert code == 0 and len(trials) == 6 and max(trials) < after, output
+
+
+@pytest.mark.slow
 def test_report_prints_the_table_and_writes_the_png(finished_search):
     cwd, code, output, _ = finished_search
     assert code == 0, output

@@ -173,9 +173,18 @@ def _chief_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
                                                     "state": state, "finished": time.time()})
     if spent is not None:
         print(spent, flush=True)
-    _status(state="searched")
+    _status(state="searched", shown=False)
     _State.searched = True
+    _wait_until_shown()
     return result
+
+
+def _wait_until_shown(timeout: float = 5.0) -> None:
+    """Waits (bounded) until the supervisor has printed the line of every finished trial: what the script prints
+    after its search (a leaderboard) then comes after them."""
+    deadline = time.monotonic() + timeout
+    while not status.read(_State.control, _State.tuner_id).get("shown") and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _epoch_counter() -> Any:

@@ -81,6 +81,7 @@ class Supervisor:
         self.recycled = 0
         self.project_dir: str | None = None
         self.progress: Progress | None = None
+        self.shown_searched = False  # every finished trial's line printed once the chief's search returned
         self.invite = True  # print the command other hosts join with, when the chief listens beyond loopback
         self.start = time.time()
         self._plan()
@@ -304,9 +305,13 @@ class Supervisor:
             chief_code = self._check_chief() if chief_code is None else chief_code
             self._learn_project()
             self._watch_workers()
+            searched = not (self.joining or self.shown_searched) and self._read(w.CHIEF_ID).get("state") == "searched"
             if self.progress is not None:
                 for line in self.progress.poll():
                     self.o.out(line)
+            if searched:  # the chief waits for this before the script prints what follows its search
+                self.shown_searched = True
+                self._write(w.CHIEF_ID, shown=True)
             if all(s.released for s in self.slots) and (self.joining or chief_code is not None):
                 break
             if all(s.released and s.state == "no-search" for s in self.slots):
