@@ -162,9 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         project_name="digits",
         overwrite=not args.resume,
     )
-    tuner.search_space_summary()
-    for name in STRATEGIES:
-        print(f"  {name}: {SETTINGS[name]}")
+    if kfitx.tuner.is_chief():  # under `kfitx tune`, once (not in every worker's log)
+        print(kfitx.tuner.search_space_table(tuner))  # keras-tuner's search_space_summary() prints raw dicts
+        for name in STRATEGIES:
+            print(f"  strategy {name}: {SETTINGS[name]}")
 
     start = time.perf_counter()
     # verbose=1 keeps keras-tuner's per-trial report; the fits' own output is --verbose.

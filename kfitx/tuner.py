@@ -5,6 +5,7 @@ The code lives in :mod:`kfitx.search` (this module is its public face).
 
 from __future__ import annotations
 
+from kfitx.search.space import search_space_table
 from kfitx.search.tuner import (
     PEAK_RSS_MIB,
     SAMPLES_PER_S,
@@ -17,4 +18,4 @@ from kfitx.search.tuner import (
 )
 
 __all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "MedianPruning", "StrategyHyperModel", "Tunable", "fit", "is_chief",
-           "launch"]
+           "launch", "search_space_table"]
