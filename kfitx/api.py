@@ -100,7 +100,7 @@ def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type
     if plugin and _CHECKS.get():
         from kfitx.plan.outcome import check_outcome
 
-        check_outcome(chosen.name, registry.provider(type(chosen)), plan, history, witness)
+        check_outcome(chosen.name, lambda: registry.provider(type(chosen)), plan, history, witness)
     history.kfitx = plan.report.as_dict()
     return history
 

@@ -15,6 +15,7 @@ A broken rule is a :class:`kfitx.PluginError` naming the strategy and who provid
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -45,20 +46,21 @@ def _validated(epoch: int, freq: Any) -> bool:
     return epoch + 1 in freq
 
 
-def check_outcome(name: str, who: str, plan: Any, history: Any, witness: Witness | None) -> None:
+def check_outcome(name: str, who: Callable[[], str], plan: Any, history: Any, witness: Witness | None) -> None:
     """Raises :class:`kfitx.PluginError` if the fit broke what can be seen after it.
 
     Args:
         name: The strategy's name.
-        who: Who provides it (plugin, distribution, version), for the message.
+        who: Says who provides it (plugin, distribution, version), for a message; called only to raise.
         plan: The fit's plan.
         history: What ``fit`` returned (a ``keras.callbacks.History``).
         witness: The :class:`Witness` among the plan's callbacks, or ``None`` not to check them.
     """
-    head = f"Strategy '{name}' ({who})"
+    head = f"Strategy '{name}'"
     todo = (f"This is a bug in the strategy: report it to its author, or train with another strategy. "
             f"Its author can run `kfitx check {name}` to see which rule of the fit contract it breaks.")
     if witness is not None and not (witness.began and witness.ended):
+        head += f" ({who()})"
         hooks = [h for h, n in (("on_train_begin", witness.began), ("on_train_end", witness.ended)) if not n]
         raise PluginError(message(
             f"{head} to call the fit's callbacks (plan.callbacks) as model.fit calls them",
@@ -68,12 +70,14 @@ def check_outcome(name: str, who: str, plan: Any, history: Any, witness: Witness
     logs = getattr(history, "history", {}) or {}
     uneven = {k: len(v) for k, v in logs.items() if not k.startswith("val_") and len(v) != len(epochs)}
     if uneven:
+        head += f" ({who()})"
         raise PluginError(message(
             f"{head} to return a History with one entry per epoch under each key ({len(epochs)} epochs: "
             f"{epochs})", ", ".join(f"{k}: {n} entries" for k, n in sorted(uneven.items())),
             "Call on_epoch_end once per epoch with that epoch's logs. " + todo))
     if plan.validation is not None and any(_validated(e, plan.validation_freq) for e in epochs):
         if not any(k.startswith("val_") for k in logs):
+            head += f" ({who()})"
             raise PluginError(message(
                 f"{head} to validate on the fit's validation data: val_* keys in the History",
                 f"the keys {sorted(logs)}", "Pass plan.validation on to model.fit (plan.fit_kwargs(train, "
