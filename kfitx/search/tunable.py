@@ -17,7 +17,9 @@ Separation of concerns:
   declared before the first trial anyway.
 * A :class:`Tunable` that raises, or whose value its option rejects, is an
   :class:`kfitx.OptionError` naming the trial's hyperparameter values (the tuner
-  bridge makes it fatal to the search).
+  bridge makes it fatal to the search); so is a :class:`Tunable` for an option the
+  strategy's own ``hyperparameters(hp)`` tunes, or declaring one of its names
+  (:func:`check_collisions`), which keras-tuner would otherwise share silently.
 
 Imports nothing heavy and no registry: the caller passes ``make(name, **options)``.
 """

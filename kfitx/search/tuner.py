@@ -13,7 +13,11 @@ Separation of concerns:
   declares the strategy side of the space too (so a tuner knows it before the
   first trial, in parallel searches as well), and its ``fit`` calls :func:`fit`.
 * Options as hyperparameters (:mod:`kfitx.search.tunable`): a :class:`Tunable` option
-  value is computed from the trial's ``hp`` under the strategy's name scope.
+  value is computed from the trial's ``hp`` under the strategy's name scope (never for an
+  option the strategy tunes itself: an ``OptionError``).
+* Candidates (:mod:`kfitx.search.candidates`): before a trial trains, every candidate is asked
+  whether it serves the search's data; ``unsupported="error"`` ends the search with one error
+  listing those that cannot, ``"skip"`` leaves them out with a warning.
 * Pruning (:mod:`kfitx.search.pruning`): with ``pruning="median"`` (or a
   :class:`MedianPruning`), a trial whose objective is worse than the median of
   the finished trials at the same epoch stops; each trial's per-epoch objective
@@ -40,7 +44,8 @@ Separation of concerns:
   keras-tuner's fatal errors, which end the search with kfitx's message;
   keras-tuner would otherwise record them as failed trials and go on. Failures
   of training itself (NaN, out of memory, a callback raising) stay ordinary
-  exceptions, so keras-tuner counts them as failed trials as usual.
+  exceptions, so keras-tuner counts them as failed trials as usual; so does a plugin's
+  :class:`kfitx.errors.StrategyFitError` (what its ``fit`` raised, naming the plugin).
 
 keras-tuner is imported only here.
 """
