@@ -1,5 +1,5 @@
 """Every use of a Keras or keras-tuner internal, in one package (``data.py``: Keras's data adapters;
-``tuner.py``: keras-tuner; the rest here).
+``jax_trainer.py``: Keras's JAX trainer; ``tuner.py``: keras-tuner; the rest here).
 
 kfitx otherwise calls only public API. Each function here wraps one private
 attribute or module of a library kfitx depends on, and ``tests/test_keras_boundary.py``
@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from kfitx._keras.versions import TESTED, attribute, internal, keras_release, warn_if_untested  # noqa: F401
-from kfitx.errors import KerasVersionError
 
 # --- Keras internals -------------------------------------------------------
 
@@ -145,64 +144,6 @@ def groups_steps_on_torch() -> bool:
     """Whether Keras's torch trainer runs ``steps_per_execution > 1``: from Keras 3.16 its train function trains
     on each batch of the list it is given; earlier ones refuse it in ``make_train_function``."""
     return keras_release() >= (3, 16)
-
-
-def scans_steps_on_jax() -> bool:
-    """Whether Keras's JAX trainer runs grouped steps in one ``lax.scan`` over a *super batch* (the group's batches
-    stacked on a new first axis), which its data adapters then make (``get_jax_iterator(super_batch=...)``, Keras
-    3.16). Its train function then reads one item per call: a super batch, or a ``PartialBatchList`` of the
-    batches left at the end of an epoch, which it runs one by one (:func:`jax_train_function`)."""
-    import inspect
-
-    adapter = internal("keras.src.trainers.data_adapters.data_adapter", "DataAdapter", "grouping steps on JAX")
-    return "super_batch" in inspect.signature(adapter.get_jax_iterator).parameters
-
-
-_SCAN = "grouping steps on JAX (Keras's lax.scan over a super batch)"
-
-
-def feeds_jax_scan() -> bool:
-    """Whether kfitx can hand Keras's JAX scan its super batches: the helpers Keras's own epoch iterator makes them
-    with are where :func:`jax_train_function` reads them. ``False`` on a Keras without the scan, and on one that
-    has it but moved them (the plan then runs one step per call and says why)."""
-    if not scans_steps_on_jax():
-        return False
-    try:
-        internal("keras.src.trainers.data_adapters.data_adapter_utils", "super_batch_iterator", _SCAN)
-        internal("keras.src.trainers.data_adapters.data_adapter_utils", "PartialBatchList", _SCAN)
-        internal("keras.src.backend.jax.trainer", "_distribute_data", _SCAN)
-    except KerasVersionError:
-        return False
-    return True
-
-
-def jax_train_function(model: Any, distribute: bool) -> Any:
-    """The model's JAX train function as ``train(state, batches) -> (logs, state)``, one step per batch of the
-    list (at most ``steps_per_execution`` of them), each batch laid out over the ``keras.distribution`` in effect
-    when ``distribute`` is set.
-
-    Up to Keras 3.15 the train function reads ``steps_per_execution`` batches from an iterator. From 3.16 (where
-    :func:`feeds_jax_scan`) it reads one item: the group stacked into a super batch, which it trains on in one
-    ``lax.scan``, or what is left at an epoch's end as a ``PartialBatchList``, which it runs batch by batch. The
-    group is made here as Keras's ``JAXEpochIterator`` makes it (``super_batch_iterator``, ``_distribute_data``
-    with ``is_super_batch``).
-    """
-    train = train_function(model)
-    distribute_data = jax_distribute if distribute else (lambda batch, **_: batch)
-    steps = int(model.steps_per_execution)
-    if steps <= 1 or not scans_steps_on_jax():
-        return lambda state, batches: train(state, iter([distribute_data(b) for b in batches]))
-    utils = internal("keras.src.trainers.data_adapters.data_adapter_utils", "", _SCAN)
-
-    def scanned(state: Any, batches: Any) -> Any:
-        group = next(utils.super_batch_iterator(iter(batches), steps))
-        if isinstance(group, utils.PartialBatchList):
-            group = utils.PartialBatchList([distribute_data(b) for b in group])
-        else:
-            group = distribute_data(group, is_super_batch=True)
-        return train(state, iter([group]))
-
-    return scanned
 
 
 def torch_train_function(model: Any) -> Any:
@@ -340,53 +281,6 @@ def multi_worker_fit(model: Any) -> Iterator[None]:
         del model._maybe_symbolic_build
 
 
-# JAX: between steps ``model.fit`` keeps the variables' values outside the model
-# (``model._jax_state``) and puts them back when a callback reads ``self.model``
-# (``jax_state_sync``) or the epoch ends; kfitx's loop does the same, through these.
-
-
-def jax_state(model: Any, last: tuple[Any, ...] | None) -> tuple[Any, ...]:
-    """The state the JAX train function takes: the ``last`` one a step returned, or, when the
-    variables were synced since (a callback read ``self.model``, a new epoch), the variables' values."""
-    if attribute(model, "_jax_state_synced", "kfitx's loop on JAX") or last is None:
-        get_state = attribute(model, "_get_jax_state", "kfitx's loop on JAX")
-        state = get_state(trainable_variables=True, non_trainable_variables=True, optimizer_variables=True,
-                          metrics_variables=True, purge_model_variables=True)
-        model._jax_state_synced = False
-        return state
-    return last
-
-
-def jax_keep_state(model: Any, state: tuple[Any, ...]) -> None:
-    """Keeps the state a JAX step returned where callbacks (and :func:`jax_state_sync`) find it."""
-    names = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
-    model._jax_state = dict(zip(names, state))
-
-
-def jax_state_begin(model: Any) -> None:
-    """An epoch starts as in ``model.fit``: the next step reads the variables."""
-    model._jax_state_synced = True
-
-
-def jax_state_sync(model: Any) -> None:
-    """An epoch ends: the variables get the state kept outside them (``JAXTrainer.jax_state_sync``)."""
-    attribute(model, "jax_state_sync", "kfitx's loop on JAX")()
-
-
-def jax_state_end(model: Any) -> None:
-    """Training ends: the variables hold the last state, nothing is kept outside them."""
-    attribute(model, "jax_state_sync", "kfitx's loop on JAX")()
-    model._jax_state = None
-
-
-def jax_distribute(batch: Any, is_super_batch: bool = False) -> Any:
-    """A batch (or, from Keras 3.16, a super batch: a group stacked on a new first axis) laid out over the devices
-    of the ``keras.distribution`` in effect, as ``model.fit`` lays it out."""
-    distribute = internal("keras.src.backend.jax.trainer", "_distribute_data",
-                          "kfitx's loop under a keras.distribution on JAX")
-    return distribute(batch, is_super_batch=True) if is_super_batch else distribute(batch)
-
-
 def one_replica_spec(spec: Any) -> Any:
     """One replica's element spec, from a spec of a distributed iterator (tf.distribute's ``PerReplicaSpec``
     keeps them in ``_value_specs``); any other spec as it is."""
@@ -394,7 +288,7 @@ def one_replica_spec(spec: Any) -> Any:
     return specs[0] if specs else spec
 
 
-# The two other parts of the boundary, re-exported: callers use ``_keras.<name>``.
+# The other parts of the boundary, re-exported: callers use ``_keras.<name>``.
 from kfitx._keras.data import (  # noqa: E402, F401
     adapter_dataset,
     adapts,
@@ -404,6 +298,17 @@ from kfitx._keras.data import (  # noqa: E402, F401
     input_kind,
     sparse_or_ragged,
     train_validation_split,
+)
+from kfitx._keras.jax_trainer import (  # noqa: E402, F401
+    feeds_jax_scan,
+    jax_distribute,
+    jax_keep_state,
+    jax_state,
+    jax_state_begin,
+    jax_state_end,
+    jax_state_sync,
+    jax_train_function,
+    scans_steps_on_jax,
 )
 from kfitx._keras.tuner import (  # noqa: E402, F401
     reconnect_quickly,
