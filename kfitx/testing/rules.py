@@ -8,7 +8,11 @@ Separation of concerns:
   :class:`Broken` (what was expected, what was received, how to fix it) or
   :class:`Skip` (why it does not apply); :data:`RULES` lists them in the order
   they run, and :func:`check_one` turns the outcome into a :class:`RuleResult`
-  whose error is a :class:`kfitx.ConformanceError` naming the rule.
+  whose error is a :class:`kfitx.ConformanceError` naming the rule, in one
+  sentence (an exception received is its type, message and the line of the
+  strategy's module that raised it: :func:`kfitx.errors.describe_error`);
+* :mod:`kfitx.testing.plugin_rules` -- the rules about the plugin rather than its
+  training (``registration``, ``options``, ``tuner-trial``).
 
 Batch callbacks may fire once per group of steps (Keras's
 ``steps_per_execution``) only when no callback acts per batch: the
