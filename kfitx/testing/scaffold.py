@@ -9,6 +9,7 @@ accepts, grouped as the fit plan decides), a test that runs the conformance kit 
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import textwrap
 from pathlib import Path
@@ -151,13 +152,24 @@ def _class_name(name: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[-_]", name)) + "Strategy"
 
 
-def new_plugin(name: str, directory: str | Path = ".", kfitx_version: str = "0.2") -> Path:
+def _running_version() -> str:
+    """``major.minor`` of the kfitx that writes the package (what its kit and hooks need), else ``0.2``."""
+    try:
+        version = importlib.metadata.version("kfitx")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree
+        return "0.2"
+    parts = re.findall(r"\d+", version)[:2]
+    return ".".join(parts) if len(parts) == 2 else "0.2"
+
+
+def new_plugin(name: str, directory: str | Path = ".", kfitx_version: str | None = None) -> Path:
     """Writes the package ``kfitx-NAME/`` into ``directory``; returns its path.
 
     Args:
         name: The strategy's name (lower case letters, digits, ``-`` or ``_``; a letter first).
         directory: Where to write the package folder.
-        kfitx_version: The lowest kfitx version its ``pyproject.toml`` asks for.
+        kfitx_version: The lowest kfitx version its ``pyproject.toml`` asks for (default: this
+            kfitx's ``major.minor``).
 
     Raises:
         OptionError: the name is not a valid strategy name, or the folder exists already.
@@ -171,7 +183,8 @@ def new_plugin(name: str, directory: str | Path = ".", kfitx_version: str = "0.2
         raise OptionError(message(f"a folder {root} that does not exist yet", "it exists",
                                   "Remove it, or write the package elsewhere with --directory."))
     module = "kfitx_" + name.replace("-", "_")
-    values = {"name": name, "module": module, "cls": _class_name(name), "kfitx_version": kfitx_version}
+    values = {"name": name, "module": module, "cls": _class_name(name),
+              "kfitx_version": kfitx_version or _running_version()}
     files = {
         "pyproject.toml": _PYPROJECT, f"{module}.py": _MODULE, "README.md": _README,
         "tests/conftest.py": _CONFTEST, f"tests/test_{module.removeprefix('kfitx_')}.py": _TEST,
