@@ -93,3 +93,34 @@ def test_where_keras_scans_grouped_steps_on_jax_the_plan_groups_when_kfitx_feeds
     monkeypatch.setattr(_keras, "feeds_jax_scan", lambda: False)  # the scan, its helpers moved: one step per call
     steps, why = _grouping(model, strategy, [], (32,), jax)
     assert steps == 1 and "lax.scan" in why
+
+
+def test_where_keras_scans_on_jax_automatic_grouping_needs_data_known_to_be_dense(monkeypatch):
+    # Keras 3.16's JAX trainer stacks a group's batches and refuses sparse tensors there (plain model.fit, which
+    # runs one step per call by default, takes them): kfitx groups automatically only over data known dense.
+    from types import SimpleNamespace
+
+    import numpy as np
+    import scipy.sparse
+
+    from kfitx import _keras
+    from kfitx.data import coerce
+    from kfitx.plan import _grouping
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    strategy = SimpleNamespace(grouping=lambda: "auto")
+    jax = SimpleNamespace(backend="jax", distributed_scope=None)
+    monkeypatch.setattr(_keras, "scans_steps_on_jax", lambda: True)
+    monkeypatch.setattr(_keras, "feeds_jax_scan", lambda: True)
+    dense = coerce(np.zeros((64, 4), "float32"), np.zeros((64, 1), "float32"))
+    sparse = coerce(scipy.sparse.random(64, 4, density=0.25, format="csr", dtype="float32"),
+                    np.zeros((64, 1), "float32"))
+    stream = coerce((b for b in [(np.zeros((8, 4)), np.zeros((8, 1)))]))
+    assert dense.dense_batches and not sparse.dense_batches and not stream.dense_batches
+    assert _grouping(model, strategy, [], (32,), jax, (dense, None))[0] == AUTO_STEPS
+    for data in (sparse, stream):
+        steps, why = _grouping(model, strategy, [], (32,), jax, (dense, data))  # validation data counts too
+        assert steps == 1 and "sparse" in why
+    tensorflow = SimpleNamespace(backend="tensorflow", distributed_scope=None)  # TensorFlow groups over them
+    assert _grouping(model, strategy, [], (32,), tensorflow, (sparse, None))[0] == AUTO_STEPS

@@ -296,6 +296,7 @@ from kfitx._keras.data import (  # noqa: E402, F401
     backend_batches,
     data_adapter,
     input_kind,
+    is_sparse,
     sparse_or_ragged,
     train_validation_split,
 )

@@ -60,6 +60,13 @@ def sparse_or_ragged(leaf: Any) -> bool:
     return any(internal(f"{ADAPTERS}.data_adapter_utils", name, FEATURE)(leaf) for name in names)
 
 
+def is_sparse(leaf: Any) -> bool:
+    """Whether ``leaf`` is a sparse tensor (TensorFlow, JAX or SciPy), what Keras refuses to group steps over on
+    JAX (``super_batch_iterator``, Keras 3.16)."""
+    names = ("is_tensorflow_sparse", "is_jax_sparse", "is_scipy_sparse")
+    return any(internal(f"{ADAPTERS}.data_adapter_utils", name, FEATURE)(leaf) for name in names)
+
+
 def train_validation_split(arrays: Any, validation_split: float) -> tuple[Any, Any]:
     """``model.fit``'s ``validation_split`` of tensors Keras slices (the last fraction for validation)."""
     split = internal(f"{ADAPTERS}.array_slicing", "train_validation_split",

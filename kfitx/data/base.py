@@ -204,6 +204,12 @@ class Source:
         """
         return steps
 
+    @property
+    def dense_batches(self) -> bool:
+        """Whether every batch is known to hold dense tensors only (no sparse ones) before it is read: Keras's
+        grouping of steps on JAX (3.16 and later) stacks a group's batches, which it refuses for sparse tensors."""
+        return True
+
     def describe(self) -> str:
         """One line for messages and logs."""
         size = self.nbytes

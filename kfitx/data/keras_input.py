@@ -65,6 +65,15 @@ class KerasSource(Source):
         return _keras.array_like((self.x, self.y, self.sample_weight))
 
     @property
+    def dense_batches(self) -> bool:
+        """Tensors without a sparse one; a stream (generator object, ``DataLoader``, Grain) is not known to be."""
+        from kfitx import _keras
+
+        if not self.array_like:
+            return False
+        return not any(_keras.is_sparse(leaf) for leaf in flatten((self.x, self.y, self.sample_weight)))
+
+    @property
     def label(self) -> str:
         """What the input is, for messages."""
         from kfitx import _keras

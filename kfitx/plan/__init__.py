@@ -291,8 +291,9 @@ _DISTRIBUTED_GROUPING = ("steps_per_execution > 1 fails under tf.distribute.{sco
 
 
 def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None, ...],
-              runtime: Runtime) -> tuple[int, str]:
-    """Steps per compiled call for this fit, and why: the one place that decides."""
+              runtime: Runtime, sources: tuple[Source | None, ...] = ()) -> tuple[int, str]:
+    """Steps per compiled call for this fit, and why: the one place that decides (``sources``: the training and
+    validation data, whose batches may have to be dense for Keras to group steps)."""
     import keras
 
     wanted = strategy.grouping()
@@ -306,6 +307,10 @@ def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None
         # model.fit takes the number asked for; kfitx trains one step per call and says why, never refuses it
         return 1, f"Keras {keras.__version__} groups steps on JAX in a lax.scan over stacked batches, made by " \
                   "helpers kfitx does not find in this version"
+    if (runtime.backend == "jax" and _keras.scans_steps_on_jax() and wanted == "auto"
+            and model.steps_per_execution == 1 and not all(s is None or s.dense_batches for s in sources)):
+        return 1, f"Keras {keras.__version__} groups steps on JAX over dense batches only, and this data may " \
+                  "hold sparse tensors"
     if broken and wanted != "auto" and wanted != 1:
         raise OptionError(message(f"`steps_per_execution` 1 here: {broken}", f"steps_per_execution={wanted!r}",
                                   "Leave it 'auto'."))
@@ -381,7 +386,7 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
         warnings.warn(f"Limiting epochs to {max_epochs}", stacklevel=3)  # as model.fit does
         epochs = max_epochs
     callbacks = distribute.chief_only(args.pop("callbacks", None) or [], runtime)
-    group, reason = _grouping(model, strategy, callbacks, (steps, validation_steps), runtime)
+    group, reason = _grouping(model, strategy, callbacks, (steps, validation_steps), runtime, (train, validation))
     seed = args.pop("seed", None)
     if seed is not None:
         keras.utils.set_random_seed(seed)  # dropout and other layers' randomness
