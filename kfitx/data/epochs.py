@@ -64,6 +64,7 @@ def across_epochs(dataset: Any) -> Any:
     # a fault's traceback that keeps the returned dataset then keeps no iterator object alive.
     opened = [iter(dataset.repeat().prefetch(tf.data.AUTOTUNE))]
 
+    @tf.autograph.experimental.do_not_convert
     def pull(_: Any) -> Any:
         return opened[0].get_next()
 
