@@ -615,3 +615,14 @@ def test_where_keras_scans_on_jax_kfitx_finds_the_helpers_its_epoch_iterator_mak
     assert stacked[0].shape == (2, 2, 3) and stacked[1].shape == (2, 2), moved("super_batch_iterator",
                                                                                "jax_train_function")
     assert isinstance(next(utils.super_batch_iterator(iter([a]), 2)), utils.PartialBatchList)
+
+
+def test_model_fit_on_tensorflow_reads_no_batch_to_build_without_a_distribution():
+    """kfitx keeps one iterator of its array streams open across a delegating fit's epochs on TensorFlow only
+    (``FitPlan._held_open``): there ``model.fit`` builds an unbuilt model from a batch of the data only under a
+    ``tf.distribute`` strategy; on JAX and torch it always reads one off a fresh iterator first, which from a
+    held-open stream would take an epoch's first batch."""
+    source = inspect.getsource(_keras.backend_trainer("tensorflow")._maybe_symbolic_build)
+    early = source.index("if self._distribute_strategy is None")
+    assert early < source.index("next(it)") and "return" in source[early:source.index("next(it)")], moved(
+        "when model.fit on TensorFlow reads a batch to build the model", "(FitPlan._held_open's TensorFlow rule)")

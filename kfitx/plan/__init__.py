@@ -242,9 +242,11 @@ class FitPlan:
     def _held_open(self, dataset: Any, source: Source | None, steps: int | None) -> Any:
         """kfitx's own stream of in-memory arrays, read through one iterator for the whole fit
         (:func:`kfitx.data.epochs.across_epochs`) where every epoch reads it whole: no ``steps``, no
-        distribution, no callback acting per batch (one could end an epoch or an evaluation early)."""
+        distribution, no callback acting per batch (one could end an epoch or an evaluation early), and on
+        TensorFlow only: on JAX and torch ``model.fit`` builds an unbuilt model from a batch it reads off a
+        fresh iterator of the dataset first, which from a held-open stream would take the epoch's first batch."""
         if (steps is not None or source is None or not (source.in_memory and source.streams_in_graph)
-                or dataset is source.passthrough()
+                or dataset is source.passthrough() or self.runtime.numpy_batches
                 or self.runtime.distributed or self.runtime.tf_strategy is not None
                 or per_batch_callbacks(self.callbacks)):
             return dataset
