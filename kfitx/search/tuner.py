@@ -70,6 +70,7 @@ from kfitx.errors import KfitxError, OptionError, StrategyFitError, message
 from kfitx.plan.checks import closest
 from kfitx.registry import get_registry
 from kfitx.runtime import resolve
+from kfitx.runtime.compile_cache import share_compiled
 from kfitx.search import budget, candidates, trial_record
 from kfitx.search.launch import is_chief, launch
 from kfitx.search.measure import PEAK_RSS_MIB, SAMPLES_PER_S
@@ -81,6 +82,9 @@ from kfitx.search.tunable import Tunable, check_collisions, declare
 
 __all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "MedianPruning", "StrategyHyperModel", "Tunable", "fit", "is_chief",
            "launch"]
+
+#: Under the search directory: compiled programs its trials share (JAX; :mod:`kfitx.runtime.compile_cache`).
+COMPILE_CACHE = "kfitx-compile-cache"
 
 #: Executions of each trial started in this process (keras-tuner runs them in order).
 _executions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
@@ -217,6 +221,8 @@ def fit(
         started = time.time()
         tuner_callback, _ = _in_tuner(callbacks)
         execution = _next_execution(tuner_callback.trial) if tuner_callback is not None else 0
+        if tuner_callback is not None:  # on JAX, a trial compiling what an earlier one compiled reuses it
+            share_compiled(os.path.join(str(tuner_callback.tuner.project_dir), COMPILE_CACHE))
         pruner = _pruning_callback(rule, hp, callbacks, execution)
         stopper = budget.for_trial(budget_s, tuner_callback, hp.values, callbacks)
         resumer = _resumer(callbacks, execution) if resume else None
