@@ -18,6 +18,7 @@ __all__ = ["ENV_OFF", "share_compiled"]
 
 #: ``KFITX_COMPILE_CACHE=0`` leaves JAX's compilation cache as the user set it (off by default).
 ENV_OFF = "KFITX_COMPILE_CACHE"
+_ours: str | None = None  # the directory kfitx set, which it may move to the next search's
 
 
 def share_compiled(directory: str) -> str | None:
@@ -26,7 +27,8 @@ def share_compiled(directory: str) -> str | None:
     Nothing is changed where the user set a cache directory themselves, where
     ``KFITX_COMPILE_CACHE=0``, or on another backend. The cache holds compiled XLA programs
     keyed by the program, the compile options, JAX's version and the device: a hit is the
-    program that would have been compiled.
+    program that would have been compiled. JAX trusts what it finds there (as the search
+    directory's saved models are trusted): keep it where only you write.
 
     Args:
         directory: Where the programs go (a search's directory, so that its workers share them).
@@ -41,11 +43,16 @@ def share_compiled(directory: str) -> str | None:
     if keras.backend.backend() != "jax":
         return None
     import jax
+    from jax.experimental.compilation_cache import compilation_cache
 
+    global _ours
     current = getattr(jax.config, "jax_compilation_cache_dir", None)
-    if current:
+    if current and current != _ours:  # the user's own
         return str(current) if current == directory else None
-    os.makedirs(directory, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # a trial's programs take 0.1-0.5 s each
+    os.makedirs(directory, exist_ok=True)  # again where a search with overwrite=True deleted it
+    if current != directory:  # none yet, or an earlier search's: JAX reads the setting once, so reset it
+        compilation_cache.set_cache_dir(directory)
+        compilation_cache.reset_cache()
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # a trial's programs take 0.1-0.5 s
+        _ours = directory
     return directory
