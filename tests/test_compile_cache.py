@@ -60,4 +60,4 @@ def test_it_can_be_turned_off_and_a_users_own_cache_directory_is_kept(tmp_path):
 def test_nothing_changes_on_tensorflow(tmp_path):
     from kfitx.runtime.compile_cache import share_compiled
 
-    assert share_compiled(str(tmp_path / "c")) is None and not (tmp_path / "c").exists()
+    assert share_compiled(str(tmp_path)) is None and not (tmp_path / "kfitx-compile-cache").exists()

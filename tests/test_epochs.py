@@ -9,7 +9,6 @@ tf = pytest.importorskip("tensorflow")
 
 import keras  # noqa: E402
 
-import kfitx  # noqa: E402
 from kfitx.augment import image_data_generator_class, map_dataset  # noqa: E402
 from kfitx.data.arrays import ArraySource, array_dataset  # noqa: E402
 from kfitx.data.epochs import across_epochs, pass_length  # noqa: E402
@@ -42,7 +41,7 @@ def test_a_stream_of_unknown_length_is_left_as_it_is():
 
 
 def _fit(callbacks, monkeypatch):
-    import kfitx.data.epochs as epochs
+    import kfitx.plan
 
     held = []
 
@@ -50,7 +49,7 @@ def _fit(callbacks, monkeypatch):
         held.append(pass_length(dataset))
         return across_epochs(dataset)
 
-    monkeypatch.setattr(epochs, "across_epochs", spied)
+    monkeypatch.setattr(kfitx.plan, "across_epochs", spied)
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     model.compile("sgd", "mse")

@@ -29,6 +29,7 @@ from typing import Any
 
 from kfitx import _keras
 from kfitx.data import KerasSource, Reading, Source, coerce, keras_cuts
+from kfitx.data.epochs import across_epochs
 from kfitx.errors import DataError, OptionError, message
 from kfitx.plan.against_model import check_against_model
 from kfitx.plan.checks import (
@@ -240,18 +241,15 @@ class FitPlan:
         return kwargs
 
     def _held_open(self, dataset: Any, source: Source | None, steps: int | None) -> Any:
-        """kfitx's own stream of in-memory arrays, read through one iterator for the whole fit
-        (:func:`kfitx.data.epochs.across_epochs`) where every epoch reads it whole: no ``steps``, no
-        distribution, no callback acting per batch (one could end an epoch or an evaluation early), and on
-        TensorFlow only: on JAX and torch ``model.fit`` builds an unbuilt model from a batch it reads off a
-        fresh iterator of the dataset first, which from a held-open stream would take the epoch's first batch."""
+        """kfitx's own stream of in-memory arrays, read through one iterator for the whole fit (:func:`across_epochs`)
+        where every epoch reads it whole: no ``steps``, no distribution, no callback acting per batch (one could end an
+        epoch or an evaluation early), and on TensorFlow only: on JAX and torch ``model.fit`` builds an unbuilt model
+        from a batch read off a fresh iterator first, which from a held-open stream would be the epoch's first."""
         if (steps is not None or source is None or not (source.in_memory and source.streams_in_graph)
                 or dataset is source.passthrough() or self.runtime.numpy_batches
                 or self.runtime.distributed or self.runtime.tf_strategy is not None
                 or per_batch_callbacks(self.callbacks)):
             return dataset
-        from kfitx.data.epochs import across_epochs
-
         return across_epochs(dataset)
 
     @contextlib.contextmanager

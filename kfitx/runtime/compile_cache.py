@@ -14,15 +14,17 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["ENV_OFF", "share_compiled"]
+__all__ = ["DIRECTORY", "ENV_OFF", "share_compiled"]
 
 #: ``KFITX_COMPILE_CACHE=0`` leaves JAX's compilation cache as the user set it (off by default).
 ENV_OFF = "KFITX_COMPILE_CACHE"
+#: Under a search's directory: the compiled programs its trials share.
+DIRECTORY = "kfitx-compile-cache"
 _ours: str | None = None  # the directory kfitx set, which it may move to the next search's
 
 
-def share_compiled(directory: str) -> str | None:
-    """On JAX, turns on JAX's persistent compilation cache in ``directory``, for every program.
+def share_compiled(search_directory: str) -> str | None:
+    """On JAX, turns on JAX's persistent compilation cache in the search's :data:`DIRECTORY`, for every program.
 
     Nothing is changed where the user set a cache directory themselves, where
     ``KFITX_COMPILE_CACHE=0``, or on another backend. The cache holds compiled XLA programs
@@ -31,11 +33,12 @@ def share_compiled(directory: str) -> str | None:
     directory's saved models are trusted): keep it where only you write.
 
     Args:
-        directory: Where the programs go (a search's directory, so that its workers share them).
+        search_directory: The search's directory (keras-tuner's ``project_dir``: its workers share it).
 
     Returns:
         The cache directory in use where kfitx turned it on (or found it on), else ``None``.
     """
+    directory = os.path.join(search_directory, DIRECTORY)
     if os.environ.get(ENV_OFF, "1") == "0" or "jax" not in sys.modules:
         return None
     import keras

@@ -83,9 +83,6 @@ from kfitx.search.tunable import Tunable, check_collisions, declare
 __all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "MedianPruning", "StrategyHyperModel", "Tunable", "fit", "is_chief",
            "launch"]
 
-#: Under the search directory: compiled programs its trials share (JAX; :mod:`kfitx.runtime.compile_cache`).
-COMPILE_CACHE = "kfitx-compile-cache"
-
 #: Executions of each trial started in this process (keras-tuner runs them in order).
 _executions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
@@ -222,7 +219,7 @@ def fit(
         tuner_callback, _ = _in_tuner(callbacks)
         execution = _next_execution(tuner_callback.trial) if tuner_callback is not None else 0
         if tuner_callback is not None:  # on JAX, a trial compiling what an earlier one compiled reuses it
-            share_compiled(os.path.join(str(tuner_callback.tuner.project_dir), COMPILE_CACHE))
+            share_compiled(str(tuner_callback.tuner.project_dir))
         pruner = _pruning_callback(rule, hp, callbacks, execution)
         stopper = budget.for_trial(budget_s, tuner_callback, hp.values, callbacks)
         resumer = _resumer(callbacks, execution) if resume else None
