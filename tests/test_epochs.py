@@ -35,6 +35,21 @@ def test_each_iteration_is_the_next_pass_as_a_new_iterator_reads_it():
     assert not np.array_equal(passes[0], passes[1])  # a new permutation each pass
 
 
+def test_with_a_spare_pass_each_iteration_is_what_model_fit_reads_and_the_loop_too():
+    """Keras's epoch iterator opens a pass at each epoch's end and another at the next one's start: epoch k reads
+    iteration 2k of the stream. With spare_pass the held-open view gives the same, opening one spare pass each time."""
+    rng = np.random.default_rng(1)
+    x, y = rng.random((70, 8, 8, 1)).astype("float32"), np.arange(70)
+    held, fresh = across_epochs(_stream(x, y), spare_pass=True), _stream(x, y)
+    for _ in range(3):
+        got, expected = list(held), list(fresh)
+        list(fresh)  # the pass model.fit opens at the epoch's end and drops
+        assert len(got) == len(expected) == 3
+        for (gx, gy), (ex, ey) in zip(got, expected):
+            np.testing.assert_array_equal(gy, ey)
+            np.testing.assert_allclose(gx, ex)
+
+
 def test_a_stream_of_unknown_length_is_left_as_it_is():
     endless = tf.data.Dataset.range(3).repeat()
     assert across_epochs(endless) is endless and pass_length("not a dataset") is None
@@ -45,9 +60,9 @@ def _fit(callbacks, monkeypatch):
 
     held = []
 
-    def spied(dataset):
+    def spied(dataset, **options):
         held.append(pass_length(dataset))
-        return across_epochs(dataset)
+        return across_epochs(dataset, **options)
 
     monkeypatch.setattr(kfitx.plan, "across_epochs", spied)
     inputs = keras.Input((4,))

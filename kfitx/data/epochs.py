@@ -38,7 +38,7 @@ def pass_length(dataset: Any) -> int | None:
     return steps if steps > 0 and steps != int(tf.data.INFINITE_CARDINALITY) else None
 
 
-def across_epochs(dataset: Any) -> Any:
+def across_epochs(dataset: Any, *, spare_pass: bool = False) -> Any:
     """``dataset``, one pass per iteration, read through one iterator kept open across iterations.
 
     Only for a stream read whole at each iteration (every pass to its end): an
@@ -49,6 +49,12 @@ def across_epochs(dataset: Any) -> Any:
     Args:
         dataset: A finite ``tf.data.Dataset`` whose each iteration is one pass (a
             new order, new augmentations, as the stream makes them).
+        spare_pass: After each pass, open one more and drop its first batch, as
+            ``model.fit`` does: its epoch iterator opens the next pass when an epoch
+            ends, then another when the next epoch begins, so a stream that draws anew
+            per iteration (a seeded shuffle, augmentation) gives its epochs every other
+            draw. With it, each iteration is what ``model.fit`` would have read (and
+            kfitx's own loop, which counts passes as Keras does).
 
     Returns:
         A dataset of the same elements, cardinality and structure; each iteration
@@ -62,7 +68,11 @@ def across_epochs(dataset: Any) -> Any:
         return dataset
     # The iterator is held by the traced function's captured resource only, not by a Python closure:
     # a fault's traceback that keeps the returned dataset then keeps no iterator object alive.
-    opened = [iter(dataset.repeat().prefetch(tf.data.AUTOTUNE))]
+    stream = dataset
+    if spare_pass:  # opened as model.fit opens it (its random draws made), one batch read, nothing kept
+        stream = dataset.concatenate(dataset.take(1).filter(tf.autograph.experimental.do_not_convert(
+            lambda *_: tf.constant(False))))
+    opened = [iter(stream.repeat().prefetch(tf.data.AUTOTUNE))]
 
     @tf.autograph.experimental.do_not_convert
     def pull(_: Any) -> Any:

@@ -230,7 +230,7 @@ class FitPlan:
 
                 kwargs.update(x=train.map(class_weights(self.class_weight), num_parallel_calls=tf.data.AUTOTUNE),
                               class_weight=None)
-            kwargs["x"] = self._held_open(kwargs["x"], self.train, self.steps_per_epoch)
+            kwargs["x"] = self._held_open(kwargs["x"], self.train, self.steps_per_epoch, spare_pass=True)
         if validation is not None:
             if not isinstance(validation, tuple):
                 validation = self._held_open(validation, self.validation, self.validation_steps)
@@ -240,7 +240,7 @@ class FitPlan:
                 kwargs["validation_batch_size"] = self.validation_batch_size
         return kwargs
 
-    def _held_open(self, dataset: Any, source: Source | None, steps: int | None) -> Any:
+    def _held_open(self, dataset: Any, source: Source | None, steps: int | None, spare_pass: bool = False) -> Any:
         """kfitx's own stream of in-memory arrays, read through one iterator for the whole fit (:func:`across_epochs`)
         where every epoch reads it whole: no ``steps``, no distribution, no callback acting per batch (one could end an
         epoch or an evaluation early), and on TensorFlow only: on JAX and torch ``model.fit`` builds an unbuilt model
@@ -250,7 +250,7 @@ class FitPlan:
                 or self.runtime.distributed or self.runtime.tf_strategy is not None
                 or per_batch_callbacks(self.callbacks)):
             return dataset
-        return across_epochs(dataset)
+        return across_epochs(dataset, spare_pass=spare_pass)
 
     @contextlib.contextmanager
     def grouped(self, model: Any) -> Iterator[None]:
