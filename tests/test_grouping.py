@@ -3,6 +3,7 @@ import pytest
 
 from kfitx.errors import OptionError
 from kfitx.plan.grouping import AUTO_STEPS, choose_steps_per_execution, per_batch_callbacks
+from kfitx.runtime import Runtime
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,7 @@ def test_where_keras_scans_grouped_steps_on_jax_the_plan_groups_when_kfitx_feeds
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
     strategy = SimpleNamespace(grouping=lambda: wanted)
-    jax = SimpleNamespace(backend="jax", distributed_scope=None)
+    jax = Runtime("jax")
     assert _grouping(model, strategy, [], (32,), jax)[0] == (8 if wanted == 8 else AUTO_STEPS)  # Keras 3.15: groups
     monkeypatch.setattr(_keras, "scans_steps_on_jax", lambda: True)
     monkeypatch.setattr(_keras, "feeds_jax_scan", lambda: True)  # Keras 3.16, its helpers where kfitx reads them
@@ -110,7 +111,7 @@ def test_where_keras_scans_on_jax_automatic_grouping_needs_data_known_to_be_dens
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
     strategy = SimpleNamespace(grouping=lambda: "auto")
-    jax = SimpleNamespace(backend="jax", distributed_scope=None)
+    jax = Runtime("jax")
     monkeypatch.setattr(_keras, "scans_steps_on_jax", lambda: True)
     monkeypatch.setattr(_keras, "feeds_jax_scan", lambda: True)
     dense = coerce(np.zeros((64, 4), "float32"), np.zeros((64, 1), "float32"))
@@ -122,5 +123,5 @@ def test_where_keras_scans_on_jax_automatic_grouping_needs_data_known_to_be_dens
     for data in (sparse, stream):
         steps, why = _grouping(model, strategy, [], (32,), jax, (dense, data))  # validation data counts too
         assert steps == 1 and "sparse" in why
-    tensorflow = SimpleNamespace(backend="tensorflow", distributed_scope=None)  # TensorFlow groups over them
+    tensorflow = Runtime("tensorflow")  # TensorFlow groups over them
     assert _grouping(model, strategy, [], (32,), tensorflow, (sparse, None))[0] == AUTO_STEPS

@@ -245,3 +245,16 @@ def test_where_a_probe_is_unsafe_or_cannot_pay_the_rules_decide_and_say_why(make
     assert "not probed: the model is not built yet" in history.kfitx["auto"]
     assert history.kfitx["probe"] == {"skipped": history.kfitx["auto"].split("not probed: ")[1]}
     assert seen == []
+
+
+def test_the_runtime_saves_and_puts_back_the_backends_own_random_state():
+    # auto's probe puts back Python's, numpy's and the backend's own global random state (torch's generator)
+    from kfitx.runtime import Runtime
+
+    assert Runtime("tensorflow").random_state() is None and Runtime("jax").random_state() is None
+    torch = pytest.importorskip("torch")
+    runtime = Runtime("torch")
+    state = runtime.random_state()
+    drawn = torch.rand(3)
+    runtime.set_random_state(state)
+    assert torch.equal(torch.rand(3), drawn)

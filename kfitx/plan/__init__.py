@@ -27,7 +27,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfitx import _keras
 from kfitx.data import KerasSource, Reading, Source, coerce, keras_cuts
 from kfitx.data.epochs import across_epochs
 from kfitx.errors import DataError, OptionError, message
@@ -300,22 +299,16 @@ def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None
     if isinstance(wanted, tuple):  # the strategy fixes it
         return wanted
     scope = runtime.distributed_scope
-    broken = (_DISTRIBUTED_GROUPING.format(scope=scope, version=keras.__version__)
-              if scope else f"Keras {keras.__version__} runs one step per call on torch"
-              if runtime.backend == "torch" and not _keras.groups_steps_on_torch() else None)
-    if runtime.backend == "jax" and _keras.scans_steps_on_jax() and not _keras.feeds_jax_scan():
-        # model.fit takes the number asked for; kfitx trains one step per call and says why, never refuses it
-        return 1, f"Keras {keras.__version__} groups steps on JAX in a lax.scan over stacked batches, made by " \
-                  "helpers kfitx does not find in this version"
-    if (runtime.backend == "jax" and _keras.scans_steps_on_jax() and wanted == "auto"
-            and model.steps_per_execution == 1 and not all(s is None or s.dense_batches for s in sources)):
-        return 1, f"Keras {keras.__version__} groups steps on JAX over dense batches only, and this data may " \
-                  "hold sparse tensors"
-    if broken and wanted != "auto" and wanted != 1:
-        raise OptionError(message(f"`steps_per_execution` 1 here: {broken}", f"steps_per_execution={wanted!r}",
-                                  "Leave it 'auto'."))
-    if broken:
-        return 1, broken
+    automatic = wanted == "auto" and model.steps_per_execution == 1
+    limit = ((_DISTRIBUTED_GROUPING.format(scope=scope, version=keras.__version__), True) if scope else
+             runtime.one_step_per_call(automatic=automatic,
+                                       dense=all(s is None or s.dense_batches for s in sources)))
+    if limit is not None:
+        reason, refused = limit
+        if refused and wanted != "auto" and wanted != 1:
+            raise OptionError(message(f"`steps_per_execution` 1 here: {reason}", f"steps_per_execution={wanted!r}",
+                                      "Leave it 'auto'."))
+        return 1, reason
     return choose_steps_per_execution(model, callbacks, wanted, exact_steps=exact)
 
 
@@ -357,7 +350,7 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
                                args.pop("validation_data", None))
     targets = _needs_targets(model)
     for role, part in (("x", train), ("validation_data x", validation)):
-        check_against_model(model, part, role, runtime.backend)
+        check_against_model(model, part, role, runtime)
         if isinstance(part, KerasSource) and part.array_like:
             check_input_dtypes(model, part.x, role)
         if part is not None and part.in_memory:

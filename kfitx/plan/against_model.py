@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from kfitx.errors import DataError, message
+from kfitx.runtime import Runtime
 
 __all__ = ["check_against_model"]
 
@@ -21,21 +22,21 @@ logger = logging.getLogger("kfitx")
 _SPARSE = ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy")
 
 
-def check_against_model(model: Any, source: Any, role: str, backend: str) -> None:
+def check_against_model(model: Any, source: Any, role: str, runtime: Runtime) -> None:
     """Raises :class:`DataError` for data ``model.fit`` cannot train ``model`` on (see the module docstring).
 
     Args:
         model: The compiled model.
         source: The training or validation source.
         role: ``"x"`` or ``"validation_data x"``, for messages.
-        backend: The Keras backend (labels out of range: an error where Keras fails, a warning on JAX).
+        runtime: The fit's runtime (labels out of range: an error where Keras fails, else a warning).
     """
     if source is None:
         return
     if source.in_memory:
         _check_input_names(model, source.x, role)
         if source.y is not None:
-            _check_sparse_labels(model, source.y, role.replace("x", "y"), backend)
+            _check_sparse_labels(model, source.y, role.replace("x", "y"), runtime)
     else:
         _check_batched(model, source, role)
 
@@ -86,7 +87,7 @@ def _sparse_classes(model: Any) -> tuple[int, Any] | None:
     return classes, getattr(loss, "ignore_class", None)
 
 
-def _check_sparse_labels(model: Any, y: Any, role: str, backend: str) -> None:
+def _check_sparse_labels(model: Any, y: Any, role: str, runtime: Runtime) -> None:
     found = _sparse_classes(model)
     if found is None or not isinstance(y, np.ndarray) or y.size == 0 or y.dtype.kind not in "biuf":
         return
@@ -107,7 +108,7 @@ def _check_sparse_labels(model: Any, y: Any, role: str, backend: str) -> None:
                    f"output has {classes} classes", f"labels from {low} to {high}",
                    "Map the labels to 0..n-1 (e.g. np.unique(y, return_inverse=True)), or give the output "
                    "layer as many units as there are classes.")
-    if backend == "jax":  # Keras on JAX trains on them without a word, as plain model.fit does
+    if not runtime.checks_label_range:  # Keras trains on them without a word (JAX), as plain model.fit does
         logger.warning("kfitx: %s", text)
         return
     raise DataError(text)

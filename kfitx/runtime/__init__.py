@@ -60,6 +60,45 @@ class Runtime:
         return self.replicas > 1 or self.multi_worker or self.jax_distribution is not None or self.torch_ddp
 
     @property
+    def checks_label_range(self) -> bool:
+        """Whether sparse class labels out of the model's range fail the fit here (TensorFlow, torch); Keras on
+        JAX trains on them without a word, so kfitx warns there instead of refusing what ``model.fit`` takes."""
+        return self.backend != "jax"
+
+    def one_step_per_call(self, *, automatic: bool, dense: bool) -> tuple[str, bool] | None:
+        """Why Keras trains one step per call on this backend for this fit, and whether Keras refuses more (an
+        explicit ``steps_per_execution`` is then refused too); ``None`` where steps may be grouped.
+
+        Args:
+            automatic: kfitx chooses the number (nobody asked for one).
+            dense: The fit's data is known to hold no sparse tensor before it is read.
+        """
+        import keras
+
+        from kfitx import _keras
+
+        if self.backend == "torch" and not _keras.groups_steps_on_torch():
+            return f"Keras {keras.__version__} runs one step per call on torch", True
+        if self.backend == "jax" and _keras.scans_steps_on_jax():
+            if not _keras.feeds_jax_scan():  # model.fit takes the number: kfitx says why, never refuses it
+                return (f"Keras {keras.__version__} groups steps on JAX in a lax.scan over stacked batches, made "
+                        "by helpers kfitx does not find in this version", False)
+            if automatic and not dense:
+                return (f"Keras {keras.__version__} groups steps on JAX over dense batches only, and this data "
+                        "may hold sparse tensors", False)
+        return None
+
+    def random_state(self) -> Any:
+        """The backend's own global random state beside Python's and numpy's (torch's generator), or ``None``."""
+        torch = sys.modules.get("torch") if self.backend == "torch" else None
+        return None if torch is None else torch.get_rng_state()
+
+    def set_random_state(self, state: Any) -> None:
+        """Puts back what :meth:`random_state` returned."""
+        if state is not None:
+            sys.modules["torch"].set_rng_state(state)
+
+    @property
     def distributed_scope(self) -> str | None:
         """The ``tf.distribute`` strategy's class name when it has several replicas, else ``None``."""
         return type(self.tf_strategy).__name__ if self.tf_strategy is not None and self.replicas > 1 else None

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import numpy as np
 from kfitx import _keras
 from kfitx.data import boundary
 from kfitx.plan import FitPlan, FitReport
+from kfitx.runtime import Runtime
 from kfitx.strategy import Strategy
 
 __all__ = ["MARGIN", "MIN_TIMED_STEPS", "PROBE_CALLS", "SHARE", "Outcome", "measure", "probe_steps",
@@ -192,18 +192,17 @@ class _Snapshot:
     """The model's and the optimizer's variables and Python's, numpy's (and torch's) random states, put back by
     :meth:`restore`."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, runtime: Runtime) -> None:
         import keras
 
-        self.model = model
+        self.model, self.runtime = model, runtime
         optimizer = getattr(model, "optimizer", None)
         self.variables = [*model.variables, *getattr(model, "metrics_variables", []),
                           *(optimizer.variables if optimizer is not None else [])]
         self.values = [np.array(keras.ops.convert_to_numpy(v.value)) for v in self.variables]
         self.python = random.getstate()
         self.numpy = np.random.get_state()
-        torch = sys.modules.get("torch") if keras.backend.backend() == "torch" else None
-        self.torch = None if torch is None else (torch, torch.get_rng_state())
+        self.backend = runtime.random_state()
 
     def restore(self) -> None:
         for variable, value in zip(self.variables, self.values):
@@ -217,9 +216,7 @@ class _Snapshot:
                            ", ".join(v.path for v in made))
         random.setstate(self.python)
         np.random.set_state(self.numpy)
-        if self.torch is not None:
-            torch, state = self.torch
-            torch.set_rng_state(state)
+        self.runtime.set_random_state(self.backend)
 
 
 def measure(model: Any, candidates: Sequence[tuple[Strategy, FitPlan]]) -> Outcome:
@@ -241,7 +238,7 @@ def measure(model: Any, candidates: Sequence[tuple[Strategy, FitPlan]]) -> Outco
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None and not optimizer.built:  # a TensorFlow loop builds it at its first step
             optimizer.build(model.trainable_variables)  # as that step would: its initial values, saved now
-        saved.append(_Snapshot(model))
+        saved.append(_Snapshot(model, candidates[0][1].runtime))
 
     outcome = Outcome(steps=probe_steps(candidates[0][1]))
     epoch_steps = _fit_steps(candidates[0][1])[0] or outcome.steps
