@@ -54,9 +54,9 @@ def test_keras_tuner_callback_acts_only_if_the_tuner_overrides_batch_hooks(tmp_p
 
 def test_choice_and_reason(make_model):
     model = make_model()
-    assert choose_steps_per_execution(model, None) == (AUTO_STEPS, "no callback acts per batch")
-    steps, reason = choose_steps_per_execution(model, [keras.callbacks.TerminateOnNaN()])
-    assert steps == 1 and "TerminateOnNaN" in reason
+    assert choose_steps_per_execution(model, None) == (AUTO_STEPS, "no callback acts per batch", True)
+    steps, reason, automatic = choose_steps_per_execution(model, [keras.callbacks.TerminateOnNaN()])
+    assert steps == 1 and "TerminateOnNaN" in reason and not automatic
     assert choose_steps_per_execution(model, None, 4)[0] == 4
     assert choose_steps_per_execution(make_model(steps_per_execution=8), None)[0] == 8
     with pytest.raises(OptionError, match="steps_per_execution"):
@@ -67,8 +67,8 @@ def test_automatic_groups_divide_exact_step_counts(make_model):
     model = make_model()
     assert choose_steps_per_execution(model, None, exact_steps=(None, None))[0] == AUTO_STEPS
     assert choose_steps_per_execution(model, None, exact_steps=(32,))[0] == AUTO_STEPS
-    steps, reason = choose_steps_per_execution(model, None, exact_steps=(10, None))
-    assert steps == 10 and "dividing 10" in reason
+    steps, reason, automatic = choose_steps_per_execution(model, None, exact_steps=(10, None))
+    assert steps == 10 and "dividing 10" in reason and automatic
     assert choose_steps_per_execution(model, None, exact_steps=(12, 18))[0] == 6
     assert choose_steps_per_execution(model, None, exact_steps=(97,))[0] == 1
     assert choose_steps_per_execution(model, None, 4, exact_steps=(10,))[0] == 4  # asked for: as asked
@@ -92,8 +92,8 @@ def test_where_keras_scans_grouped_steps_on_jax_the_plan_groups_when_kfitx_feeds
     monkeypatch.setattr(_keras, "feeds_jax_scan", lambda: True)  # Keras 3.16, its helpers where kfitx reads them
     assert _grouping(model, strategy, [], (32,), jax)[0] == (8 if wanted == 8 else AUTO_STEPS)
     monkeypatch.setattr(_keras, "feeds_jax_scan", lambda: False)  # the scan, its helpers moved: one step per call
-    steps, why = _grouping(model, strategy, [], (32,), jax)
-    assert steps == 1 and "lax.scan" in why
+    steps, why, automatic = _grouping(model, strategy, [], (32,), jax)
+    assert steps == 1 and "lax.scan" in why and not automatic
 
 
 def test_where_keras_scans_on_jax_automatic_grouping_needs_data_known_to_be_dense(monkeypatch):
@@ -121,7 +121,7 @@ def test_where_keras_scans_on_jax_automatic_grouping_needs_data_known_to_be_dens
     assert dense.dense_batches and not sparse.dense_batches and not stream.dense_batches
     assert _grouping(model, strategy, [], (32,), jax, (dense, None))[0] == AUTO_STEPS
     for data in (sparse, stream):
-        steps, why = _grouping(model, strategy, [], (32,), jax, (dense, data))  # validation data counts too
+        steps, why, _ = _grouping(model, strategy, [], (32,), jax, (dense, data))  # validation data counts too
         assert steps == 1 and "sparse" in why
     tensorflow = Runtime("tensorflow")  # TensorFlow groups over them
     assert _grouping(model, strategy, [], (32,), tensorflow, (sparse, None))[0] == AUTO_STEPS

@@ -6,13 +6,24 @@ the boundary (:mod:`kfitx._keras`), re-exported there: callers use ``_keras.<nam
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, TypeAlias
 
 from kfitx._keras.versions import attribute, internal
 from kfitx.errors import KerasVersionError
 
+if TYPE_CHECKING:
+    import jax
+    import keras
 
-def _train_function(model: Any) -> Any:
+#: What ``model.fit`` keeps outside the model between JAX steps: the values of the trainable, non-trainable,
+#: optimizer and metrics variables, in that order.
+JaxState: TypeAlias = "tuple[list[jax.Array], ...]"
+#: ``train(state, batches) -> (logs, state)``: the model's JAX train function.
+JaxTrain: TypeAlias = "Callable[[JaxState, Iterable[object]], tuple[Mapping[str, object], JaxState]]"
+
+
+def _train_function(model: keras.Model) -> Callable[..., tuple[Mapping[str, object], JaxState]]:
     model.make_train_function()
     return model.train_function
 
@@ -46,7 +57,7 @@ def feeds_jax_scan() -> bool:
     return True
 
 
-def jax_train_function(model: Any, distribute: bool) -> Any:
+def jax_train_function(model: keras.Model, distribute: bool) -> JaxTrain:
     """The model's JAX train function as ``train(state, batches) -> (logs, state)``, one step per batch of the
     list (at most ``steps_per_execution`` of them), each batch laid out over the ``keras.distribution`` in effect
     when ``distribute`` is set.
@@ -64,7 +75,7 @@ def jax_train_function(model: Any, distribute: bool) -> Any:
         return lambda state, batches: train(state, iter([distribute_data(b) for b in batches]))
     utils = internal("keras.src.trainers.data_adapters.data_adapter_utils", "", _SCAN)
 
-    def scanned(state: Any, batches: Any) -> Any:
+    def scanned(state: JaxState, batches: Iterable[object]) -> tuple[Mapping[str, object], JaxState]:
         group = next(utils.super_batch_iterator(iter(batches), steps))
         if isinstance(group, utils.PartialBatchList):
             group = utils.PartialBatchList([distribute_data(b) for b in group])
@@ -80,7 +91,7 @@ def jax_train_function(model: Any, distribute: bool) -> Any:
 # (``jax_state_sync``) or the epoch ends; kfitx's loop does the same, through these.
 
 
-def jax_state(model: Any, last: tuple[Any, ...] | None) -> tuple[Any, ...]:
+def jax_state(model: keras.Model, last: JaxState | None) -> JaxState:
     """The state the JAX train function takes: the ``last`` one a step returned, or, when the
     variables were synced since (a callback read ``self.model``, a new epoch), the variables' values."""
     if attribute(model, "_jax_state_synced", "kfitx's loop on JAX") or last is None:
@@ -92,29 +103,29 @@ def jax_state(model: Any, last: tuple[Any, ...] | None) -> tuple[Any, ...]:
     return last
 
 
-def jax_keep_state(model: Any, state: tuple[Any, ...]) -> None:
+def jax_keep_state(model: keras.Model, state: JaxState) -> None:
     """Keeps the state a JAX step returned where callbacks (and :func:`jax_state_sync`) find it."""
     names = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
     model._jax_state = dict(zip(names, state))
 
 
-def jax_state_begin(model: Any) -> None:
+def jax_state_begin(model: keras.Model) -> None:
     """An epoch starts as in ``model.fit``: the next step reads the variables."""
     model._jax_state_synced = True
 
 
-def jax_state_sync(model: Any) -> None:
+def jax_state_sync(model: keras.Model) -> None:
     """An epoch ends: the variables get the state kept outside them (``JAXTrainer.jax_state_sync``)."""
     attribute(model, "jax_state_sync", "kfitx's loop on JAX")()
 
 
-def jax_state_end(model: Any) -> None:
+def jax_state_end(model: keras.Model) -> None:
     """Training ends: the variables hold the last state, nothing is kept outside them."""
     attribute(model, "jax_state_sync", "kfitx's loop on JAX")()
     model._jax_state = None
 
 
-def jax_distribute(batch: Any, is_super_batch: bool = False) -> Any:
+def jax_distribute(batch: object, is_super_batch: bool = False) -> object:
     """A batch (or, from Keras 3.16, a super batch: a group stacked on a new first axis) laid out over the devices
     of the ``keras.distribution`` in effect, as ``model.fit`` lays it out."""
     distribute = internal("keras.src.backend.jax.trainer", "_distribute_data",

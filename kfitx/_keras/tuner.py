@@ -3,9 +3,22 @@ reaches into keras-tuner only through these functions, each pinned in ``tests/te
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from kfitx._keras.versions import internal
+
+if TYPE_CHECKING:
+    import keras
+    import keras_tuner
+    from keras_tuner.src.distribute.oracle_client import OracleClient
+    from keras_tuner.src.engine.base_tuner import BaseTuner
+    from keras_tuner.src.engine.trial import Trial
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch, TunerCallback
+
+    #: ``hook(trial)``: what the runner does at a trial's start or end.
+    TrialHook = Callable[[Trial], object]
 
 #: The kfitx features that need keras-tuner's internals, for the error a keras-tuner without one raises.
 TUNE, SEARCH = "kfitx tune", "kfitx.tuner (trials measured and resumed)"
@@ -18,12 +31,12 @@ BUDGET = "the time budget of a search (time_budget=, kfitx tune --time-budget)"
 # keras-tuner only through these functions.
 
 
-def tuner_base_class() -> Any:
+def tuner_base_class() -> type[BaseTuner]:
     """keras-tuner's ``BaseTuner``, the base of every tuner (``RandomSearch``, ``Hyperband``, custom ones)."""
     return internal("keras_tuner.src.engine.base_tuner", "BaseTuner", TUNE)
 
 
-def wrap_tuner_methods(init: Any, search: Any) -> None:
+def wrap_tuner_methods(init: Callable[..., None], search: Callable[..., object]) -> None:
     """Routes every tuner's ``__init__`` and ``search`` through ``init(original, self, *args, **kwargs)``
     and ``search(original, self, *args, **kwargs)`` (in this process, once).
 
@@ -39,28 +52,26 @@ def wrap_tuner_methods(init: Any, search: Any) -> None:
     original_init, original_search = base.__init__, base.search
 
     @functools.wraps(original_init)
-    def wrapped_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    def wrapped_init(self: BaseTuner, *args: object, **kwargs: object) -> None:
         init(original_init, self, *args, **kwargs)
 
     @functools.wraps(original_search)
-    def wrapped_search(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def wrapped_search(self: BaseTuner, *args: object, **kwargs: object) -> object:
         return search(original_search, self, *args, **kwargs)
 
     base.__init__, base.search = wrapped_init, wrapped_search
     base._kfitx_wrapped = True
 
 
-def tuner_init_arguments(original_init: Any, self: Any, args: tuple[Any, ...],
-                         kwargs: dict[str, Any]) -> Any:
+def tuner_init_arguments(original_init: Callable[..., None], self: BaseTuner, args: tuple[object, ...],
+                         kwargs: dict[str, object]) -> inspect.BoundArguments:
     """``BaseTuner.__init__``'s arguments bound by name (``directory``, ``project_name``, ``overwrite``, ...)."""
-    import inspect
-
     bound = inspect.signature(original_init).bind(self, *args, **kwargs)
     bound.apply_defaults()
     return bound
 
 
-def serve_oracle(oracle: Any, poll_s: float = 0.1, grace_s: float = 2.0) -> None:
+def serve_oracle(oracle: keras_tuner.Oracle, poll_s: float = 0.1, grace_s: float = 2.0) -> None:
     """keras-tuner's chief server (``oracle_chief.start_server``), without its 20 s wait.
 
     keras-tuner's loop, once a worker was told the search is over, checks only every
@@ -90,13 +101,15 @@ def serve_oracle(oracle: Any, poll_s: float = 0.1, grace_s: float = 2.0) -> None
         server.stop(grace_s).wait(grace_s + 1.0)
 
 
-def use_chief_server(serve: Any) -> None:
+def use_chief_server(serve: Callable[[keras_tuner.Oracle], None]) -> None:
     """Makes the chief's ``tuner.search`` call ``serve(oracle)`` instead of ``oracle_chief.start_server``."""
     oracle_chief = internal("keras_tuner.src.distribute.oracle_chief", "", TUNE)
     oracle_chief.start_server = serve
 
 
-def tuner_callbacks(callbacks: Any) -> tuple[Any, list[Any]]:
+def tuner_callbacks(
+    callbacks: Iterable[keras.callbacks.Callback] | keras.callbacks.CallbackList | None,
+) -> tuple[TunerCallback | None, list[SaveBestEpoch]]:
     """keras-tuner's ``TunerCallback`` among ``callbacks`` (``None`` outside a trial) and its ``SaveBestEpoch``s.
 
     keras-tuner adds both to the callbacks of every ``fit`` in a trial (``tuner_utils``);
@@ -110,9 +123,10 @@ def tuner_callbacks(callbacks: Any) -> tuple[Any, list[Any]]:
     if "keras_tuner" not in sys.modules:
         return None, []
     tuner_utils = internal("keras_tuner.src.engine.tuner_utils", "", SEARCH)
-    if hasattr(callbacks, "callbacks") and not isinstance(callbacks, (list, tuple)):
+    if callbacks is not None and hasattr(callbacks, "callbacks") and not isinstance(callbacks, (list, tuple)):
         callbacks = callbacks.callbacks
-    found, best = None, []
+    found: TunerCallback | None = None
+    best: list[SaveBestEpoch] = []
     for cb in callbacks or []:
         if isinstance(cb, tuner_utils.TunerCallback):
             found = cb
@@ -121,7 +135,8 @@ def tuner_callbacks(callbacks: Any) -> tuple[Any, list[Any]]:
     return found, best
 
 
-def route_trials(tuner: Any, begin: Any, run: Any, end: Any, reported: Any) -> tuple[Any, Any, Any]:
+def route_trials(tuner: BaseTuner, begin: TrialHook, run: Callable[..., object], end: TrialHook,
+                 reported: TrialHook) -> tuple[TrialHook, Callable[..., object], TrialHook]:
     """Routes this ``tuner``'s ``on_trial_begin``, ``run_trial`` and ``on_trial_end`` through ``begin(trial)``,
     ``run(trial, *args, **kwargs)`` and ``end(trial)``, and calls ``reported(trial)`` each time its oracle's
     ``end_trial`` returned (in a worker: the chief has the trial). Returns the three original methods, which the
@@ -134,7 +149,7 @@ def route_trials(tuner: Any, begin: Any, run: Any, end: Any, reported: Any) -> t
     tuner.on_trial_begin, tuner.run_trial, tuner.on_trial_end = begin, run, end
     end_trial = tuner.oracle.end_trial
 
-    def end_and_report(trial: Any) -> Any:
+    def end_and_report(trial: Trial) -> object:
         result = end_trial(trial)
         reported(trial)
         return result
@@ -143,7 +158,7 @@ def route_trials(tuner: Any, begin: Any, run: Any, end: Any, reported: Any) -> t
     return originals
 
 
-def stop_trials_when(oracle: Any, spent: Any) -> None:
+def stop_trials_when(oracle: keras_tuner.Oracle, spent: Callable[[], bool]) -> None:
     """Makes ``oracle.create_trial`` answer a STOPPED trial, starting none, whenever ``spent()`` is true.
 
     keras-tuner ends a search when its oracle answers STOPPED (``BaseTuner.search``; in the
@@ -162,7 +177,7 @@ def stop_trials_when(oracle: Any, spent: Any) -> None:
     original = oracle.create_trial
 
     @keras_tuner.synchronized  # the oracle's own lock, as its create_trial takes it
-    def create_trial(self: Any, tuner_id: str) -> Any:
+    def create_trial(self: keras_tuner.Oracle, tuner_id: str) -> Trial:
         if not spent():
             return original(tuner_id)
         held = self.ongoing_trials.pop(tuner_id, None)
@@ -175,7 +190,7 @@ def stop_trials_when(oracle: Any, spent: Any) -> None:
     oracle.create_trial = types.MethodType(create_trial, oracle)
 
 
-def saw_epoch(save_best_epoch: Any, logs: dict[str, Any]) -> None:
+def saw_epoch(save_best_epoch: SaveBestEpoch, logs: Mapping[str, float]) -> None:
     """Tells keras-tuner's ``SaveBestEpoch`` callback that an epoch with ``logs`` was seen before it was made.
 
     A resumed trial starts at a later epoch; the checkpoint on disk is the best of
@@ -189,7 +204,9 @@ def saw_epoch(save_best_epoch: Any, logs: dict[str, Any]) -> None:
             save_best_epoch.best_value = value
 
 
-def search_directory(callbacks: Any) -> str | None:
+def search_directory(
+    callbacks: Iterable[keras.callbacks.Callback] | keras.callbacks.CallbackList | None,
+) -> str | None:
     """The directory of the keras-tuner search whose trial ``callbacks`` belong to (``tuner.project_dir``,
     reached through keras-tuner's ``TunerCallback``), or ``None`` outside a trial with a directory."""
     tuner_callback, _ = tuner_callbacks(callbacks)
@@ -197,7 +214,7 @@ def search_directory(callbacks: Any) -> str | None:
     return None if directory is None else str(directory)
 
 
-def resume_ongoing_trials(oracle: Any, keep_running: bool = True) -> dict[str, str]:
+def resume_ongoing_trials(oracle: keras_tuner.Oracle, keep_running: bool = True) -> dict[str, str]:
     """Sets right what keras-tuner's ``Oracle.reload`` does with the trials that were running when the chief stopped.
 
     ``reload`` sends each of them to the retry queue (``oracle.json`` lists them as
@@ -268,7 +285,7 @@ def reconnect_quickly(max_backoff_s: float = 1.0) -> None:
     backoff_ms = max(100, int(max_backoff_s * 1000))
 
     @functools.wraps(original)
-    def init(self: Any, oracle: Any) -> None:
+    def init(self: OracleClient, oracle: keras_tuner.Oracle) -> None:
         original(self, oracle)
         address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
         channel = grpc.insecure_channel(address, options=[

@@ -106,7 +106,7 @@ def internal(module: str, name: str, feature: str) -> Any:
         raise missing(library, f"{module}.{name}".rstrip("."), feature) from error
 
 
-def attribute(obj: Any, name: str, feature: str) -> Any:
+def attribute(obj: object, name: str, feature: str) -> Any:
     """``obj.name``, a private attribute Keras keeps on a model or callback, or a :class:`KerasVersionError`."""
     try:
         return getattr(obj, name)

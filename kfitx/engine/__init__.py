@@ -34,23 +34,66 @@ A strategy that owns its loop is its options plus a step::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from kfitx import _keras
-from kfitx.engine.adapter import BackendAdapter
+from kfitx.engine.adapter import BackendAdapter, Batch, Data, Logs, StepFunction
+from kfitx.engine.steps import EpochMeans
 from kfitx.engine.steps import runner as _runner
 from kfitx.errors import ModelError, OptionError, message
 from kfitx.runtime import Runtime
 
-__all__ = ["ONE_BATCH_PER_CALL", "BatchHook", "StepFunction", "TrainStep", "fit_loop", "should_validate"]
+if TYPE_CHECKING:
+    import keras
 
-StepFunction = Callable[[Any, Any], Mapping[str, Any]]
+    from kfitx.plan import FitPlan
+
+__all__ = ["ONE_BATCH_PER_CALL", "BatchHook", "Feed", "StepFunction", "TrainStep", "fit_loop", "should_validate"]
 
 #: Why a step that goes per batch runs one batch per call.
 ONE_BATCH_PER_CALL = "a step run in Python or batch hooks: one batch at a time through Python"
-BatchHook = Callable[[Any, int, int], Any]
+#: ``hook(batch, step_index, epoch) -> batch``: called on each batch before the step.
+BatchHook = Callable[[Batch, int, int], Batch]
+#: One compiled call's share of an epoch: ``(first step, last step, data)``.
+Group = tuple[int, int, Data]
+
+
+class Feed(Protocol):
+    """Where :func:`fit_loop` reads each epoch's batches (``plan.train.feed(...)``, or a strategy's own).
+
+    A feed may also have ``restart()`` (start the next pass afresh, after the batch read to build the
+    model), ``ran_out()`` (called when a step finds the data exhausted before the epoch's last step) and
+    ``close()`` (the fit ends); :func:`fit_loop` calls those where the feed has them.
+    """
+
+    @property
+    def num_batches(self) -> int | None:
+        """Batches per epoch, or ``None`` where unknown (a stream read until it ends)."""
+
+    def epoch(self, epoch: int) -> Iterable[Group]:
+        """The groups of epoch ``epoch`` (0-based); the iterable may have ``close()``."""
+
+
+@runtime_checkable
+class _Closes(Protocol):
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class _Restarts(Protocol):
+    def restart(self) -> None: ...
+
+
+@runtime_checkable
+class _RunsOut(Protocol):
+    def ran_out(self) -> None: ...
+
+
+def _close(obj: object) -> None:
+    if isinstance(obj, _Closes):
+        obj.close()
 
 
 @dataclass(frozen=True)
@@ -111,7 +154,7 @@ class TrainStep:
         return 1, ONE_BATCH_PER_CALL
 
 
-def should_validate(epoch: int, freq: Any) -> bool:
+def should_validate(epoch: int, freq: int | Collection[int]) -> bool:
     """``validation_freq`` as ``model.fit`` reads it: every ``freq`` epochs, or the (1-based) epochs listed."""
     if isinstance(freq, int) and not isinstance(freq, bool) and freq >= 1:
         return (epoch + 1) % freq == 0
@@ -135,7 +178,7 @@ def _adapter(runtime: Runtime) -> BackendAdapter:
     return adapter
 
 
-def _build(model: Any, feed: Any) -> None:
+def _build(model: keras.Model, feed: Feed) -> None:
     """Builds what ``model.fit`` builds before its first step (layers, loss, metrics, optimizer) from one batch.
 
     The backends whose state lives outside the model between steps (JAX) need it
@@ -150,12 +193,13 @@ def _build(model: Any, feed: Any) -> None:
     except StopIteration:
         return
     finally:
-        getattr(groups, "close", lambda: None)()
-    getattr(feed, "restart", lambda: None)()
-    _keras.symbolic_build(model, data[0])
+        _close(groups)
+    if isinstance(feed, _Restarts):
+        feed.restart()
+    _keras.symbolic_build(model, data[0] if isinstance(data, list) else next(iter(data)))
 
 
-def _callback_list(model: Any, plan: Any, steps: int | None) -> Any:
+def _callback_list(model: keras.Model, plan: FitPlan, steps: int | None) -> keras.callbacks.CallbackList:
     import keras
 
     if isinstance(plan.callbacks, keras.callbacks.CallbackList):
@@ -164,8 +208,8 @@ def _callback_list(model: Any, plan: Any, steps: int | None) -> Any:
                                         verbose=plan.verbose, epochs=plan.epochs, steps=steps, model=model)
 
 
-def fit_loop(model: Any, plan: Any, step: TrainStep | None = None, *, batches: Any = None,
-             endless_after: int = 100_000) -> Any:
+def fit_loop(model: keras.Model, plan: FitPlan, step: TrainStep | None = None, *, batches: Feed | None = None,
+             endless_after: int = 100_000) -> keras.callbacks.History:
     """Trains ``model`` as ``model.fit`` would with ``plan``'s arguments, running ``step`` on each batch.
 
     Args:
@@ -194,8 +238,10 @@ def fit_loop(model: Any, plan: Any, step: TrainStep | None = None, *, batches: A
         raise OptionError(f"{err} A strategy running this step returns step.grouping(...) from its "
                           "grouping(), so that the plan does not group steps.") from None
     adapter = _adapter(plan.runtime)
-    feed = batches
-    if feed is None:
+    feed: Feed
+    if batches is not None:
+        feed = batches
+    else:
         # A one-batch step over a group reads the group's batches first, so that it never runs on an
         # exhausted iterator (a compiled step's other state changes would still run there).
         feed = plan.train.feed(plan.reading(endless_after=endless_after), group=group,
@@ -210,19 +256,20 @@ def fit_loop(model: Any, plan: Any, step: TrainStep | None = None, *, batches: A
             _epochs(model, feed, run, means, callbacks, plan, validation, adapter)
         finally:
             adapter.train_end(model)
-            getattr(feed, "close", lambda: None)()
+            _close(feed)
     return model.history
 
 
-def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: Any, callbacks: Any,
-            plan: Any, validation: Any, adapter: BackendAdapter) -> None:
+def _epochs(model: keras.Model, feed: Feed, run: Callable[[Data, int, int], Logs | None],
+            means: EpochMeans | None, callbacks: keras.callbacks.CallbackList, plan: FitPlan,
+            validation: object, adapter: BackendAdapter) -> None:
     """``model.fit``'s epoch loop (keras/src/backend/tensorflow/trainer.py, and jax/, torch/), step for step;
     the parts of it that touch the trainer's private state are :func:`kfitx._keras.fit_begin` and ``fit_end``."""
     epoch_begin, epoch_end = adapter.epoch_begin, adapter.epoch_end
     _keras.fit_begin(model)
     callbacks.on_train_begin()
     training_logs = None
-    logs: Any = {}
+    logs: Logs = {}
     epochs = plan.epochs
     for epoch in range(_keras.initial_epoch(model, plan.initial_epoch), epochs):
         model.reset_metrics()
@@ -233,21 +280,22 @@ def _epochs(model: Any, feed: Any, run: Callable[[Any, int, int], Any], means: A
         groups = feed.epoch(epoch)
         # Keras reports a group's last index as begin + group - 1, past the epoch's end for a partial group.
         # A group kfitx chose itself reports the epoch's last batch there, as plain fit (one step per call) does.
-        last = (feed.num_batches or 0) - 1 if getattr(plan, "automatic_grouping", False) else -1
+        last = (feed.num_batches or 0) - 1 if plan.automatic_grouping else -1
         try:
             for begin, end, data in groups:
                 end = min(end, last) if last >= 0 else end
                 callbacks.on_train_batch_begin(begin)
                 step_logs = run(data, begin, epoch)
                 if step_logs is None:
-                    getattr(feed, "ran_out", lambda: None)()
+                    if isinstance(feed, _RunsOut):
+                        feed.ran_out()
                     break
                 logs = step_logs
                 callbacks.on_train_batch_end(end, logs)
                 if model.stop_training:
                     break
         finally:
-            getattr(groups, "close", lambda: None)()
+            _close(groups)
         epoch_end(model)
         if means is not None:
             epoch_logs = means.result()

@@ -21,54 +21,58 @@ A step function of the user's is called in Python on each batch by the engine
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kfitx import _keras
-from kfitx.engine.adapter import BackendAdapter, Run
+from kfitx.engine.adapter import BackendAdapter, Batch, Data, Logs, Run
 from kfitx.errors import DataError, message
 
-Logs = Mapping[str, Any]
+if TYPE_CHECKING:
+    import keras
+
+    from kfitx._keras.jax_trainer import JaxState
 
 
 class Adapter(BackendAdapter):
     """JAX: Keras's train function, the model's state kept outside it between steps (see the module docstring)."""
 
-    def epoch_begin(self, model: Any) -> None:
+    def epoch_begin(self, model: keras.Model) -> None:
         _keras.jax_state_begin(model)
 
-    def epoch_end(self, model: Any) -> None:
+    def epoch_end(self, model: keras.Model) -> None:
         _keras.jax_state_sync(model)
 
-    def train_end(self, model: Any) -> None:
+    def train_end(self, model: keras.Model) -> None:
         _keras.jax_state_end(model)
 
-    def model_function(self, model: Any, steps_per_call: int) -> Run:
+    def model_function(self, model: keras.Model, steps_per_call: int) -> Run:
         return model_function(model, steps_per_call, self.runtime.jax_distribution)
 
 
-def model_function(model: Any, steps_per_call: int, distribution: Any) -> Callable[[Any], Logs | None]:
+def model_function(model: keras.Model, steps_per_call: int,
+                   distribution: keras.distribution.Distribution | None) -> Run:
     """The model's own train step on a list of up to ``steps_per_call`` batches (one compiled call: from Keras
     3.16 one ``lax.scan`` over the group stacked, as ``model.fit`` feeds it), each batch laid out over the devices
     of ``distribution`` (a ``keras.distribution``, or ``None``)."""
     train = _keras.jax_train_function(model, distribute=distribution is not None)
 
-    last: list[Any] = [None]  # the state the previous step returned (donated to the next one)
+    last: list[JaxState | None] = [None]  # the state the previous step returned (donated to the next one)
 
-    def run(data: Any) -> Logs | None:
+    def run(data: Data) -> Logs | None:
         if not data:
             return None
         if distribution is not None:
             for batch in data:
                 _check_divides(batch, distribution)
-        logs, last[0] = train(_keras.jax_state(model, last[0]), data)
-        _keras.jax_keep_state(model, last[0])
+        logs, state = train(_keras.jax_state(model, last[0]), data)
+        last[0] = state
+        _keras.jax_keep_state(model, state)
         return logs
 
     return run
 
 
-def _check_divides(batch: Any, distribution: Any) -> None:
+def _check_divides(batch: Batch, distribution: keras.distribution.Distribution) -> None:
     """Raises :class:`kfitx.DataError` when ``batch`` cannot be split over the devices of ``distribution`` along its
     first axis as ``model.fit`` splits it (where ``model.fit`` raises JAX's sharding error)."""
     import keras

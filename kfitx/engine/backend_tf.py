@@ -23,17 +23,21 @@ optimizer and metrics are built before the first step, as ``model.fit`` builds t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 from kfitx import _keras
-from kfitx.engine.adapter import BackendAdapter, Run
+from kfitx.engine.adapter import BackendAdapter, Batch, Logs, Run, StepFunction
 from kfitx.runtime import Runtime, distribute
 
-Logs = Mapping[str, Any]
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+#: What one call reads on TensorFlow: batches read in Python, or a tf.data iterator (distributed or not).
+TfData: TypeAlias = "list[Batch] | tf.data.Iterator"
 
 
-def _no_optionals(batch: Any) -> Any:
+def _no_optionals(batch: Batch) -> Batch:
     """Keras turns ``None`` parts of tf.data batches into empty ``Optional``s; its steps expect ``None``."""
     import keras
     import tensorflow as tf
@@ -41,7 +45,7 @@ def _no_optionals(batch: Any) -> Any:
     return keras.tree.map_structure(lambda t: None if isinstance(t, tf.experimental.Optional) else t, batch)
 
 
-def _build_from(model: Any, runtime: Runtime, data: Any) -> None:
+def _build_from(model: keras.Model, runtime: Runtime, data: TfData) -> None:
     """Builds the model before its first distributed step, from the data it is about to get."""
     import tensorflow as tf
 
@@ -66,11 +70,11 @@ class CompiledStep:
             own step, as Keras compiles it).
     """
 
-    def __init__(self, model: Any, fn: Callable[[Any, Any], Logs], runtime: Runtime, *,
+    def __init__(self, model: keras.Model, fn: StepFunction, runtime: Runtime, *,
                  autograph: bool = True) -> None:
         import tensorflow as tf
 
-        def one_batch(batch: Any) -> Any:
+        def one_batch(batch: Batch) -> Logs:
             return fn(model, _no_optionals(batch))
 
         if not autograph:
@@ -82,7 +86,7 @@ class CompiledStep:
         if self.distributed:  # each replica runs the step on its share; one value comes out
             local_step = one_batch
 
-            def one_batch(batch: Any) -> Any:
+            def one_batch(batch: Batch) -> Logs:
                 return distribute.reduce(runtime.tf_strategy.run(local_step, args=(batch,)), runtime)
 
         self.eager = bool(model.run_eagerly)
@@ -91,12 +95,12 @@ class CompiledStep:
         self._on_batch = tf.function(one_batch, reduce_retracing=True, jit_compile=jit)
         inner = self._on_batch if jit else one_batch  # XLA compiles the step, not the iterator read
         self._inner = inner
-        self._concrete: Any = None
-        self._spec: Any = None
-        self._iterator: Any = None
-        self._components: list[Any] = []
+        self._concrete: tf.types.experimental.ConcreteFunction | None = None
+        self._spec: tf.TypeSpec | None = None
+        self._iterator: tf.data.Iterator | None = None
+        self._components: list[tf.Tensor] = []
 
-    def _for(self, iterator: Any) -> Any:
+    def _for(self, iterator: tf.data.Iterator) -> tf.types.experimental.ConcreteFunction:
         """The concrete function for this iterator (the same one for every iterator of a dataset).
 
         It takes the iterator's component tensors (its resource handle), not the
@@ -110,7 +114,7 @@ class CompiledStep:
             if self._concrete is None or spec != self._spec:
                 inner = self._inner
 
-                def on_iterator(*components: Any) -> Any:
+                def on_iterator(*components: tf.Tensor) -> Logs:
                     return inner(tf.nest.pack_sequence_as(spec, list(components), expand_composites=True).get_next())
 
                 signature = tf.nest.flatten(spec, expand_composites=True)
@@ -119,7 +123,7 @@ class CompiledStep:
             self._iterator, self._components = iterator, tf.nest.flatten(iterator, expand_composites=True)
         return self._concrete
 
-    def __call__(self, data: Any) -> Logs | None:
+    def __call__(self, data: TfData) -> Logs | None:
         """Trains on ``data``: the next batch of a tf.data iterator, or each batch of a list."""
         import tensorflow as tf
 
@@ -127,7 +131,7 @@ class CompiledStep:
             _build_from(self.model, self.runtime, data)
             self._built = True
         if isinstance(data, list):
-            logs = None
+            logs: Logs | None = None
             for batch in data:
                 if self.distributed:
                     batch = distribute.split(batch, self.runtime)
@@ -143,18 +147,18 @@ class CompiledStep:
             return None  # the iterator was empty: the epoch is over
 
 
-def _model_train_step(model: Any, batch: Any) -> Logs:
+def _model_train_step(model: keras.Model, batch: Batch) -> Logs:
     return model.train_step(batch)
 
 
-def model_function(model: Any, steps_per_call: int, runtime: Runtime) -> Run:
+def model_function(model: keras.Model, steps_per_call: int, runtime: Runtime) -> Run:
     """The model's own train step as ``run(data)``, ``steps_per_call`` batches per call."""
     distributed = runtime.tf_strategy is not None
     if steps_per_call == 1 and not model.run_eagerly and not distributed:
         return CompiledStep(model, _model_train_step, runtime, autograph=False)
     built = [not distributed]
 
-    def run(data: Any) -> Logs | None:
+    def run(data: TfData) -> Logs | None:
         import tensorflow as tf
 
         if not built[0]:
@@ -173,8 +177,8 @@ def model_function(model: Any, steps_per_call: int, runtime: Runtime) -> Run:
 class Adapter(BackendAdapter):
     """TensorFlow: compiled steps fed from the tf.data iterator (see the module docstring)."""
 
-    def model_function(self, model: Any, steps_per_call: int) -> Run:
+    def model_function(self, model: keras.Model, steps_per_call: int) -> Run:
         return model_function(model, steps_per_call, self.runtime)
 
-    def compiled_step(self, model: Any, fn: Callable[[Any, Any], Logs]) -> Run | None:
+    def compiled_step(self, model: keras.Model, fn: StepFunction) -> Run | None:
         return CompiledStep(model, fn, self.runtime)

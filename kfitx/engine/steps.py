@@ -10,20 +10,26 @@ hook returns is checked against the batch it got (:func:`_check_hooked`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from kfitx.engine.adapter import BackendAdapter
+from kfitx.engine.adapter import BackendAdapter, Batch, Data, Logs, Run, StepFunction
 from kfitx.errors import KfitxError, OptionError, UserCodeError, message, user_code_error
 
 if TYPE_CHECKING:
-    from kfitx.engine import StepFunction, TrainStep
+    import keras
 
-__all__ = ["runner"]
+    from kfitx.engine import TrainStep
+
+__all__ = ["EpochMeans", "runner"]
+
+#: ``run(data, index, epoch) -> logs``, or ``None`` when the data ran out.
+StepRunner = Callable[[Data, int, int], Logs | None]
 
 
-def _num_samples(batch: Any) -> int:
+def _num_samples(batch: Batch) -> int:
     import keras
 
     x, _, _ = keras.utils.unpack_x_y_sample_weight(tuple(batch) if isinstance(batch, list) else batch)
@@ -31,7 +37,7 @@ def _num_samples(batch: Any) -> int:
     return int(leaves[0].shape[0] or 1) if leaves else 1
 
 
-class _EpochMeans:
+class EpochMeans:
     """Per-epoch means of the numbers a step returns, weighted by samples per batch."""
 
     def __init__(self) -> None:
@@ -40,9 +46,9 @@ class _EpochMeans:
     def reset(self) -> None:
         self.sums: dict[str, float] = {}
         self.weights: dict[str, int] = {}
-        self.last: dict[str, Any] = {}
+        self.last: dict[str, object] = {}
 
-    def add(self, logs: Mapping[str, Any], samples: int) -> None:
+    def add(self, logs: Logs, samples: int) -> None:
         for key, value in logs.items():
             array = np.asarray(value)
             if array.ndim == 0 and array.dtype.kind in "biuf":
@@ -50,24 +56,24 @@ class _EpochMeans:
                 self.weights[key] = self.weights.get(key, 0) + samples
             self.last[key] = value
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> dict[str, object]:
         return {k: self.sums[k] / self.weights[k] if k in self.sums else v for k, v in self.last.items()}
 
 
-def _name(fn: Any) -> str:
+def _name(fn: object) -> str:
     return getattr(fn, "__name__", repr(fn))
 
 
 class _PythonSteps:
     """Batches read in Python: the hooks, then the step, on each; keeps the epoch means."""
 
-    def __init__(self, model: Any, step: TrainStep, compiled: Callable[[Any], Any] | None,
-                 as_batch: Callable[[Any], Any]) -> None:
+    def __init__(self, model: keras.Model, step: TrainStep, compiled: Run | None,
+                 as_batch: Callable[[Batch], Batch]) -> None:
         self.model, self.step, self.compiled, self.as_batch = model, step, compiled, as_batch
-        self.means = _EpochMeans()
+        self.means = EpochMeans()
 
-    def __call__(self, data: list[Any], index: int, epoch: int) -> Any:
-        logs = None
+    def __call__(self, data: Data, index: int, epoch: int) -> Logs | None:
+        logs: Logs | None = None
         where = f"training batch {index} of epoch {epoch + 1}"
         for batch in map(self.as_batch, data):
             hooked = []
@@ -85,22 +91,24 @@ class _PythonSteps:
                 if not hooked:
                     logs = self.compiled([batch])
                 else:  # the model's own step on what the hooks made: a failure is theirs to fix
-                    logs = _call_user("model's step on the batch returned by the batch hook",
-                                      hooked[-1], where, [batch], call=self.compiled)
+                    logs = cast("Logs | None", _call_user("model's step on the batch returned by the batch hook",
+                                                           hooked[-1], where, [batch], call=self.compiled))
             else:
-                logs = _call_user("training step", self.step.fn, where, self.model, batch)
-                if not isinstance(logs, Mapping):
+                assert self.step.fn is not None  # a step of the model's own is compiled (runner)
+                returned = _call_user("training step", self.step.fn, where, self.model, batch)
+                if not isinstance(returned, Mapping):
                     raise OptionError(message(
                         "A training step must return a dict of logs, e.g. {'loss': loss}",
-                        f"{type(logs).__name__} from {_name(self.step.fn)} at {where}",
+                        f"{type(returned).__name__} from {_name(self.step.fn)} at {where}",
                         "Return a dict of the batch's numbers (an empty dict if there is nothing to log)."))
-                logs = dict(logs)
-            if self.step.epoch_logs == "means":
+                logs = dict(returned)
+            if self.step.epoch_logs == "means" and logs is not None:
                 self.means.add(logs, _num_samples(batch))
         return logs
 
 
-def _call_user(what: str, fn: Any, where: str, *args: Any, call: Any = None) -> Any:
+def _call_user(what: str, fn: Callable[..., object], where: str, *args: object,
+               call: Callable[..., object] | None = None) -> object:
     """``(call or fn)(*args)``; what it raises, unless a :class:`KfitxError` or an interrupt, becomes the
     :class:`UserCodeError` naming ``fn`` and the batch (the one place a user's step or hook is called)."""
     try:
@@ -111,7 +119,7 @@ def _call_user(what: str, fn: Any, where: str, *args: Any, call: Any = None) -> 
         raise user_code_error(what, fn, where, err) from err
 
 
-def _check_hooked(model: Any, batch: Any, changed: Any, hook: Any, where: str) -> None:
+def _check_hooked(model: keras.Model, batch: Batch, changed: Batch, hook: object, where: str) -> None:
     """What a hook returns must be trainable as the batch it got was: targets kept (``(x, y)`` or
     ``(x, y, sample_weight)``) when the model's compiled loss needs them, inputs the built model takes
     (a fixed dimension kept), and one batch size for x, y and the weights. Only what the step would
@@ -135,39 +143,39 @@ def _check_hooked(model: Any, batch: Any, changed: Any, hook: Any, where: str) -
     except DataError as err:
         raise UserCodeError(f"{err} (the x that batch hook {got} returned)") from None
 
-    def size(leaf: Any) -> Any:
+    def size(leaf: ArrayLike) -> int | None:
         shape = tuple(getattr(leaf, "shape", np.shape(leaf)))
         return shape[0] if shape else None
 
-    sizes = {size(leaf) for leaf in keras.tree.flatten(changed) if leaf is not None} - {None}
+    sizes = {n for leaf in keras.tree.flatten(changed) if leaf is not None and (n := size(leaf)) is not None}
     if len(sizes) > 1:
         raise UserCodeError(message("A batch hook must return x, y and the weights with one batch size",
                                     f"batch sizes {sorted(sizes)} from {got}",
                                     "Cut or drop samples in x, y and the weights alike."))
 
 
-def _describe(batch: Any) -> str:
+def _describe(batch: Batch) -> str:
     return f"a tuple of {len(batch)}" if isinstance(batch, tuple) else type(batch).__name__
 
 
 class _EachBatch:
     """``fn(model, batch) -> logs`` on each batch of a list, as the adapter's ``as_batch`` makes it."""
 
-    def __init__(self, model: Any, fn: StepFunction, as_batch: Callable[[Any], Any]) -> None:
+    def __init__(self, model: keras.Model, fn: StepFunction, as_batch: Callable[[Batch], Batch]) -> None:
         self.model, self.fn, self.as_batch = model, fn, as_batch
 
-    def __call__(self, data: Any) -> Any:
-        logs = None
+    def __call__(self, data: Data) -> Logs | None:
+        logs: Logs | None = None
         for batch in data or ():
             logs = self.fn(self.model, self.as_batch(batch))
         return logs
 
 
-def runner(adapter: BackendAdapter, model: Any, step: TrainStep,
-            group: int) -> tuple[Callable[[Any, int, int], Any], Any]:
+def runner(adapter: BackendAdapter, model: keras.Model, step: TrainStep,
+           group: int) -> tuple[StepRunner, EpochMeans | None]:
     """``(run(data, index, epoch) -> logs or None, epoch means or None)`` for ``step``."""
     as_batch = adapter.as_batch
-    compiled: Callable[[Any], Any] | None
+    compiled: Run | None
     if step.fn is None:
         compiled = adapter.model_function(model, group)
     elif not step.compiled:
@@ -187,6 +195,6 @@ def runner(adapter: BackendAdapter, model: Any, step: TrainStep,
     return (lambda data, index, epoch: compiled(data)), None
 
 
-def _each_of_group(compiled: Callable[[Any], Any], data: Any, group: int) -> Any:
+def _each_of_group(compiled: Run, data: Data, group: int) -> Logs | None:
     """A one-batch step over a group: each batch of the list the feed read (``fit_loop`` pulls them)."""
     return compiled(data if isinstance(data, list) else [next(data)])

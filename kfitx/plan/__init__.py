@@ -39,7 +39,7 @@ from kfitx.plan.checks import (
     check_model,
 )
 from kfitx.plan.grouping import (
-    AUTOMATIC,
+    Grouping,
     choose_steps_per_execution,
     per_batch_callbacks,
     steps_per_execution,
@@ -58,12 +58,15 @@ class FitReport:
         grouping: Why that many.
         details: Everything else, added with :meth:`note` by the strategy
             (``augment``, ``workers``, ...) and by ``kfitx_fit`` wrappers.
+        automatic: kfitx chose ``steps_per_execution`` itself, because no callback acts per batch
+            (:attr:`kfitx.plan.grouping.Grouping.automatic`); not in :meth:`as_dict`.
     """
 
     strategy: str
     steps_per_execution: int
     grouping: str
     details: dict[str, Any] = field(default_factory=dict)
+    automatic: bool = False
 
     def note(self, **items: Any) -> None:
         """Adds entries to the report."""
@@ -134,7 +137,7 @@ class FitPlan:
     @property
     def automatic_grouping(self) -> bool:
         """kfitx chose :attr:`steps_per_execution` itself (no callback acts per batch), not the user."""
-        return self.grouping.startswith(AUTOMATIC)
+        return self.report.automatic
 
     @property
     def repeat(self) -> bool:
@@ -290,14 +293,14 @@ _DISTRIBUTED_GROUPING = ("steps_per_execution > 1 fails under tf.distribute.{sco
 
 
 def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None, ...],
-              runtime: Runtime, sources: tuple[Source | None, ...] = ()) -> tuple[int, str]:
+              runtime: Runtime, sources: tuple[Source | None, ...] = ()) -> Grouping:
     """Steps per compiled call for this fit, and why: the one place that decides (``sources``: the training and
     validation data, whose batches may have to be dense for Keras to group steps)."""
     import keras
 
     wanted = strategy.grouping()
     if isinstance(wanted, tuple):  # the strategy fixes it
-        return wanted
+        return Grouping(*wanted)
     scope = runtime.distributed_scope
     automatic = wanted == "auto" and model.steps_per_execution == 1
     limit = ((_DISTRIBUTED_GROUPING.format(scope=scope, version=keras.__version__), True) if scope else
@@ -308,7 +311,7 @@ def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None
         if refused and wanted != "auto" and wanted != 1:
             raise OptionError(message(f"`steps_per_execution` 1 here: {reason}", f"steps_per_execution={wanted!r}",
                                       "Leave it 'auto'."))
-        return 1, reason
+        return Grouping(1, reason)
     return choose_steps_per_execution(model, callbacks, wanted, exact_steps=exact)
 
 
@@ -379,13 +382,14 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
         warnings.warn(f"Limiting epochs to {max_epochs}", stacklevel=3)  # as model.fit does
         epochs = max_epochs
     callbacks = distribute.chief_only(args.pop("callbacks", None) or [], runtime)
-    group, reason = _grouping(model, strategy, callbacks, (steps, validation_steps), runtime, (train, validation))
+    group, reason, automatic = _grouping(model, strategy, callbacks, (steps, validation_steps), runtime,
+                                         (train, validation))
     seed = args.pop("seed", None)
     if seed is not None:
         keras.utils.set_random_seed(seed)  # dropout and other layers' randomness
     return FitPlan(
-        train=train, report=FitReport(strategy.name, group, reason), validation=validation, epochs=epochs,
-        initial_epoch=args.pop("initial_epoch", 0), batch_size=batch_size,
+        train=train, report=FitReport(strategy.name, group, reason, automatic=automatic), validation=validation,
+        epochs=epochs, initial_epoch=args.pop("initial_epoch", 0), batch_size=batch_size,
         validation_batch_size=args.pop("validation_batch_size", None) or batch_size,
         shuffle=args.pop("shuffle", True), seed=seed, verbose=args.pop("verbose", "auto"),
         class_weight=args.pop("class_weight", None), steps_per_epoch=steps, validation_steps=validation_steps,

@@ -21,12 +21,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
 
 from kfitx import _keras
 from kfitx.errors import OptionError, message
 
-__all__ = ["AUTO_STEPS", "choose_steps_per_execution", "per_batch_callbacks", "steps_per_execution"]
+if TYPE_CHECKING:
+    import keras
+
+__all__ = ["AUTO_STEPS", "Grouping", "choose_steps_per_execution", "per_batch_callbacks", "steps_per_execution"]
+
+
+class Grouping(NamedTuple):
+    """How many steps run per compiled call, and why.
+
+    Attributes:
+        steps: Steps per compiled call.
+        reason: Why that many (for ``history.kfitx``).
+        automatic: kfitx chose the group itself, because no callback acts per batch (nobody asked for it).
+            Callbacks then see the epoch's last batch index at the end of a partial group, as in plain ``fit``.
+    """
+
+    steps: int
+    reason: str
+    automatic: bool = False
 
 #: Steps per compiled call when grouping is safe (measured best on a small MLP here).
 AUTO_STEPS = 16
@@ -41,7 +59,7 @@ _BATCH_HOOKS = (
 )
 
 
-def _quiet_per_batch(callback: Any) -> bool:
+def _quiet_per_batch(callback: keras.callbacks.Callback) -> bool:
     """Overrides batch hooks, but does nothing per batch as configured."""
     import keras
 
@@ -65,7 +83,9 @@ def _quiet_per_batch(callback: Any) -> bool:
 AUTOMATIC = "no callback acts per batch"
 
 
-def per_batch_callbacks(callbacks: Any) -> list[str]:
+def per_batch_callbacks(
+    callbacks: Iterable[keras.callbacks.Callback] | keras.callbacks.CallbackList | None,
+) -> list[str]:
     """Names of the callbacks in ``callbacks`` that act per batch (see module doc)."""
     if callbacks is None:
         return []
@@ -79,8 +99,11 @@ def per_batch_callbacks(callbacks: Any) -> list[str]:
 
 
 def choose_steps_per_execution(
-    model: Any, callbacks: Any, requested: int | str = "auto", exact_steps: Iterable[int | None] = ()
-) -> tuple[int, str]:
+    model: keras.Model,
+    callbacks: Iterable[keras.callbacks.Callback] | keras.callbacks.CallbackList | None,
+    requested: int | str = "auto",
+    exact_steps: Iterable[int | None] = (),
+) -> Grouping:
     """Decides how many steps run per compiled call, and says why.
 
     Args:
@@ -95,28 +118,29 @@ def choose_steps_per_execution(
             group size that divides all of them.
 
     Returns:
-        ``(steps, reason)``.
+        ``(steps, reason, automatic)``.
     """
     if requested != "auto":
         if not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
             raise OptionError(message("`steps_per_execution` must be 'auto' or a positive int",
                                       repr(requested)))
-        return requested, "asked for by the steps_per_execution option"
+        return Grouping(requested, "asked for by the steps_per_execution option")
     compiled = int(getattr(model, "steps_per_execution", 1) or 1)
     if compiled > 1:
-        return compiled, "the model was compiled with steps_per_execution"
+        return Grouping(compiled, "the model was compiled with steps_per_execution")
     acting = per_batch_callbacks(callbacks)
     if acting:
-        return 1, "callbacks act per batch: " + ", ".join(acting)
+        return Grouping(1, "callbacks act per batch: " + ", ".join(acting))
     counts = [n for n in exact_steps if n is not None]
     steps = max(d for d in range(1, AUTO_STEPS + 1) if all(n % d == 0 for n in counts))
     if steps == AUTO_STEPS:
-        return steps, AUTOMATIC
+        return Grouping(steps, AUTOMATIC, automatic=True)
     shown = ", ".join(str(n) for n in counts)
-    return steps, f"{AUTOMATIC}; {steps} is the largest group <= {AUTO_STEPS} dividing {shown}"
+    return Grouping(steps, f"{AUTOMATIC}; {steps} is the largest group <= {AUTO_STEPS} dividing {shown}",
+                    automatic=True)
 
 
-def steps_per_execution(model: Any, steps: int) -> AbstractContextManager[None]:
+def steps_per_execution(model: keras.Model, steps: int) -> AbstractContextManager[None]:
     """Runs the body with ``model`` set to ``steps`` steps per call, then restores it.
 
     The model's compiled train / test functions are put back afterwards, so a

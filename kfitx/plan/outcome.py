@@ -15,12 +15,15 @@ A broken rule is a :class:`kfitx.PluginError` naming the strategy and who provid
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING
 
 import keras
 
 from kfitx.errors import PluginError, message
+
+if TYPE_CHECKING:
+    from kfitx.plan import FitPlan
 
 __all__ = ["Witness", "check_outcome"]
 
@@ -32,21 +35,21 @@ class Witness(keras.callbacks.Callback):
         super().__init__()
         self.began = self.ended = 0
 
-    def on_train_begin(self, logs: Any = None) -> None:
+    def on_train_begin(self, logs: Mapping[str, object] | None = None) -> None:
         self.began += 1
 
-    def on_train_end(self, logs: Any = None) -> None:
+    def on_train_end(self, logs: Mapping[str, object] | None = None) -> None:
         self.ended += 1
 
 
-def _validated(epoch: int, freq: Any) -> bool:
+def _validated(epoch: int, freq: int | Collection[int]) -> bool:
     """Whether ``model.fit`` validates after ``epoch`` with this ``validation_freq``."""
     if isinstance(freq, int):
         return (epoch + 1) % freq == 0
     return epoch + 1 in freq
 
 
-def check_outcome(name: str, who: Callable[[], str], plan: Any, history: Any, witness: Witness | None) -> None:
+def check_outcome(name: str, who: Callable[[], str], plan: FitPlan, history: object, witness: Witness | None) -> None:
     """Raises :class:`kfitx.PluginError` if the fit broke what can be seen after it.
 
     Args:

@@ -247,7 +247,8 @@ def measure(model: Any, candidates: Sequence[tuple[Strategy, FitPlan]]) -> Outco
         probe = dataclasses.replace(  # the first candidate warms up the process too: one epoch more
             plan, epochs=3 if index == 0 else 2, initial_epoch=0, steps_per_epoch=steps, validation=None,
             validation_steps=None, callbacks=[], verbose=0,
-            report=FitReport(plan.strategy, plan.steps_per_execution, plan.grouping))
+            report=FitReport(plan.strategy, plan.steps_per_execution, plan.grouping,
+                             automatic=plan.automatic_grouping))
         try:
             began = time.perf_counter()
             outcome.samples_per_s[strategy.name] = run_candidate(strategy, model, probe, epoch_steps, begin)
