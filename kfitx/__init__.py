@@ -4,6 +4,11 @@
 import kfitx
 history = kfitx.fit(model, kfitx.data.arrays(x, y), strategy="memory", epochs=5)
 ```
+
+``__all__`` is what users and plugin authors need: ``fit`` and ``explain``, the errors, the
+registry's faces, and the strategy API (``Strategy``, ``FitPlan``, ``FitRequest``, ``Choice``,
+``Decision``, ``hookimpl``, ``fit_loop``, ``TrainStep``). Internals stay in their modules:
+``kfitx.plan.FIT_ARGS`` and ``FitReport``, ``kfitx.hookspecs.hookspec``, ``kfitx.registry.StrategyInfo``.
 """
 
 from __future__ import annotations
@@ -31,17 +36,11 @@ from kfitx.errors import (
     UserCodeError,
     WorkerError,
 )
-from kfitx.hookspecs import hookimpl, hookspec
-from kfitx.plan import FIT_ARGS, FitPlan, FitReport
-from kfitx.registry import (
-    PluginWarning,
-    StrategyInfo,
-    available_strategies,
-    get_strategy,
-    register,
-)
+from kfitx.hookspecs import hookimpl
+from kfitx.plan import FitPlan
+from kfitx.registry import PluginWarning, available_strategies, get_strategy, register
 from kfitx.runtime.startup import quiet_start
-from kfitx.strategy import Decision, Strategy
+from kfitx.strategy import Choice, Decision, FitRequest, Strategy
 
 # A Keras or keras-tuner outside the versions kfitx is tested with: one warning, never a refusal.
 _versions.warn_if_untested()
@@ -53,12 +52,12 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running fr
 
 __all__ = [
     "AugmentationError",
+    "Choice",
     "ConformanceError",
     "DataError",
     "Decision",
-    "FIT_ARGS",
     "FitPlan",
-    "FitReport",
+    "FitRequest",
     "KfitxError",
     "MemoryBudgetError",
     "ModelError",
@@ -68,7 +67,6 @@ __all__ = [
     "Strategy",
     "StrategyConflictError",
     "StrategyFitError",
-    "StrategyInfo",
     "StrategyNotFoundError",
     "TrainStep",
     "UnsupportedBackendError",
@@ -85,7 +83,6 @@ __all__ = [
     "fit_loop",
     "get_strategy",
     "hookimpl",
-    "hookspec",
     "quiet_start",
     "register",
 ]

@@ -1,9 +1,11 @@
-"""``kfitx.fit``: resolve the strategy, build the plan, run the ``kfitx_fit`` hook.
+"""``kfitx.fit``: find the strategy, let it choose what trains, run the ``kfitx_fit`` hook.
 
 Separation of concerns: the registry finds strategies (and refuses ones written
 against another plugin API), :mod:`kfitx.data` turns what the user passed into a
-source and validates it, the strategy checks its own options and says whether
-it serves the data, :mod:`kfitx.plan` resolves every fit argument once, and the
+source and validates it, the strategy checks its own options (every keyword that
+is not a fit argument is one) and, in :meth:`kfitx.Strategy.choose` -- the same
+hook for every strategy, ``auto`` included --, says which strategy trains and with
+which plan (:mod:`kfitx.plan` resolves every fit argument once), and the
 ``kfitx_fit`` hook trains (kfitx's implementation calls ``strategy.fit(model,
 plan)``; plugins wrap it). ``history.kfitx`` is written here, from the plan's
 report, and nowhere else. A plugin strategy's fit is answered for here too: what it
@@ -21,13 +23,13 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from kfitx.data import boundary, coerce
+from kfitx.data import boundary
 from kfitx.errors import KfitxError, PluginError, StrategyFitError, describe_error, message
-from kfitx.plan import FIT_ARGS, FitPlan, build_plan, check_fit_args, check_model
-from kfitx.registry import get_registry, is_builtin
+from kfitx.plan import FIT_ARGS, FitPlan, check_fit_args, check_model
+from kfitx.registry import Registry, get_registry, is_builtin
 from kfitx.runtime import resolve
-from kfitx.strategies.auto import AutoStrategy, choose
-from kfitx.strategy import Decision, Strategy
+from kfitx.strategies.auto import AutoStrategy
+from kfitx.strategy import Choice, Decision, FitRequest, Strategy
 
 __all__ = ["explain", "fit", "outcome_checks"]
 
@@ -59,24 +61,17 @@ def fit(model: Any, data: Any, y: Any = None, *, strategy: str | Strategy | type
     runtime = resolve(model)  # the backend and the distribution, once: the plan carries them
     registry = get_registry()
     cls = registry.strategy_class(strategy)  # the one look-up of the name
-    fit_args = {k: v for k, v in kwargs.items() if k in FIT_ARGS}
-    options = {k: v for k, v in kwargs.items() if k not in FIT_ARGS}
-    unknown = {k: v for k, v in options.items() if k not in cls.defaults and k not in cls.renamed_options}
-    # neither a fit argument nor an option (a renamed option: the strategy's __init__ says so)
-    checked = check_fit_args({**fit_args, **unknown}, strategy_options=sorted(cls.defaults))
+    checked = check_fit_args({k: v for k, v in kwargs.items() if k in FIT_ARGS})
+    options = {k: v for k, v in kwargs.items() if k not in FIT_ARGS}  # the strategy's, or unknown: it says so
     instance = registry.get(strategy if isinstance(strategy, Strategy) else cls, **options)
-    source = coerce(data, y)
-    chosen, decision = instance.resolve(source, registry)  # `auto` asks the kfitx_choose_strategy hook
-    chosen.require_backend(runtime.backend)
-    chosen.require(source)
-    plan = build_plan(model, source, chosen, checked, runtime)
-    with contextlib.ExitStack() as measured:
-        if isinstance(instance, AutoStrategy) and decision is not None:  # the fastest by a probe, where it may
-            chosen, decision, plan = measured.enter_context(
-                instance.measured(model, source, chosen, decision, plan, checked, registry))
+    source = registry.coerce(data, y)  # the plugins' kfitx_sources first, then kfitx's own rules
+    if checked.get("validation_data") is not None:  # so too validation_data, once, for every plan made of it
+        checked = type(checked)({**checked, "validation_data": registry.coerce(checked["validation_data"])})
+    with instance.choose(FitRequest(model, source, runtime, registry, checked)) as choice:  # every strategy
+        chosen, plan, decision = _checked(choice, instance, registry)
         if decision is not None:
             logger.info("%s", decision)
-            if fit_args.get("verbose", "auto") != 0:
+            if checked.get("verbose", "auto") != 0:
                 print(decision, flush=True)
             plan.report.note(**{instance.name: decision.reason})
         plugin = not is_builtin(type(chosen))  # a plugin's fit is checked after it returns, and named
@@ -119,6 +114,18 @@ def outcome_checks(enabled: bool) -> Iterator[None]:
         _CHECKS.reset(token)
 
 
+def _checked(choice: Any, instance: Strategy, registry: Registry) -> tuple[Strategy, FitPlan, Decision | None]:
+    """What ``instance.choose`` yielded, as ``(strategy, plan, decision)``; a plugin's wrong answer is a PluginError."""
+    if not (isinstance(choice, Choice) and isinstance(choice.strategy, Strategy) and isinstance(choice.plan, FitPlan)
+            and (choice.decision is None or isinstance(choice.decision, Decision))):
+        raise PluginError(message(
+            f"Strategy '{instance.name}' ({registry.provider(type(instance))}) to yield a kfitx.Choice(strategy, plan, "
+            "decision) from choose()", repr(choice),
+            "Yield kfitx.Choice(strategy, request.plan(strategy), decision), or leave choose() as Strategy's "
+            "(a bug in the strategy)."))
+    return choice.strategy, choice.plan, choice.decision
+
+
 def _witnessed(plan: FitPlan) -> tuple[FitPlan, Any]:
     """The plan with a callback that sees whether the strategy ran the fit's callbacks (a list only)."""
     if not isinstance(plan.callbacks, list):  # a CallbackList given by the user: model.fit takes it as it is
@@ -148,5 +155,5 @@ def explain(data: Any, y: Any = None, **options: Any) -> Decision:
         kfitx auto: generator -- augmentation on the fly is the generator strategy's job
         ```
     """
-    strategy = AutoStrategy(**options)
-    return choose(coerce(data, y), strategy.given, get_registry())
+    registry = get_registry()
+    return AutoStrategy(**options).decision(registry.coerce(data, y), registry)

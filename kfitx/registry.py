@@ -8,6 +8,8 @@ Separation of concerns:
   ``KFITX_DISABLE_PLUGIN_AUTOLOAD`` is set), loads each entry point on its own
   so that a broken one is reported as a :class:`PluginWarning` and skipped, and
   records which distribution provided each plugin;
+* data sources: plugins' answers to the ``kfitx_sources`` hook, asked before kfitx's own
+  coercion (:meth:`Registry.coerce`; the data layer knows no registry, so it is given them);
 * strategy names are collected from the ``kfitx_strategies`` hook, one plugin at
   a time for the same reason. Two plugins claiming one name is an error, raised
   when that name is asked for, naming both.
@@ -27,8 +29,11 @@ from typing import Any
 import pluggy
 
 from kfitx import hookspecs
+from kfitx.data import Source, coerce
 from kfitx.errors import (
+    KfitxError,
     OptionError,
+    PluginError,
     StrategyConflictError,
     StrategyNotFoundError,
     message,
@@ -243,6 +248,31 @@ class Registry:
             return f"module {module} from distribution {dists[0]} {_version_of(dists[0])}".rstrip()
         return f"module {module}"
 
+    # -- data sources ---------------------------------------------------------
+
+    def sources(self, data: Any, y: Any = None) -> Source | None:
+        """The installed plugins' source for ``data`` (the ``kfitx_sources`` hook, first answer wins), or ``None``.
+
+        Raises:
+            PluginError: a ``kfitx_sources`` implementation raised something other than a
+                :class:`KfitxError` (a bug in the plugin), naming the plugins that implement it.
+        """
+        try:
+            return self.pm.hook.kfitx_sources(data=data, y=y)
+        except KfitxError:  # a plugin's own word on the data (a DataError, ...)
+            raise
+        except Exception as err:
+            names = ", ".join(f"{impl.plugin_name} ({self._providers.get(impl.plugin_name, ('unknown', ''))[0]})"
+                              for impl in self.pm.hook.kfitx_sources.get_hookimpls())
+            raise PluginError(message("The kfitx_sources hooks to answer a Source or None without raising",
+                                      f"{type(err).__name__}: {err}",
+                                      f"A bug in a plugin implementing kfitx_sources: {names}.")) from err
+
+    def coerce(self, data: Any, y: Any = None) -> Source:
+        """``data`` made a source as ``kfitx.fit`` makes it: the plugins' ``kfitx_sources`` first, then
+        kfitx's own rules (:func:`kfitx.data.coerce`)."""
+        return coerce(data, y, sources=self.sources)
+
     # -- strategies -----------------------------------------------------------
 
     def _collect(self) -> dict[str, list[StrategyInfo]]:
@@ -335,6 +365,7 @@ class Registry:
         """A strategy instance from a name, a class or an instance (returned as is)."""
         if isinstance(strategy, Strategy):
             if options:
+                type(strategy).check_options(options)  # a misspelt fit argument is named as such first
                 raise OptionError(
                     message("Options go either into the strategy's constructor or to kfitx, not both",
                             f"an instance {strategy!r} plus options {sorted(options)}",

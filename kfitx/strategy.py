@@ -5,6 +5,12 @@ keyword arguments (declared with their defaults in ``defaults``), may refuse
 data it cannot serve (``supports``), may declare tunable hyperparameters
 (``hyperparameters``), and implements one method, ``fit(model, plan)``.
 
+Between checking the options and training, ``kfitx.fit`` enters one hook of every
+strategy, :meth:`Strategy.choose`: it gets the fit's :class:`FitRequest` and gives
+the :class:`Choice` that trains (by default the strategy itself, with the plan made
+for it). ``auto`` is an ordinary strategy that overrides it: it chooses another
+strategy, and times a probe of the candidates around the fit.
+
 ``fit`` keeps the fit contract (``docs/architecture.md``): the
 :class:`kfitx.FitPlan` holds ``model.fit``'s arguments already resolved; every
 callback is honoured as ``model.fit`` honours it, and a
@@ -13,9 +19,10 @@ callback is honoured as ``model.fit`` honours it, and a
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,16 +33,18 @@ from kfitx.errors import (
     UnsupportedDataError,
     message,
 )
-from kfitx.plan.checks import closest
+from kfitx.plan import FitPlan, build_plan
+from kfitx.plan.checks import CheckedFitArgs, unknown_names
 from kfitx.runtime import BACKENDS as RUNTIME_BACKENDS
+from kfitx.runtime import Runtime
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
     from kfitx.data import Source
-    from kfitx.plan import FitPlan
+    from kfitx.registry import Registry
 
-__all__ = ["BACKENDS", "Decision", "Strategy", "check_fit_signature"]
+__all__ = ["BACKENDS", "Choice", "Decision", "FitRequest", "Strategy", "check_fit_signature"]
 
 #: The Keras backends kfitx runs on.
 BACKENDS = RUNTIME_BACKENDS  # the Keras backends kfitx trains on (kfitx.runtime)
@@ -62,6 +71,58 @@ class Decision:
         if self.unused:
             text += f" (ignoring {', '.join(self.unused)}: not {self.strategy} options)"
         return text
+
+
+@dataclass(frozen=True, eq=False)
+class FitRequest:
+    """One ``kfitx.fit`` call as :meth:`Strategy.choose` sees it, before anything trains.
+
+    Attributes:
+        model: The compiled ``keras.Model``.
+        source: The training data as ``kfitx.fit`` received it, made a :class:`kfitx.data.Source`
+            (before ``validation_split`` and ``sample_weight``: the plan applies them).
+        runtime: The backend and the distribution of the fit (:class:`kfitx.runtime.Runtime`).
+        registry: The fit's :class:`kfitx.registry.Registry`: the installed strategies
+            (``registry.available()``, ``registry.get(name, **options)``) and the hooks (``registry.pm.hook``).
+        fit_args: ``model.fit``'s arguments, checked (what :meth:`plan` resolves for a strategy).
+    """
+
+    model: Any
+    source: Source
+    runtime: Runtime
+    registry: Registry
+    fit_args: CheckedFitArgs = field(default_factory=CheckedFitArgs)
+
+    def plan(self, strategy: Strategy) -> FitPlan:
+        """The plan for ``strategy`` to train this fit, as ``kfitx.fit`` makes it for the strategy the user named.
+
+        Raises:
+            UnsupportedBackendError: ``strategy`` does not train on the fit's backend
+                (:meth:`Strategy.require_backend`).
+            UnsupportedDataError: ``strategy`` cannot serve the data (:meth:`Strategy.require`).
+            KfitxError: a fit argument the data or the model refuses (:func:`kfitx.plan.build_plan`).
+        """
+        strategy.require_backend(self.runtime.backend)
+        strategy.require(self.source)
+        return build_plan(self.model, self.source, strategy, self.fit_args, self.runtime)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What trains one fit: the answer of :meth:`Strategy.choose`.
+
+    Attributes:
+        strategy: The strategy whose ``fit`` runs.
+        plan: Its plan (:meth:`FitRequest.plan`).
+        decision: Why, when the strategy chose another (``auto``): ``kfitx.fit`` logs it, prints it
+            unless ``verbose=0``, and records its reason in ``history.kfitx`` under the choosing
+            strategy's name. ``None`` for a strategy that trains itself.
+    """
+
+    strategy: Strategy
+    plan: FitPlan
+    decision: Decision | None = None
+
 
 class Strategy(ABC):
     """One way of training a Keras model. Subclass it to write a strategy plugin.
@@ -102,6 +163,25 @@ class Strategy(ABC):
                 with plan.grouped(model):  # steps per compiled call, as the plan decided
                     return model.fit(**plan.fit_kwargs(plan.train.arrays(), validation))
         ```
+
+    A strategy that trains with another one (as ``auto`` does) overrides :meth:`choose`:
+
+        ```python
+        class ByPlace(kfitx.Strategy):
+            name = "byplace"
+            description = "memory for arrays, generator for streams"
+            backends = ("tensorflow", "jax", "torch")
+
+            @contextlib.contextmanager
+            def choose(self, request):
+                name = "memory" if request.source.in_memory else "generator"
+                chosen = request.registry.get(name)
+                why = kfitx.Decision(name, f"the data is {request.source.kind}")
+                yield kfitx.Choice(chosen, request.plan(chosen), why)
+
+            def fit(self, model, plan):  # kfitx.fit trains the chosen one; this serves direct calls
+                return kfitx.get_strategy("memory").fit(model, plan)
+        ```
     """
 
     name: ClassVar[str] = ""
@@ -113,22 +193,7 @@ class Strategy(ABC):
     interchangeable: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
-        for old in sorted(set(options) & set(self.renamed_options)):
-            new = self.renamed_options[old]
-            raise OptionError(message(
-                f"Strategy '{self.name}' calls this option `{new}`", f"{old}={options[old]!r}",
-                f"Rename it: {new}={options[old]!r}."))
-        unknown = sorted(set(options) - set(self.defaults))
-        if unknown:
-            available = ", ".join(sorted(self.defaults)) or "none"
-            raise OptionError(
-                message(
-                    f"Strategy '{self.name}' accepts the options: {available}",
-                    ", ".join(f"{k}={options[k]!r}" for k in unknown),
-                    closest(unknown[0], list(self.defaults)).strip()
-                    or "Remove the unknown option(s).",
-                )
-            )
+        self.check_options(options)
         for key, value in options.items():
             if getattr(value, "kfitx_tunable", False):  # a kfitx.tuner.Tunable, left unresolved
                 raise OptionError(message(
@@ -136,6 +201,23 @@ class Strategy(ABC):
                     "trial by kfitx.tuner (StrategyHyperModel, kfitx.tuner.fit)", f"{key}={value!r}",
                     "Pass the value itself to kfitx.fit, or put the Tunable in strategy_options."))
         self.options: dict[str, Any] = {**self.defaults, **options}
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Raises :class:`OptionError` for a name this strategy does not take: the one check of option names.
+
+        ``__init__`` makes it; ``kfitx.fit`` hands every keyword that is not a fit argument to the
+        strategy, so an unknown name is reported once, listing the fit arguments and these options.
+        A renamed option (:attr:`renamed_options`) is named with its new name.
+        """
+        for old in sorted(set(options) & set(cls.renamed_options)):
+            new = cls.renamed_options[old]
+            raise OptionError(message(
+                f"Strategy '{cls.name}' calls this option `{new}`", f"{old}={options[old]!r}",
+                f"Rename it: {new}={options[old]!r}."))
+        unknown = {key: value for key, value in options.items() if key not in cls.defaults}
+        if unknown:
+            raise unknown_names(unknown, cls.name, list(cls.defaults))
 
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.options.items() if self.defaults.get(k) is not v}
@@ -191,14 +273,29 @@ class Strategy(ABC):
         """
         return self.options.get("steps_per_execution", "auto")
 
-    def resolve(self, source: Source, registry: Any = None) -> tuple[Strategy, Decision | None]:
-        """The strategy that trains on ``source``, and the decision that chose it.
+    @contextlib.contextmanager
+    def choose(self, request: FitRequest) -> Iterator[Choice]:
+        """Which strategy trains this fit, with its plan, and why: the hook ``kfitx.fit`` enters for every strategy.
 
-        ``(self, None)``, except for strategies that choose another, like ``auto``
-        (which asks the ``kfitx_choose_strategy`` hook of ``registry``, the
-        :class:`kfitx.registry.Registry` of the fit, and takes the chosen strategy from it).
+        ``kfitx.fit`` checks the fit arguments and this strategy's options, then enters
+        ``with strategy.choose(request) as choice:`` and runs the fit inside it (the
+        ``kfitx_fit`` hook on ``choice.strategy`` and ``choice.plan``), so a strategy may
+        hold something for the fit's length (``auto`` holds the model at the steps per call
+        its probe compiled). The default trains this strategy: ``Choice(self, request.plan(self))``.
+
+        Override it to choose another strategy (``auto`` asks the ``kfitx_choose_strategy``
+        hook of ``request.registry``, takes the strategy from the registry and times the
+        candidates on ``request.model``): make each candidate's plan with ``request.plan``,
+        which checks its backend and the data as ``kfitx.fit`` would, and yield exactly one
+        :class:`Choice`, with a :class:`Decision` that says why.
+
+        Args:
+            request: The fit: the model, the data, the runtime, the registry, the checked fit arguments.
+
+        Yields:
+            The :class:`Choice` that trains.
         """
-        return self, None
+        yield Choice(self, request.plan(self))
 
     def hyperparameters(self, hp: Any) -> dict[str, Any]:
         """Declares this strategy's tunables on a keras-tuner ``hp``; returns chosen options.

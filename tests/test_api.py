@@ -67,7 +67,7 @@ def test_uncompiled_model_is_a_clear_error(xy, registry):
 
 def test_unknown_argument_names_fit_args_and_strategy_options(make_model, xy, registry):
     x, y = xy
-    with pytest.raises(OptionError, match=r"fit argument.*memory_budget.*Received: 'memory_budgt'.*Did you mean 'memory_budget'"):
+    with pytest.raises(OptionError, match=r"fit argument.*memory_budget.*Received: memory_budgt=0.3.*Did you mean 'memory_budget'"):
         kfitx.fit(make_model(), x, y, memory_budgt=0.3)
     with pytest.raises(OptionError, match="PyDataset"):
         kfitx.fit(make_model(), x, y, workers=4)

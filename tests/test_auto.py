@@ -74,3 +74,15 @@ def test_a_plugin_takes_part_in_the_choice_through_kfitx_choose_strategy(make_mo
     assert history.kfitx["auto"] == "the plugin's rule for a quarter budget"
     assert kfitx.explain(x, y).strategy == "memory"  # the plugin passed: kfitx's own rules answered
     assert seen == [("arrays", {"memory_budget": 0.25}), ("arrays", {})]
+
+
+def test_the_memory_budget_is_the_memory_strategys_own_rule_and_default(xy_small, monkeypatch):
+    from kfitx.strategies.memory import MemoryStrategy
+
+    x, y = xy_small
+    assert kfitx.explain(x, y).strategy == "memory"
+    monkeypatch.setattr(MemoryStrategy, "defaults", {**MemoryStrategy.defaults, "memory_budget": 1024})
+    over = kfitx.explain(x, y)  # auto's default budget is memory's: 1 KiB now, under the arrays' 2.5 KiB
+    assert over.strategy == "generator" and "over the memory budget of 0.0 MiB" in over.reason
+    monkeypatch.setattr(MemoryStrategy, "sizes", lambda self, source: (0.0, 1.0))
+    assert kfitx.explain(x, y).strategy == "memory"  # and its rule: auto asks it, never recomputes it

@@ -207,6 +207,14 @@ def raising_kfitx_error_plugin():
     return registered(plugin_strategy("raiser", fit_method))(lambda: fit(X, Y, strategy="raiser"))
 
 
+def no_loss_validated():
+    """A step of one's own trains a model compiled without a loss; Keras's evaluate cannot validate it (TF,
+    torch): refused by the plan, before a step runs (a step that runs fails the case with a UserCodeError)."""
+    def step(m, batch):
+        raise AssertionError("a step ran before the plan refused the fit")
+    return fit(X, Y, m=model(None), strategy="loop", step=step, validation_data=(X, Y), epochs=2, batch_size=16)
+
+
 # -- the keras-tuner bridge ------------------------------------------------------------------------
 
 def build(hp):
@@ -256,6 +264,8 @@ CASES = [
     Case(FIT, "shuffle as a word", lambda: fit(X, Y, shuffle="yes"), errors.OptionError, r"shuffle"),
     Case(FIT, "negative seed", lambda: fit(X, Y, seed=-3), errors.OptionError, r"seed"),
     Case(FIT, "validation_freq 0", lambda: fit(X, Y, validation_freq=0), errors.OptionError, r"validation_freq"),
+    Case(FIT, "validation_data on a model with no loss, before the first step", lambda: no_loss_validated(),
+         errors.ModelError, r"compiled with a loss to validate on `validation_data`.*loss=None"),
     Case(FIT, "class_weight as a list", lambda: fit(X, Y, class_weight=[1, 2]), errors.OptionError,
          r"class_weight"),
     Case(FIT, "one callback, not a list", lambda: fit(X, Y, callbacks=keras.callbacks.History()),

@@ -626,3 +626,31 @@ def test_model_fit_on_tensorflow_reads_no_batch_to_build_without_a_distribution(
     early = source.index("if self._distribute_strategy is None")
     assert early < source.index("next(it)") and "return" in source[early:source.index("next(it)")], moved(
         "when model.fit on TensorFlow reads a batch to build the model", "(FitPlan._held_open's TensorFlow rule)")
+
+
+def test_kfitx_epoch_iterator_says_what_keras_epoch_iterator_says_when_the_data_runs_out():
+    from keras.src.trainers.epoch_iterator import EpochIterator
+
+    from kfitx.data.epoch_iterator import OUT_OF_DATA
+
+    iterator = EpochIterator(np.zeros((4, 2), "float32"), batch_size=2, steps_per_epoch=3)
+    with pytest.warns(UserWarning) as said:
+        assert len(list(iterator)) == 2
+    assert OUT_OF_DATA in [str(w.message) for w in said], moved("EpochIterator's 'ran out of data' warning",
+                                                                 "(kfitx.data.epoch_iterator.OUT_OF_DATA)")
+
+
+def test_adds_no_loss_walks_every_nested_layer():
+    class Adds(keras.layers.Layer):
+        def call(self, x):
+            self.add_loss(keras.ops.mean(x))
+            return x
+
+    def seq(*layers):
+        return keras.Sequential([keras.Input((4,)), *layers])
+
+    assert _keras.adds_no_loss(seq(keras.layers.Dense(4), seq(keras.layers.Dense(2)))), moved(
+        "Keras's own layers", "adds_no_loss")
+    for model in (seq(keras.layers.Dense(4), seq(Adds())), seq(keras.layers.Dense(2, activity_regularizer="l2")),
+                  seq(keras.layers.Dense(2, kernel_regularizer="l2")), seq(keras.layers.Lambda(lambda t: t))):
+        assert not _keras.adds_no_loss(model), moved("model._flatten_layers (every nested layer)", "adds_no_loss")

@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 
 import kfitx
@@ -78,3 +80,61 @@ def test_check_model_wants_a_compiled_keras_model(make_model):
     with pytest.raises(ModelError, match=r"compiled.*model.compile"):
         check_model(raw)
     check_model(make_model())
+
+
+def test_an_unknown_name_is_one_check_with_one_wording(make_model, xy, registry):
+    with pytest.raises(OptionError) as direct:
+        Echo(facter=3)
+    x, y = xy
+    with pytest.raises(OptionError) as through_fit:
+        kfitx.fit(make_model(), x, y, strategy=Echo, facter=3)
+    with pytest.raises(OptionError) as with_an_instance:
+        kfitx.fit(make_model(), x, y, strategy=Echo(), facter=3)
+    assert str(direct.value) == str(through_fit.value) == str(with_an_instance.value)
+    assert "fit argument" in str(direct.value) and "option of strategy 'echo' (factor, mode)" in str(direct.value)
+    with pytest.raises(OptionError, match=r"`epochs` is a fit argument: pass it to kfitx.fit"):
+        Echo(epochs=3)
+
+
+class ByPlace(kfitx.Strategy):
+    """A plugin that chooses another strategy through the same hook ``auto`` uses."""
+
+    name = "byplace"
+    description = "memory for arrays, generator for streams"
+    backends = ("tensorflow", "jax", "torch")
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def choose(self, request):
+        name = "memory" if request.source.in_memory else "generator"
+        chosen = request.registry.get(name)
+        self.entered.append("begin")
+        yield kfitx.Choice(chosen, request.plan(chosen), kfitx.Decision(name, f"the data is {request.source.kind}"))
+        self.entered.append("end")
+
+    def fit(self, model, plan):
+        raise AssertionError("kfitx.fit trains the chosen strategy")
+
+
+def test_a_plugin_chooses_another_strategy_through_choose(make_model, xy, registry, capsys):
+    registry.register(type("Plugin", (), {"kfitx_strategies": kfitx.hookimpl(lambda self: [ByPlace])})(),
+                      name="byplace")
+    ByPlace.entered.clear()
+    x, y = xy
+    history = kfitx.fit(make_model(), x, y, strategy="byplace", epochs=1, verbose=1)
+    assert history.kfitx["strategy"] == "memory" and history.kfitx["byplace"] == "the data is arrays"
+    assert "memory -- the data is arrays" in capsys.readouterr().out  # the decision, printed as auto's is
+    assert ByPlace.entered == ["begin", "end"]  # the fit ran inside the strategy's context
+
+
+def test_choose_must_yield_a_choice(make_model, xy, registry):
+    class Wrong(ByPlace):
+        name = "wrong"
+
+        @contextlib.contextmanager
+        def choose(self, request):
+            yield "memory"
+
+    x, y = xy
+    with pytest.raises(kfitx.PluginError, match=r"Strategy 'wrong' .* to yield a kfitx.Choice.*Received: 'memory'"):
+        kfitx.fit(make_model(), x, y, strategy=Wrong, epochs=1, verbose=0)

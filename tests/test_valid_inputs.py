@@ -124,3 +124,67 @@ def test_what_plain_fit_trains_on_kfitx_trains_on_too(case):
         if strategy == "memory":
             for mine, theirs in zip(weights(model), weights(plain)):
                 np.testing.assert_allclose(mine, theirs, atol=1e-5, err_msg=case.__name__)
+
+
+# -- a model compiled without a loss validates where plain fit validates it ------------------------------
+
+
+class AddsItsLoss(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, x):
+        out = self.dense(x)
+        self.add_loss(keras.ops.mean(keras.ops.square(out)))
+        return out
+
+
+def add_loss_in_call():
+    return AddsItsLoss()
+
+
+def activity_regularizer():
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activity_regularizer="l2")])
+
+
+def kernel_regularizer():
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, kernel_regularizer="l2")])
+
+
+NO_COMPILED_LOSS = [add_loss_in_call, activity_regularizer, kernel_regularizer]
+
+
+@pytest.mark.parametrize("build", NO_COMPILED_LOSS, ids=[b.__name__ for b in NO_COMPILED_LOSS])
+def test_a_model_without_a_compiled_loss_validates_where_plain_fit_does(build):
+    x, y = rng().normal(size=(N, 4)).astype("float32"), rng().normal(size=(N, 1)).astype("float32")
+    plain = build()
+    plain.compile("sgd", loss=None)
+    assert "val_loss" in plain.fit(x, y, validation_data=(x, y), epochs=1, batch_size=8, verbose=0).history
+    for strategy, options in (("memory", {}), ("generator", {}), ("loop", {}),
+                              ("loop", {"step": lambda m, b: m.train_on_batch(*b, return_dict=True)})):
+        model = build()
+        model.compile("sgd", loss=None)
+        history = kfitx.fit(model, x, y, strategy=strategy, validation_data=(x, y), epochs=1, batch_size=8,
+                            verbose=0, **options)
+        assert np.isfinite(history.history["val_loss"][0]), (strategy, options)
+
+
+def test_no_validation_due_or_a_backend_that_validates_without_a_loss_is_not_refused():
+    import dataclasses
+
+    from kfitx.errors import ModelError
+    from kfitx.plan.against_model import check_validation_loss
+    from kfitx.runtime import LOCAL
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", loss=None)
+    x, y = rng().normal(size=(N, 4)).astype("float32"), rng().normal(size=(N, 1)).astype("float32")
+    history = kfitx.fit(model, x, y, strategy="loop", step=lambda m, b: {"n": 1.0}, validation_data=(x, y),
+                        validation_freq=3, epochs=2, verbose=0)  # validation never due: plain fit trains too
+    assert history.history == {"n": [1.0, 1.0]}
+    tensorflow = dataclasses.replace(LOCAL, backend="tensorflow")
+    with pytest.raises(ModelError, match="compiled with a loss to validate"):
+        check_validation_loss(model, tensorflow, 2, 0, [2])
+    check_validation_loss(model, tensorflow, 2, 0, [3])  # epochs 1 and 2: none validates
+    check_validation_loss(model, dataclasses.replace(LOCAL, backend="jax"), 2, 0, 1)  # Keras reports a loss of 0

@@ -34,7 +34,7 @@ A strategy that owns its loop is its options plus a step::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -42,7 +42,9 @@ from kfitx import _keras
 from kfitx.engine.adapter import BackendAdapter, Batch, Data, Logs, StepFunction
 from kfitx.engine.steps import EpochMeans
 from kfitx.engine.steps import runner as _runner
-from kfitx.errors import ModelError, OptionError, message
+from kfitx.errors import OptionError, message
+from kfitx.plan.against_model import no_loss_to_validate
+from kfitx.plan.checks import should_validate  # validation_freq, read as model.fit reads it
 from kfitx.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -73,7 +75,8 @@ class Feed(Protocol):
         """Batches per epoch, or ``None`` where unknown (a stream read until it ends)."""
 
     def epoch(self, epoch: int) -> Iterable[Group]:
-        """The groups of epoch ``epoch`` (0-based); the iterable may have ``close()``."""
+        """The groups of epoch ``epoch`` (0-based), each last step as callbacks are to see it (a source's feed:
+        :class:`kfitx.data.epoch_iterator.EpochIterator`'s rule); the iterable may have ``close()``."""
 
 
 @runtime_checkable
@@ -152,16 +155,6 @@ class TrainStep:
                 "the model's own compiled step)", f"steps_per_execution={requested!r}",
                 "Leave steps_per_execution='auto', or drop the step / batch hooks to group compiled steps."))
         return 1, ONE_BATCH_PER_CALL
-
-
-def should_validate(epoch: int, freq: int | Collection[int]) -> bool:
-    """``validation_freq`` as ``model.fit`` reads it: every ``freq`` epochs, or the (1-based) epochs listed."""
-    if isinstance(freq, int) and not isinstance(freq, bool) and freq >= 1:
-        return (epoch + 1) % freq == 0
-    if isinstance(freq, (list, tuple, set, range)):
-        return epoch + 1 in freq
-    raise OptionError(message("`validation_freq` must be a positive int or a list of epoch numbers "
-                              "(1-based)", repr(freq)))
 
 
 def _adapter(runtime: Runtime) -> BackendAdapter:
@@ -277,13 +270,9 @@ def _epochs(model: keras.Model, feed: Feed, run: Callable[[Data, int, int], Logs
         epoch_begin(model)
         if means is not None:
             means.reset()
-        groups = feed.epoch(epoch)
-        # Keras reports a group's last index as begin + group - 1, past the epoch's end for a partial group.
-        # A group kfitx chose itself reports the epoch's last batch there, as plain fit (one step per call) does.
-        last = (feed.num_batches or 0) - 1 if plan.automatic_grouping else -1
+        groups = feed.epoch(epoch)  # each group's last step as callbacks see it (kfitx.data.epoch_iterator)
         try:
             for begin, end, data in groups:
-                end = min(end, last) if last >= 0 else end
                 callbacks.on_train_batch_begin(begin)
                 step_logs = run(data, begin, epoch)
                 if step_logs is None:
@@ -312,10 +301,7 @@ def _epochs(model: keras.Model, feed: Feed, run: Callable[[Data, int, int], Logs
             except ValueError as err:
                 if "No loss to compute" not in str(err):
                     raise
-                raise ModelError(message(
-                    "A model compiled with a loss to validate on `validation_data` (Keras's evaluate computes "
-                    "the loss; a training step of your own does not need one)", "model.compile(loss=None)",
-                    "Compile with the loss to report (loss=...), or drop validation_data.")) from err
+                raise no_loss_to_validate() from err  # one the plan could not know (checked there)
             epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
         callbacks.on_epoch_end(epoch, epoch_logs)
         training_logs = epoch_logs

@@ -27,10 +27,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfitx.data import KerasSource, Reading, Source, coerce, keras_cuts
+from kfitx.data import InputForm, Reading, Source, coerce, keras_cuts
+from kfitx.data.epoch_iterator import limit_steps
 from kfitx.data.epochs import across_epochs
 from kfitx.errors import DataError, OptionError, message
-from kfitx.plan.against_model import check_against_model
+from kfitx.plan.against_model import check_against_model, check_validation_loss
 from kfitx.plan.checks import (
     FIT_ARGS,
     check_fit_args,
@@ -85,6 +86,9 @@ class FitPlan:
 
     Attributes:
         train: The training source (``sample_weight`` joined, the validation split cut off).
+        train_form: What a fit reads from :attr:`train` (:class:`kfitx.data.InputForm`), decided
+            once, when the plan is made: strategies and plugins ask it, never the source's class.
+        validation_form: The same for :attr:`validation`, or ``None`` without validation data.
         report: What was decided (becomes ``history.kfitx``); ``strategy``,
             ``steps_per_execution`` and ``grouping`` read it.
         validation: The validation source, or ``None``.
@@ -92,9 +96,13 @@ class FitPlan:
         validation_freq: As in ``model.fit``, defaults applied
             (``batch_size`` 32, ``verbose`` ``"auto"``, ...).
         validation_batch_size: Defaults to ``batch_size``.
-        steps_per_epoch: Batches per epoch, or ``None`` for one pass of the data
-            (a generator source's own ``steps_per_epoch`` counts).
+        steps_per_epoch: What ``model.fit``'s argument is (strategies pass it on): batches per epoch, or
+            ``None`` for one pass of the data (a generator source's own ``steps_per_epoch`` counts;
+            ``keras.config.max_steps_per_epoch`` limits it).
         validation_steps: Validation batches, or ``None`` for one pass.
+        steps_per_pass, validation_steps_per_pass: Batches in one pass of :attr:`train` (of
+            :attr:`validation`) at its batch size, or ``None`` where unknown (a stream): resolved once,
+            here; readers never recompute a pass (:attr:`batches_per_epoch`).
         callbacks: The fit's callbacks as a list (or the ``CallbackList`` given).
         targets: Whether batches must hold ``y`` (the model is compiled with a loss).
         runtime: The backend and the distribution the fit trains under (:class:`kfitx.runtime.Runtime`),
@@ -114,10 +122,18 @@ class FitPlan:
     class_weight: Mapping[int, float] | None = None
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
+    steps_per_pass: int | None = None
+    validation_steps_per_pass: int | None = None
     validation_freq: Any = 1
     callbacks: Any = field(default_factory=list)
     targets: bool = False
     runtime: Runtime = LOCAL
+    train_form: InputForm = field(init=False)
+    validation_form: InputForm | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_form", self.train.form)
+        object.__setattr__(self, "validation_form", None if self.validation is None else self.validation.form)
 
     @property
     def strategy(self) -> str:
@@ -140,9 +156,10 @@ class FitPlan:
         return self.report.automatic
 
     @property
-    def repeat(self) -> bool:
-        """Whether the training stream must repeat (an explicit ``steps_per_epoch``)."""
-        return self.steps_per_epoch is not None
+    def batches_per_epoch(self) -> int | None:
+        """Batches each training epoch reads: ``steps_per_epoch``, else one pass; ``None`` when that is
+        unknown (a stream read until it ends)."""
+        return self.steps_per_epoch or self.steps_per_pass
 
     def reading(self, validation: bool = False, **options: Any) -> Reading:
         """How to read :attr:`train` (or, with ``validation``, :attr:`validation`) for this fit.
@@ -155,11 +172,14 @@ class FitPlan:
         base: dict[str, Any]
         if validation:
             base = {"batch_size": self.validation_batch_size, "steps": self.validation_steps,
-                    "targets": self.targets, "runtime": self.runtime}
+                    "steps_per_pass": self.validation_steps_per_pass, "targets": self.targets,
+                    "runtime": self.runtime}
         else:
             base = {"batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
-                    "steps": self.steps_per_epoch, "class_weight": self.class_weight, "targets": self.targets,
-                    "runtime": self.runtime}
+                    "steps": self.steps_per_epoch, "steps_per_pass": self.steps_per_pass,
+                    "class_weight": self.class_weight, "targets": self.targets,
+                    "automatic_grouping": self.automatic_grouping,
+                    "initial_epoch": self.initial_epoch, "runtime": self.runtime}
         return Reading(**{**base, **options})
 
     def train_dataset(self, **options: Any) -> Any:
@@ -175,34 +195,44 @@ class FitPlan:
     def train_input(self, *, passthrough: bool = False, **options: Any) -> Any:
         """:attr:`train` in the form ``model.fit`` reads fastest on this backend.
 
-        * input only Keras's adapters read (a :class:`kfitx.data.KerasSource`: generator
-          objects, torch ``DataLoader``, Grain, ragged and sparse tensors, ...): as it is;
+        * input only Keras's adapters read (:attr:`train_form` ``KERAS_TENSORS`` or ``KERAS_STREAM``:
+          generator objects, torch ``DataLoader``, Grain, ragged and sparse tensors, ...): as it is;
         * with ``passthrough`` (a strategy that adds nothing to streams), a tf.data
           dataset or a PyDataset as it is, too (:meth:`kfitx.data.Source.passthrough`);
-        * on JAX and torch, arrays in RAM as they are (``plan.train.arrays()``): Keras's
+        * on JAX and torch, arrays in RAM (``ARRAYS``) as they are (``plan.train.arrays()``): Keras's
           own array adapter cuts numpy batches without TensorFlow;
         * otherwise -- arrays on TensorFlow, memory maps (Keras would load a map whose
-          floats are not ``floatx`` whole, to cast it), generator factories, and streams
-          without ``passthrough`` -- :meth:`train_dataset`.
+          floats are not ``floatx`` whole, to cast it), Python batches (generator factories,
+          plugins' sources), and streams without ``passthrough`` -- :meth:`train_dataset`.
 
         :meth:`fit_kwargs` passes the batch size and the shuffling with what Keras cuts or reads itself.
         """
-        return self._input(self.train, passthrough, self.reading(**options))
+        return self._input(self.train, self.train_form, passthrough, self.reading(**options))
 
     def validation_input(self, *, passthrough: bool = False, **options: Any) -> Any:
         """:attr:`validation` as :meth:`train_input` gives the training data, or ``None``."""
         if self.validation is None:
             return None
-        return self._input(self.validation, passthrough, self.reading(validation=True, **options))
+        assert self.validation_form is not None
+        return self._input(self.validation, self.validation_form, passthrough,
+                           self.reading(validation=True, **options))
 
     @staticmethod
-    def _input(source: Source, passthrough: bool, reading: Reading) -> Any:
-        given = source.passthrough()
-        if given is not None and (passthrough or isinstance(source, KerasSource)):
-            return given
+    def _input(source: Source, form: InputForm, passthrough: bool, reading: Reading) -> Any:
+        if form.read_by_keras or (passthrough and form.passes_through):
+            return source.passthrough()
         if keras_cuts(source, reading.runtime):
             return source.arrays()
         return source.as_dataset(reading)
+
+    def own_stream(self, data: Any, validation: bool = False) -> bool:
+        """Whether ``data`` -- what a strategy made of :attr:`train` (or :attr:`validation`) -- is a tf.data
+        stream kfitx built (which it shuffled and batched; a strategy may map or prefetch it), rather than
+        arrays Keras cuts (a tuple) or the user's own input, which Keras reads as ``model.fit`` reads it."""
+        source, form = (self.validation, self.validation_form) if validation else (self.train, self.train_form)
+        if isinstance(data, tuple) or source is None or form is None:
+            return False
+        return not (form.passes_through and data is source.passthrough())
 
     def fit_kwargs(self, train: Any, validation: Any = None) -> dict[str, Any]:
         """The keyword arguments of ``model.fit(**plan.fit_kwargs(train, validation))``.
@@ -221,34 +251,27 @@ class FitPlan:
         if isinstance(train, tuple):
             kwargs.update(zip(("x", "y", "sample_weight"), train))
             kwargs.update(batch_size=self.batch_size, shuffle=self.shuffle)
-        elif train is self.train.passthrough():  # the user's own stream: Keras reads it as model.fit does
+        elif not self.own_stream(train):  # the user's own stream: Keras reads it as model.fit does
             kwargs.update(x=train, shuffle=self.shuffle)
         else:
-            kwargs.update(x=train, shuffle=False)  # a dataset is shuffled by whoever built it
-            if self.class_weight is not None:  # kfitx's rule: a class the dict omits weighs 1, as for arrays
-                import tensorflow as tf
-
-                from kfitx.data.feed import class_weights
-
-                kwargs.update(x=train.map(class_weights(self.class_weight), num_parallel_calls=tf.data.AUTOTUNE),
-                              class_weight=None)
-            kwargs["x"] = self._held_open(kwargs["x"], self.train, self.steps_per_epoch, spare_pass=True)
+            # Shuffled by whoever built it, and weighted by the source's reading (kfitx.data.weights).
+            kwargs.update(x=train, shuffle=False, class_weight=None)
+            kwargs["x"] = self._held_open(kwargs["x"], self.train_form, self.steps_per_epoch, spare_pass=True)
         if validation is not None:
-            if not isinstance(validation, tuple):
-                validation = self._held_open(validation, self.validation, self.validation_steps)
+            if self.own_stream(validation, validation=True):
+                validation = self._held_open(validation, self.validation_form, self.validation_steps)
             kwargs.update(validation_data=validation, validation_steps=self.validation_steps,
                           validation_freq=self.validation_freq)
             if isinstance(validation, tuple):
                 kwargs["validation_batch_size"] = self.validation_batch_size
         return kwargs
 
-    def _held_open(self, dataset: Any, source: Source | None, steps: int | None, spare_pass: bool = False) -> Any:
+    def _held_open(self, dataset: Any, form: InputForm | None, steps: int | None, spare_pass: bool = False) -> Any:
         """kfitx's own stream of in-memory arrays, read through one iterator for the whole fit (:func:`across_epochs`)
         where every epoch reads it whole: no ``steps``, no distribution, no callback acting per batch (one could end an
         epoch or an evaluation early), and on TensorFlow only: on JAX and torch ``model.fit`` builds an unbuilt model
         from a batch read off a fresh iterator first, which from a held-open stream would be the epoch's first."""
-        if (steps is not None or source is None or not (source.in_memory and source.streams_in_graph)
-                or dataset is source.passthrough() or self.runtime.numpy_batches
+        if (steps is not None or form is None or not form.in_memory or self.runtime.numpy_batches
                 or self.runtime.distributed or self.runtime.tf_strategy is not None
                 or per_batch_callbacks(self.callbacks)):
             return dataset
@@ -272,7 +295,8 @@ class FitPlan:
 
 def _split(source: Source, sample_weight: Any, validation_split: float,
            validation_data: Any) -> tuple[Source, Source | None]:
-    """The training and validation sources, as ``model.fit`` derives them."""
+    """The training and validation sources, as ``model.fit`` derives them (``kfitx.fit`` hands
+    ``validation_data`` over already a source, the installed ``kfitx_sources`` hook asked first)."""
     if sample_weight is not None:
         source = source.with_sample_weight(sample_weight)
     if validation_split and validation_data is None:
@@ -335,7 +359,8 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
 
     ``strategy`` is the :class:`kfitx.Strategy` that will train (its ``name`` and
     ``grouping()`` are read); ``runtime`` the fit's (``kfitx.fit`` resolves it once;
-    by default :func:`kfitx.runtime.resolve` is asked here).
+    by default :func:`kfitx.runtime.resolve` is asked here). ``validation_data`` may be a
+    source already (``kfitx.fit`` coerces it with the installed ``kfitx_sources`` hook asked first).
 
     Applies the seed (``keras.utils.set_random_seed``), so that layers' randomness
     is reproducible whichever strategy trains.
@@ -354,9 +379,12 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
     targets = _needs_targets(model)
     for role, part in (("x", train), ("validation_data x", validation)):
         check_against_model(model, part, role, runtime)
-        if isinstance(part, KerasSource) and part.array_like:
+        if part is None:
+            continue
+        form = part.form
+        if form is InputForm.KERAS_TENSORS:
             check_input_dtypes(model, part.x, role)
-        if part is not None and part.in_memory:
+        if form.in_memory:
             check_inputs(model, part.x, role)
             if targets and part.y is None:
                 raise DataError(message(
@@ -364,14 +392,9 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
                     "x alone (y=None)", "Pass y (kfitx.fit(model, x, y) or validation_data=(x_val, y_val)); a "
                     "model that computes its own loss (add_loss) is compiled with loss=None."))
     batch_size = args.pop("batch_size", None) or 32
-    steps = train.default_steps(args.pop("steps_per_epoch", None), "steps_per_epoch")
-    max_steps = keras.config.max_steps_per_epoch()
-    if max_steps and (not steps or max_steps < steps):
-        import warnings
-
-        warnings.warn(f"Limiting steps_per_epoch to {max_steps}", stacklevel=3)  # as Keras's EpochIterator does
-        steps = max_steps
+    steps = limit_steps(train.default_steps(args.pop("steps_per_epoch", None), "steps_per_epoch"))
     validation_steps = args.pop("validation_steps", None)
+    validation_batch_size = args.pop("validation_batch_size", None) or batch_size
     if validation is not None:
         validation_steps = validation.default_steps(validation_steps, "validation_steps")
     epochs = args.pop("epochs", 1)
@@ -381,6 +404,8 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
 
         warnings.warn(f"Limiting epochs to {max_epochs}", stacklevel=3)  # as model.fit does
         epochs = max_epochs
+    if validation is not None:  # a model with no loss to validate: said before the first step
+        check_validation_loss(model, runtime, epochs, args.get("initial_epoch", 0), args.get("validation_freq", 1))
     callbacks = distribute.chief_only(args.pop("callbacks", None) or [], runtime)
     group, reason, automatic = _grouping(model, strategy, callbacks, (steps, validation_steps), runtime,
                                          (train, validation))
@@ -390,8 +415,10 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
     return FitPlan(
         train=train, report=FitReport(strategy.name, group, reason, automatic=automatic), validation=validation,
         epochs=epochs, initial_epoch=args.pop("initial_epoch", 0), batch_size=batch_size,
-        validation_batch_size=args.pop("validation_batch_size", None) or batch_size,
+        validation_batch_size=validation_batch_size,
         shuffle=args.pop("shuffle", True), seed=seed, verbose=args.pop("verbose", "auto"),
         class_weight=args.pop("class_weight", None), steps_per_epoch=steps, validation_steps=validation_steps,
+        steps_per_pass=train.num_batches(batch_size),
+        validation_steps_per_pass=None if validation is None else validation.num_batches(validation_batch_size),
         validation_freq=args.pop("validation_freq", 1), callbacks=callbacks, targets=targets, runtime=runtime,
     )

@@ -1,4 +1,5 @@
-"""Checks of the data against what the model is: its inputs' names and count, its compiled loss.
+"""Checks of the data against what the model is: its inputs' names and count, its compiled loss, and
+whether it can be validated at all (a model with no loss cannot be, except on JAX).
 
 Each refuses only what ``model.fit`` would certainly refuse too (or, on JAX, train on
 silently as garbage: then a warning), from what the plan already holds (the arrays of
@@ -12,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from kfitx.errors import DataError, message
+from kfitx.errors import DataError, ModelError, message
+from kfitx.plan.checks import should_validate
 from kfitx.runtime import Runtime
 
-__all__ = ["check_against_model"]
+__all__ = ["check_against_model", "check_validation_loss", "no_loss_to_validate"]
 
 logger = logging.getLogger("kfitx")
 
@@ -132,3 +134,33 @@ def _check_batched(model: Any, source: Any, role: str) -> None:
         raise DataError(message(
             f"`{role}` as a tf.data dataset of batches: the model's input takes {expected}",
             f"elements of shape {tuple(shape)} (single samples)", "Batch it: dataset.batch(32)."))
+
+
+def no_loss_to_validate() -> ModelError:
+    """The error for validation on a model with no loss (the plan's, before training; the loop's, where Keras
+    raised it)."""
+    return ModelError(message(
+        "A model compiled with a loss to validate on `validation_data` (Keras's evaluate computes "
+        "the loss; a training step of your own does not need one)", "model.compile(loss=None)",
+        "Compile with the loss to report (loss=...), or drop validation_data."))
+
+
+def check_validation_loss(model: Any, runtime: Runtime, epochs: int, initial_epoch: int, validation_freq: Any) -> None:
+    """Raises :func:`no_loss_to_validate` where validation certainly fails: Keras's test step computes the loss,
+    and it has none to compute.
+
+    That is: some epoch validates (``validation_freq``), the backend refuses a step with no loss
+    (:attr:`Runtime.needs_a_loss`: not JAX, where Keras reports 0), the model is compiled without a loss,
+    and it certainly has no other (:func:`kfitx._keras.adds_no_loss`: no weight or activity regularizer, no
+    layer or model class of the user's that may call ``add_loss`` or override ``test_step`` /
+    ``compute_loss``). Whatever the strategy: plain ``model.fit`` fails there too, after its first epoch's
+    training (or its first step, with Keras's own train step).
+    """
+    from kfitx import _keras
+
+    if getattr(model, "loss", None) is not None or not runtime.needs_a_loss:
+        return
+    if not any(should_validate(epoch, validation_freq) for epoch in range(initial_epoch, epochs)):
+        return
+    if _keras.adds_no_loss(model):
+        raise no_loss_to_validate()

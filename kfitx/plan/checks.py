@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import difflib
 import numbers
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from kfitx.errors import DataError, ModelError, OptionError, message
 
 __all__ = ["FIT_ARGS", "callbacks_list", "check_fit_args", "check_input_dtypes", "check_inputs", "check_model",
-           "closest"]
+           "closest", "should_validate", "unknown_names"]
 
 #: Arguments of ``keras.Model.fit`` every strategy accepts, plus ``seed``.
 FIT_ARGS: tuple[str, ...] = (
@@ -45,37 +45,55 @@ def closest(name: str, candidates: list[str]) -> str:
     return f" Did you mean '{match[0]}'?" if match else ""
 
 
+def unknown_names(names: Mapping[str, Any], strategy: str | None = None,
+                  options: Sequence[str] = ()) -> OptionError:
+    """The one error for arguments that are neither fit arguments nor options of the strategy.
+
+    :func:`check_fit_args` raises it for a fit argument it does not know, and
+    :meth:`kfitx.Strategy.check_options` for an option the strategy does not take
+    (``kfitx.fit`` hands every name that is not a fit argument to the strategy).
+
+    Args:
+        names: The unknown names and the values given for them.
+        strategy: The strategy's name, when they were given to a strategy.
+        options: That strategy's option names.
+    """
+    moved = [key for key in names if key in _MOVED_TO_PYDATASET]
+    if moved:
+        return OptionError(message(
+            "Keras 3's fit no longer takes worker settings", ", ".join(f"{k}={names[k]!r}" for k in moved),
+            "Pass them to a keras.utils.PyDataset (PyDataset(workers=..., use_multiprocessing=..., "
+            "max_queue_size=...)), or to the 'generator' strategy's options."))
+    first = sorted(names)[0]
+    expected = "Expected a fit argument (" + ", ".join(FIT_ARGS) + ")"
+    if strategy is not None:
+        expected += f" or an option of strategy '{strategy}' (" + (", ".join(sorted(options)) or "none") + ")"
+    if strategy is not None and first in FIT_ARGS:
+        fix = f"`{first}` is a fit argument: pass it to kfitx.fit, not to the strategy."
+    else:
+        fix = closest(first, [*FIT_ARGS, *options]).strip() or "Remove it."
+    return OptionError(message(expected, ", ".join(f"{k}={names[k]!r}" for k in sorted(names)), fix))
+
 
 class CheckedFitArgs(dict[str, Any]):
     """Fit arguments :func:`check_fit_args` has checked, ``callbacks`` made a list: ``build_plan`` does not
     check them again."""
 
 
-def check_fit_args(fit_args: Mapping[str, Any], strategy_options: list[str] | None = None) -> CheckedFitArgs:
+def check_fit_args(fit_args: Mapping[str, Any]) -> CheckedFitArgs:
     """Raises :class:`OptionError` for an unknown fit argument or a bad value; the arguments, checked.
 
     Args:
-        fit_args: The keyword arguments meant for the fit.
-        strategy_options: The strategy's option names, listed in the message.
+        fit_args: The keyword arguments meant for the fit (names from :data:`FIT_ARGS`).
 
     Returns:
         The same arguments, ``callbacks`` as a list (a ``CallbackList`` kept as it is).
     """
     if isinstance(fit_args, CheckedFitArgs):
         return fit_args
-    for key in fit_args:
-        if key in FIT_ARGS:
-            continue
-        if key in _MOVED_TO_PYDATASET:
-            raise OptionError(message(
-                "Keras 3's fit no longer takes worker settings", f"{key}={fit_args[key]!r}",
-                "Pass them to a keras.utils.PyDataset (PyDataset(workers=..., use_multiprocessing=..., "
-                "max_queue_size=...)), or to the 'generator' strategy's options."))
-        known = list(FIT_ARGS) + list(strategy_options or [])
-        raise OptionError(message(
-            "Expected a fit argument (" + ", ".join(FIT_ARGS) + ")"
-            + (" or a strategy option (" + ", ".join(strategy_options) + ")" if strategy_options else ""),
-            repr(key), closest(key, known).strip() or "Remove it."))
+    unknown = {key: value for key, value in fit_args.items() if key not in FIT_ARGS}
+    if unknown:
+        raise unknown_names(unknown)
     _check_values(fit_args)
     checked = CheckedFitArgs(fit_args)
     if "callbacks" in checked:
@@ -121,6 +139,16 @@ def _check_values(fit_args: Mapping[str, Any]) -> None:
                                             for k in weights)):
         raise bad("class_weight", "None or a non-empty dict {class index: weight}",
                   "e.g. class_weight={0: 1.0, 1: 5.0}.")
+
+
+def should_validate(epoch: int, freq: int | Collection[int]) -> bool:
+    """``validation_freq`` as ``model.fit`` reads it: every ``freq`` epochs, or the (1-based) epochs listed."""
+    if isinstance(freq, int) and not isinstance(freq, bool) and freq >= 1:
+        return (epoch + 1) % freq == 0
+    if isinstance(freq, (list, tuple, set, range)):
+        return epoch + 1 in freq
+    raise OptionError(message("`validation_freq` must be a positive int or a list of epoch numbers "
+                              "(1-based)", repr(freq)))
 
 
 def callbacks_list(callbacks: Any) -> Any:

@@ -65,6 +65,12 @@ class Runtime:
         JAX trains on them without a word, so kfitx warns there instead of refusing what ``model.fit`` takes."""
         return self.backend != "jax"
 
+    @property
+    def needs_a_loss(self) -> bool:
+        """Whether Keras's own train and test steps refuse a model with no loss at all ("No loss to compute":
+        TensorFlow, torch); on JAX Keras computes a loss of 0 instead."""
+        return self.backend != "jax"
+
     def one_step_per_call(self, *, automatic: bool, dense: bool) -> tuple[str, bool] | None:
         """Why Keras trains one step per call on this backend for this fit, and whether Keras refuses more (an
         explicit ``steps_per_execution`` is then refused too); ``None`` where steps may be grouped.

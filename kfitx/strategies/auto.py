@@ -6,16 +6,18 @@ then, among the strategies that would train the same weights, the fastest by mea
   memory budget                             -> ``generator``;
 * arrays that fit the budget, no augmentation -> ``memory``.
 
-The choice is the ``kfitx_choose_strategy`` hook (first answer wins): an
-installed plugin can answer first; these rules answer last. :func:`explain`
-gives the decision without training; ``kfitx.fit`` logs it in one line (and
-prints it when ``verbose`` is not 0) and records it in ``history.kfitx``.
+The memory budget is the ``memory`` strategy's own rule (:meth:`MemoryStrategy.sizes`, its
+``memory_budget`` option and default). The choice is the ``kfitx_choose_strategy`` hook (first
+answer wins): an installed plugin can answer first; these rules answer last. :func:`kfitx.explain`
+gives the decision without training; ``kfitx.fit`` logs it in one line (and prints it when
+``verbose`` is not 0) and records it in ``history.kfitx``.
 
-When the rules chose an interchangeable strategy (``Strategy.is_interchangeable``: it trains
-to ``model.fit``'s weights) and the fit allows it, :meth:`AutoStrategy.measured` times a short
-probe of every interchangeable strategy that serves the data (:mod:`kfitx.strategies.probe`) and
-trains with the fastest; ``history.kfitx["probe"]`` holds the figures. ``probe=False`` keeps
-the rules.
+``auto`` is an ordinary strategy: it does all this in :meth:`AutoStrategy.choose`, the hook
+``kfitx.fit`` enters for every strategy (:meth:`kfitx.Strategy.choose`), with the fit's registry
+from the request. When the rules chose an interchangeable strategy (``Strategy.is_interchangeable``:
+it trains to ``model.fit``'s weights) and the fit allows it, it times a short probe of every
+interchangeable strategy that serves the data (:mod:`kfitx.strategies.probe`) and trains with the
+fastest; ``history.kfitx["probe"]`` holds the figures. ``probe=False`` keeps the rules.
 """
 
 from __future__ import annotations
@@ -28,19 +30,19 @@ from typing import TYPE_CHECKING, Any
 from kfitx.data import Source
 from kfitx.errors import KfitxError, OptionError, StrategyNotFoundError, message
 from kfitx.hookspecs import hookimpl
-from kfitx.plan import build_plan
 from kfitx.plan.grouping import steps_per_execution
 from kfitx.strategies import probe as probes
 from kfitx.strategies import probe_cache
 from kfitx.strategies.generator import GeneratorStrategy
 from kfitx.strategies.loop import LoopStrategy
 from kfitx.strategies.memory import MemoryStrategy
-from kfitx.strategy import BACKENDS, Decision, Strategy
+from kfitx.strategy import BACKENDS, Choice, Decision, FitRequest, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
     from kfitx.plan import FitPlan
+    from kfitx.registry import Registry
 
-__all__ = ["AutoStrategy", "Decision", "choose", "decide"]
+__all__ = ["AutoStrategy", "Decision", "decide"]
 
 logger = logging.getLogger("kfitx")
 
@@ -54,6 +56,15 @@ def _merged_defaults() -> dict[str, Any]:
         for key, value in cls.defaults.items():
             merged.setdefault(key, value)
     return merged
+
+
+def _taken(cls: type[Strategy], options: dict[str, Any]) -> dict[str, Any]:
+    """The options ``cls`` takes, of ``options``."""
+    return {k: v for k, v in options.items() if k in cls.defaults}
+
+
+#: The options the rules read themselves (never named "unused": they decided).
+_READ_BY_RULES = ("memory_budget",)
 
 
 def _size(n: float) -> str:
@@ -80,8 +91,7 @@ def decide(source: Source, options: dict[str, Any]) -> Decision:
         name = "generator"
         reason = f"the data is a {source.kind} stream, not arrays in memory"
     else:
-        budget = MemoryStrategy(memory_budget=options.get("memory_budget", 0.5)).budget_bytes(source)
-        nbytes = source.nbytes or 0  # arrays know their size
+        nbytes, budget = MemoryStrategy(**_taken(MemoryStrategy, options)).sizes(source)  # memory's own rule
         if nbytes > budget:
             name = "generator"
             reason = (f"the arrays ({_size(nbytes)}) are over the memory budget of {_size(budget)}, "
@@ -90,27 +100,18 @@ def decide(source: Source, options: dict[str, Any]) -> Decision:
             name = "memory"
             reason = (f"the arrays ({_size(nbytes)}) fit the memory budget of {_size(budget)} "
                       "and there is no augmentation")
-    accepted = _CHOICES[name].defaults
-    passed = {k: v for k, v in options.items() if k in accepted}
-    unused = tuple(sorted(k for k in options if k not in accepted and k != "memory_budget"))
-    return Decision(name, reason, passed, unused)
+    return _decision(name, reason, _CHOICES[name], options)
+
+
+def _decision(name: str, reason: str, cls: type[Strategy], options: dict[str, Any]) -> Decision:
+    """The decision for ``cls``: the options it takes passed on, the others named (but those the rules read)."""
+    unused = tuple(sorted(k for k in options if k not in cls.defaults and k not in _READ_BY_RULES))
+    return Decision(name, reason, _taken(cls, options), unused)
 
 
 @hookimpl(trylast=True)
 def kfitx_choose_strategy(source: Source, options: dict[str, Any]) -> Decision:
     return decide(source, options)
-
-
-def choose(source: Source, options: dict[str, Any], registry: Any = None) -> Decision:
-    """The answer of ``registry``'s ``kfitx_choose_strategy`` hook (kfitx's rules answer last), checked."""
-    decision = None if registry is None else registry.pm.hook.kfitx_choose_strategy(source=source,
-                                                                                    options=dict(options))
-    if decision is None:  # no registry, or one without kfitx's built-ins
-        decision = decide(source, options)
-    if not isinstance(decision, Decision):
-        raise OptionError(message("kfitx_choose_strategy to return a kfitx.Decision or None",
-                                  repr(decision), "Fix the plugin that answered."))
-    return decision
 
 
 class AutoStrategy(Strategy):
@@ -134,22 +135,48 @@ class AutoStrategy(Strategy):
                                       f"probe={self.options['probe']!r}"))
         self.given = {k: v for k, v in options.items() if k != "probe"}  # what the user set: the rules look at these
 
-    def resolve(self, source: Source, registry: Any = None) -> tuple[Strategy, Decision]:
-        decision = choose(source, self.given, registry)
+    def decision(self, source: Source, registry: Registry | None = None) -> Decision:
+        """What ``auto`` chooses for ``source``: the answer of ``registry``'s ``kfitx_choose_strategy`` hook
+        (kfitx's rules answer last; without a registry, the rules alone), checked."""
+        decision = None if registry is None else registry.pm.hook.kfitx_choose_strategy(source=source,
+                                                                                        options=dict(self.given))
+        if decision is None:  # no registry, or one without kfitx's built-ins
+            decision = decide(source, self.given)
+        if not isinstance(decision, Decision):
+            raise OptionError(message("kfitx_choose_strategy to return a kfitx.Decision or None",
+                                      repr(decision), "Fix the plugin that answered."))
+        return decision
+
+    @staticmethod
+    def _made(decision: Decision, registry: Registry | None) -> Strategy:
+        """The strategy ``decision`` names, made with its options (from ``registry`` where it has it)."""
         if registry is not None:
             try:
-                return registry.get(registry.strategy_class(decision.strategy), **decision.options), decision
+                return registry.get(registry.strategy_class(decision.strategy), **decision.options)
             except StrategyNotFoundError:
                 if decision.strategy not in _CHOICES:
                     raise
         # kfitx's own rules chose a built-in that this registry lacks (one made with builtins=False)
-        return _CHOICES[decision.strategy](**decision.options), decision
+        return _CHOICES[decision.strategy](**decision.options)
+
+    @contextlib.contextmanager
+    def choose(self, request: FitRequest) -> Iterator[Choice]:
+        """The strategy the rules (or a plugin) choose, or the fastest by a probe (see the module docstring).
+
+        The body is the fit: the model stays at the plan's steps per call until it ends, so that the
+        compiled function a probe made serves it.
+        """
+        decision = self.decision(request.source, request.registry)
+        chosen = self._made(decision, request.registry)
+        plan = request.plan(chosen)
+        with self._measured(request, chosen, decision, plan) as choice:
+            yield choice
 
     def supports(self, source: Source) -> str | None:
-        return self.resolve(source)[0].supports(source)
+        return self._made(self.decision(source), None).supports(source)
 
     def _candidates(self, chosen: Strategy, source: Source, backend: str,
-                    registry: Any) -> tuple[list[Strategy], dict[str, str]]:
+                    registry: Registry) -> tuple[list[Strategy], dict[str, str]]:
         """``chosen`` first, then every other installed interchangeable strategy that serves ``source`` on
         ``backend``, each made with the options it takes; and those left out for an error in their options."""
         found, refused = [chosen], {}
@@ -157,8 +184,7 @@ class AutoStrategy(Strategy):
             if not info.cls.interchangeable or info.name in (chosen.name, self.name):
                 continue
             try:
-                other = registry.get(registry.strategy_class(info.name),
-                                     **{k: v for k, v in self.given.items() if k in info.cls.defaults})
+                other = registry.get(registry.strategy_class(info.name), **_taken(info.cls, self.given))
             except KfitxError as err:  # an option this one refuses, or two plugins claiming the name
                 refused[info.name] = f"{type(err).__name__}: {err}"
                 continue
@@ -175,42 +201,37 @@ class AutoStrategy(Strategy):
                         decision.unused)
 
     @contextlib.contextmanager
-    def measured(self, model: Any, source: Source, chosen: Strategy, decision: Decision, plan: FitPlan,
-                 fit_args: Any, registry: Any) -> Iterator[tuple[Strategy, Decision, FitPlan]]:
-        """The strategy, decision and plan to train with: the rules' (``decision``, ``chosen``, ``plan``), or the
-        fastest interchangeable strategy by a probe (see the module docstring). The body is the fit: the model
-        stays at the plan's steps per call until it ends, so that the compiled function a probe made serves it.
-
-        Args:
-            fit_args: The fit's checked arguments (``kfitx.plan.check_fit_args``), for the other candidates' plans.
-            registry: The fit's :class:`kfitx.registry.Registry`; the candidates come from it.
-        """
+    def _measured(self, request: FitRequest, chosen: Strategy, decision: Decision,
+                  plan: FitPlan) -> Iterator[Choice]:
+        """The rules' choice (``chosen``, its ``plan``, ``decision``), or the fastest interchangeable strategy by
+        a probe; the candidates come from the request's registry, their plans from ``request.plan``."""
+        model, source = request.model, request.source
         if not self.options["probe"]:
-            yield chosen, decision, plan
+            yield Choice(chosen, plan, decision)
             return
         try:
             by_rules = decide(source, self.given) == decision
         except OptionError:
             by_rules = False
         if not by_rules:
-            yield chosen, self._skipped(decision, plan, "a plugin made the choice (kfitx_choose_strategy)",
-                                        say=False), plan
+            yield Choice(chosen, plan, self._skipped(decision, plan, "a plugin made the choice "
+                                                                     "(kfitx_choose_strategy)", say=False))
             return
         if not chosen.is_interchangeable():  # the rules' reason says why only it trains so
-            yield chosen, self._skipped(decision, plan, f"no other strategy trains as {chosen.name} does with "
-                                                        "these options", say=False), plan
+            yield Choice(chosen, plan, self._skipped(decision, plan, f"no other strategy trains as {chosen.name} "
+                                                                     "does with these options", say=False))
             return
-        candidates, refused = self._candidates(chosen, source, plan.runtime.backend, registry)
+        candidates, refused = self._candidates(chosen, source, plan.runtime.backend, request.registry)
         why = ("no other installed strategy trains the same weights on this data" if len(candidates) < 2
                else probes.why_not(model, plan, len(candidates)))
         if why:
-            yield chosen, self._skipped(decision, plan, why), plan
+            yield Choice(chosen, plan, self._skipped(decision, plan, why))
             return
         names = [c.name for c in candidates]
         digest = probe_cache.key(model, plan, names)
         # every plan before the probe: one made while the model is held at the plan's steps per call would
         # take that grouping for the model's own
-        plans = [plan, *(build_plan(model, source, c, fit_args, plan.runtime) for c in candidates[1:])]
+        plans = [plan, *(request.plan(c) for c in candidates[1:])]
         with steps_per_execution(model, plan.steps_per_execution):
             answer = probe_cache.recall(digest, plan.callbacks)
             if answer is not None and answer["strategy"] in names:
@@ -226,7 +247,7 @@ class AutoStrategy(Strategy):
                 report["refused"] = refused
             best, plan = next((c, p) for c, p in zip(candidates, plans) if c.name == answer["strategy"])
             plan.report.note(probe=report)
-            yield best, self._probed(decision, best, report), plan
+            yield Choice(best, plan, self._probed(decision, best, report))
 
     def _probed(self, decision: Decision, best: Strategy, report: dict[str, Any]) -> Decision:
         speeds = report["samples_per_s"]
@@ -239,14 +260,12 @@ class AutoStrategy(Strategy):
             return Decision(decision.strategy, reason, decision.options, decision.unused)
         reason = (f"the fastest of the strategies that train the same weights in a probe: "
                   f"{speeds[best.name]:,.0f} samples/s ({others}; the rules chose {decision.strategy}){cached}")
-        passed = {k: v for k, v in self.given.items() if k in best.defaults}
-        unused = tuple(sorted(k for k in self.given if k not in best.defaults and k != "memory_budget"))
-        return Decision(best.name, reason, passed, unused)
+        return _decision(best.name, reason, type(best), self.given)
 
     def fit(self, model: Any, plan: FitPlan) -> Any:
         """Trains with the strategy kfitx's rules choose for ``plan.train`` (``kfitx.fit`` trains the one
-        ``resolve`` chose instead: this runs only when a strategy calls ``AutoStrategy().fit`` itself)."""
-        return self.resolve(plan.train)[0].fit(model, plan)
+        :meth:`choose` chose instead: this runs only when a strategy calls ``AutoStrategy().fit`` itself)."""
+        return self._made(self.decision(plan.train), None).fit(model, plan)
 
 
 @hookimpl

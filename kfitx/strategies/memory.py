@@ -50,6 +50,7 @@ class MemoryStrategy(Strategy):
     interchangeable = True
 
     def budget_bytes(self, source: Source) -> float:
+        """The memory budget in bytes for ``source`` (``memory_budget`` resolved; ``inf`` for ``None``)."""
         budget = self.options["memory_budget"]
         if budget is None:
             return float("inf")
@@ -64,11 +65,15 @@ class MemoryStrategy(Strategy):
             return budget * (psutil.virtual_memory().available + source.resident_nbytes)
         return float(budget)
 
+    def sizes(self, source: Source) -> tuple[float, float]:
+        """The bytes the arrays of ``source`` take and the memory budget: ``memory`` serves them when the first
+        is not over the second (``auto`` reads the same rule to choose between ``memory`` and ``generator``)."""
+        return float(source.nbytes or 0), self.budget_bytes(source)  # arrays know their size
+
     def supports(self, source: Source) -> str | None:
         if not source.in_memory:  # model.fit reads it as it is
             return None
-        budget = self.budget_bytes(source)
-        nbytes = source.nbytes or 0  # arrays know their size
+        nbytes, budget = self.sizes(source)
         if nbytes > budget:
             return (
                 f"The data needs {nbytes / 2**30:.2f} GiB, over the memory budget of "
