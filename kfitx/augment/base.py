@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from kfitx.errors import AugmentationError, KfitxError, message
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    #: A batch's x or y in a tf.data map function: a tensor, or a nest (tuple, list, dict) of them.
+    Nest: TypeAlias = "tf.Tensor | tuple[Nest, ...] | list[Nest] | dict[str, Nest]"
+    #: The spec of x: a ``tf.TensorSpec``, or a nest of them.
+    SpecNest: TypeAlias = "tf.TensorSpec | tuple[SpecNest, ...] | list[SpecNest] | dict[str, SpecNest]"
 
 
 class Augmentation:
@@ -31,13 +39,13 @@ class Augmentation:
     in_graph: bool = True
 
     #: Where a pipeline's faults go, and how it names a batch index: set on the copy :meth:`for_pipeline` makes.
-    _report: Callable[[KfitxError], Any] | None = None
+    _report: Callable[[KfitxError], object] | None = None
     _where: Callable[[int], str] = staticmethod(lambda index: f"training batch {index} of its epoch")
 
     def __init__(self) -> None:
         pass
 
-    def for_pipeline(self, report: Callable[[KfitxError], Any] | None,
+    def for_pipeline(self, report: Callable[[KfitxError], object] | None,
                      where: Callable[[int], str]) -> Augmentation:
         """A copy of this augmentation for one pipeline: its faults go to ``report(fault)``, its batches are named
         ``where(index)``. The augmentation itself is not changed, so that one augmentation can feed several
@@ -50,7 +58,7 @@ class Augmentation:
         """One line for logs."""
         raise NotImplementedError
 
-    def check(self, x_spec: Any) -> None:
+    def check(self, x_spec: SpecNest) -> None:
         """Refuses, at build time, an x this augmentation cannot take.
 
         Args:
@@ -68,7 +76,7 @@ class Augmentation:
                 "Pass a Python function fn(x, y) -> (x, y) to augment nested inputs, or apply "
                 "the augmentation inside the model."))
 
-    def apply(self, x: Any, y: Any, *, seed: Any, batch: Any) -> tuple[Any, Any]:
+    def apply(self, x: Nest, y: Nest | None, *, seed: tf.Tensor, batch: tf.Tensor) -> tuple[Nest, Nest | None]:
         """Augments one batch in a tf.data map function.
 
         Args:
@@ -100,8 +108,9 @@ class Augmentation:
         return fault
 
 
-def _numpy_call(aug: Augmentation, body: Callable[..., list[np.ndarray]], batch: Any,
-                tensors: list[Any], like: list[Any], dtypes: list[Any] | None = None) -> list[Any]:
+def _numpy_call(aug: Augmentation, body: Callable[..., list[np.ndarray]], batch: tf.Tensor,
+                tensors: list[tf.Tensor], like: list[tf.Tensor],
+                dtypes: list[tf.DType] | None = None) -> list[tf.Tensor]:
     """Runs ``body(index, *arrays)`` in ``tf.numpy_function``; reports what it raises (see :meth:`Augmentation._fault`).
 
     The outputs get the static shapes of ``like`` and the dtypes ``dtypes`` (those of

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from kfitx.augment.base import Augmentation
 from kfitx.augment.function import _CallableAugmentation
@@ -22,6 +22,11 @@ from kfitx.data import boundaries as _boundary
 from kfitx.errors import AugmentationError, KfitxError, message
 from kfitx.runtime.lazy import is_instance as _is_instance
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from kfitx.augment.base import Nest
+
 _ACCEPTED = (
     "`augment` must be None, a function fn(x, y) -> (x, y) on numpy batches, a Keras "
     "preprocessing layer (or a list / keras.Sequential of them), or an ImageDataGenerator"
@@ -29,7 +34,7 @@ _ACCEPTED = (
 _STREAM = 0x61756721  # folded into every batch seed, so augmentation never reuses the shuffle's seeds
 
 
-def adapt(augment: Any) -> Augmentation | None:
+def adapt(augment: object) -> Augmentation | None:
     """Turns what a user passes as ``augment`` into an :class:`Augmentation`.
 
     Args:
@@ -66,9 +71,9 @@ def adapt(augment: Any) -> Augmentation | None:
     raise AugmentationError(message(_ACCEPTED, shown, "See docs/augment.md for an example of each."))
 
 
-def map_dataset(dataset: Any, augmentation: Any, *, seed: int | None = None,
+def map_dataset(dataset: tf.data.Dataset, augmentation: object, *, seed: int | None = None,
                 steps_per_epoch: int | None = None, initial_epoch: int = 0,
-                report: Callable[[KfitxError], Any] | None = None) -> Any:
+                report: Callable[[KfitxError], object] | None = None) -> tf.data.Dataset:
     """Applies ``augmentation`` to the x of every batch of ``dataset``.
 
     Each batch gets a stateless seed from ``tf.data.Dataset.random(seed,
@@ -122,10 +127,14 @@ def map_dataset(dataset: Any, augmentation: Any, *, seed: int | None = None,
     augmentation = augmentation.for_pipeline(report, where)
 
     @tf.autograph.experimental.do_not_convert
-    def augment(indexed: Any, random: Any) -> Any:
+    def augment(indexed: tuple[tf.Tensor, Nest], random: tf.Tensor) -> Nest:
         index, element = indexed
         batch_seed = tf.random.experimental.stateless_fold_in(tf.stack([random, index]), _STREAM)
-        x, rest = (element[0], element[1:]) if packed else (element, ())
+        if packed:  # (x, y) or (x, y, sample_weight)
+            parts = cast("tuple[Nest, ...]", element)
+            x, rest = parts[0], parts[1:]
+        else:
+            x, rest = element, ()
         new_x, new_y = augmentation.apply(x, rest[0] if rest else None, seed=batch_seed, batch=index)
         if not packed:
             return new_x

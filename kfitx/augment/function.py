@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kfitx.augment.base import Augmentation, _numpy_call
 from kfitx.errors import AugmentationError, message
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from kfitx.augment.base import Nest, SpecNest
 
 
 def _writeable(array: np.ndarray) -> np.ndarray:
@@ -27,7 +32,7 @@ class _CallableAugmentation(Augmentation):
     kind = "callable"
     in_graph = False
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., object]) -> None:
         super().__init__()
         self.fn = fn
         try:
@@ -40,10 +45,10 @@ class _CallableAugmentation(Augmentation):
         rng = ", seeded rng per batch" if self._wants_rng else ""
         return f"callable {name} on numpy batches (Python, in tf.data threads{rng})"
 
-    def check(self, x_spec: Any) -> None:
+    def check(self, x_spec: SpecNest) -> None:
         """Any nest of tensors is fine: the function gets it as numpy arrays."""
 
-    def apply(self, x: Any, y: Any, *, seed: Any, batch: Any) -> tuple[Any, Any]:
+    def apply(self, x: Nest, y: Nest | None, *, seed: tf.Tensor, batch: tf.Tensor) -> tuple[Nest, Nest | None]:
         import tensorflow as tf
 
         flat_x, flat_y = tf.nest.flatten(x), ([] if y is None else tf.nest.flatten(y))
@@ -74,7 +79,8 @@ class _CallableAugmentation(Augmentation):
         return AugmentationError(message(f"The augmentation must return {expected} for batch {n}",
                                          f"{received} for batch {n}", todo))
 
-    def _checked(self, n: int, role: str, structure: Any, got: Any, given: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    def _checked(self, n: int, role: str, structure: Nest, got: object,
+                 given: tuple[np.ndarray, ...]) -> list[np.ndarray]:
         import tensorflow as tf
 
         try:
@@ -99,7 +105,7 @@ class _CallableAugmentation(Augmentation):
         return out
 
 
-def _kind_of(value: Any) -> str:
+def _kind_of(value: object) -> str:
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of {len(value)}"
     shape = getattr(value, "shape", None)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numbers
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from kfitx import _keras
 from kfitx.augment.base import Augmentation, _numpy_call
@@ -22,11 +23,17 @@ from kfitx.augment.image_ops import _apply_transform, _random_params, _standardi
 from kfitx.errors import AugmentationError, message
 from kfitx.runtime.lazy import is_instance as _is_instance
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    from kfitx.augment.base import Nest
+
 _LEGACY_MODULE = _keras.LEGACY_IMAGE_MODULE
 _NUMPY_RANDOM = threading.Lock()  # ImageDataGenerator draws from numpy's global RNG
 
 
-def image_data_generator_class() -> type[Any]:
+def image_data_generator_class() -> type[ImageDataGenerator]:
     """Keras's ``ImageDataGenerator`` class.
 
     Keras 3 keeps it only in its legacy namespace, reachable as
@@ -50,14 +57,14 @@ def image_data_generator_class() -> type[Any]:
             "RandomTranslation, RandomFlip, Rescaling), or install a Keras 3 release that has it.")) from None
 
 
-def _is_image_data_generator(obj: Any) -> bool:
+def _is_image_data_generator(obj: object) -> bool:
     if _is_instance(obj, _LEGACY_MODULE, "ImageDataGenerator"):
         return True
     return not isinstance(obj, type) and all(
         callable(getattr(obj, name, None)) for name in ("random_transform", "standardize", "flow"))
 
 
-_DEFAULTS: dict[str, Any] = {
+_DEFAULTS: dict[str, object] = {
     "rotation_range": 0, "width_shift_range": 0.0, "height_shift_range": 0.0, "shear_range": 0.0,
     "zoom_range": [1, 1], "horizontal_flip": False, "vertical_flip": False, "fill_mode": "nearest",
     "cval": 0.0, "channel_shift_range": 0.0, "brightness_range": None, "rescale": None,
@@ -73,7 +80,7 @@ _FILL_MODES = ("nearest", "constant", "reflect", "wrap")
 class _ImageDataGeneratorAugmentation(Augmentation):
     kind = "ImageDataGenerator"
 
-    def __init__(self, idg: Any) -> None:
+    def __init__(self, idg: ImageDataGenerator) -> None:
         super().__init__()
         self.idg = idg
 
@@ -115,7 +122,7 @@ class _ImageDataGeneratorAugmentation(Augmentation):
             text += "; validation_split not applied (use fit's validation_split)"
         return text
 
-    def check(self, x_spec: Any) -> None:
+    def check(self, x_spec: tf.TensorSpec) -> None:
         super().check(x_spec)
         if x_spec.shape.rank != 4:
             raise AugmentationError(message(
@@ -125,7 +132,7 @@ class _ImageDataGeneratorAugmentation(Augmentation):
         if self._per_image_reason() is None:
             _check_options(self.idg, x_spec.shape)
 
-    def apply(self, x: Any, y: Any, *, seed: Any, batch: Any) -> tuple[Any, Any]:
+    def apply(self, x: tf.Tensor, y: Nest | None, *, seed: tf.Tensor, batch: tf.Tensor) -> tuple[Nest, Nest | None]:
         import tensorflow as tf
 
         idg = self.idg
@@ -156,7 +163,7 @@ class _ImageDataGeneratorAugmentation(Augmentation):
 
         return body
 
-    def _per_image_body(self, dtype: Any) -> Callable[..., list[np.ndarray]]:
+    def _per_image_body(self, dtype: tf.DType) -> Callable[..., list[np.ndarray]]:
         idg, np_dtype = self.idg, np.dtype(dtype.as_numpy_dtype)
         split = all(callable(getattr(idg, m, None)) for m in ("get_random_transform", "apply_transform")) and (
             getattr(type(idg), "random_transform", None) is image_data_generator_class().random_transform)
@@ -183,14 +190,14 @@ class _ImageDataGeneratorAugmentation(Augmentation):
         return body
 
 
-def _differs(value: Any, default: Any) -> bool:
+def _differs(value: object, default: object) -> bool:
     try:
-        return not np.array_equal(value, default)
+        return not np.array_equal(cast(ArrayLike, value), cast(ArrayLike, default))  # what numpy cannot compare differs
     except (TypeError, ValueError):
         return True
 
 
-def _check_options(idg: Any, shape: Any) -> None:
+def _check_options(idg: ImageDataGenerator, shape: tf.TensorShape) -> None:
     """Build-time checks of what the vectorised path cannot (or IDG would not) do."""
     for name in ("rotation_range", "shear_range", "channel_shift_range", "cval", "width_shift_range",
                  "height_shift_range", "rescale"):
@@ -218,5 +225,5 @@ def _check_options(idg: Any, shape: Any) -> None:
                 "enough) before training."))
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))

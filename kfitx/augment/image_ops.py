@@ -9,37 +9,46 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+#: ``warp(images, m, cval) -> images``: an affine warp of NHWC images by ``[batch, 3, 3]`` maps.
+Warp = Callable[["tf.Tensor", "tf.Tensor", "tf.Tensor"], "tf.Tensor"]
 
 _GEOMETRY = ("theta", "tx", "ty", "shear", "zx", "zy", "flip_horizontal", "flip_vertical")
 _EDGE = 1e-3  # pixels: how far outside the image a sampled point still counts as on its edge
 
 
-def _zca(idg: Any) -> Any:
+def _zca(idg: ImageDataGenerator) -> NDArray[np.floating] | None:
     matrix = getattr(idg, "zca_whitening_matrix", None)
     return getattr(idg, "principal_components", None) if matrix is None else matrix
 
 
-def _shift_draw(spec: Any, u: Any, sign_u: Any, size: Any) -> Any:
+def _shift_draw(spec: float | Sequence[float], u: tf.Tensor, sign_u: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     """A width / height shift drawn as ``get_random_transform`` draws it, in pixels."""
     import tensorflow as tf
 
     if np.ndim(spec) == 1 or (isinstance(spec, numbers.Integral) and int(spec) > 0):  # np.random.choice(spec)
-        values = np.arange(spec) if np.ndim(spec) == 0 else np.asarray(spec, dtype=np.float64)
+        values = np.arange(cast(int, spec)) if np.ndim(spec) == 0 else np.asarray(spec, dtype=np.float64)
         index = tf.minimum(tf.cast(u * len(values), tf.int32), len(values) - 1)
         value = tf.gather(tf.constant(values, tf.float32), index) * tf.where(sign_u < 0.5, -1.0, 1.0)
     else:  # the ValueError branch: a float
-        value = _uniform(u, -float(spec), float(spec))
+        value = _uniform(u, -float(cast(float, spec)), float(cast(float, spec)))
     return value * size if np.max(spec) < 1 else value  # fractions of the image's size
 
 
-def _uniform(u: Any, low: float, high: float) -> Any:
+def _uniform(u: tf.Tensor, low: float, high: float) -> tf.Tensor:
     return low + (high - low) * u  # np.random.uniform(low, high)
 
 
-def _random_params(idg: Any, shape: Any, seed: Any) -> dict[str, Any]:
+def _random_params(idg: ImageDataGenerator, shape: tf.Tensor | Sequence[int], seed: tf.Tensor) -> dict[str, tf.Tensor]:
     """Per-sample transform parameters, drawn as ``idg.get_random_transform`` draws them.
 
     Args:
@@ -79,7 +88,7 @@ def _random_params(idg: Any, shape: Any, seed: Any) -> dict[str, Any]:
     return params
 
 
-def _affine_matrices(params: dict[str, Any], batch: Any, rows: Any, cols: Any) -> Any:
+def _affine_matrices(params: dict[str, tf.Tensor], batch: tf.Tensor, rows: tf.Tensor, cols: tf.Tensor) -> tf.Tensor:
     """``[batch, 3, 3]`` output-to-input maps in ImageProjectiveTransform's (column, row) frame.
 
     ``apply_affine_transform`` composes rotation, shift, shear, zoom, centres the
@@ -92,11 +101,11 @@ def _affine_matrices(params: dict[str, Any], batch: Any, rows: Any, cols: Any) -
     """
     import tensorflow as tf
 
-    def get(key: str, default: float) -> Any:
+    def get(key: str, default: float) -> tf.Tensor:
         value = params.get(key)
         return tf.fill([batch], default) if value is None else tf.cast(tf.reshape(value, [batch]), tf.float32)
 
-    def flipped(key: str) -> Any:
+    def flipped(key: str) -> tf.Tensor:
         value = params.get(key)
         return None if value is None else tf.cast(tf.reshape(value, [batch]), tf.bool)
 
@@ -126,7 +135,7 @@ def _affine_matrices(params: dict[str, Any], batch: Any, rows: Any, cols: Any) -
     return tf.reshape(tf.stack([a, b, t0, d, e, t1, zero, zero, one], axis=-1), [batch, 3, 3])
 
 
-def _input_coordinates(m: Any, rows: Any, cols: Any) -> tuple[Any, Any]:
+def _input_coordinates(m: tf.Tensor, rows: tf.Tensor, cols: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Where each output pixel reads from: ``[batch, rows, cols]`` columns and rows."""
     import tensorflow as tf
 
@@ -136,7 +145,7 @@ def _input_coordinates(m: Any, rows: Any, cols: Any) -> tuple[Any, Any]:
             entry(1, 0) * xs + entry(1, 1) * ys + entry(1, 2))
 
 
-def _bilinear(images: Any, x_in: Any, y_in: Any) -> Any:
+def _bilinear(images: tf.Tensor, x_in: tf.Tensor, y_in: tf.Tensor) -> tf.Tensor:
     """Bilinear samples of NHWC ``images`` at in-range ``[batch, rows, cols]`` coordinates."""
     import tensorflow as tf
 
@@ -154,13 +163,13 @@ def _bilinear(images: Any, x_in: Any, y_in: Any) -> Any:
     return top * (1 - wy) + bottom * wy
 
 
-_COMPILED_WARPS: dict[str, Any] = {}
+_COMPILED_WARPS: dict[str, Warp] = {}
 #: Images of fewer pixels are warped by the same ops uncompiled: there XLA's compile (~0.1-0.3 s per batch
 #: shape, the partial last batch a second one) costs more than a whole short fit saves (8x8: the same speed).
 _COMPILE_FROM_PIXELS = 32 * 32
 
 
-def _warp_body(fill_mode: str) -> Any:
+def _warp_body(fill_mode: str) -> Warp:
     """The warp for ``fill_mode`` ("nearest", "constant" or "wrap"), in TF ops.
 
     Coordinates are computed once per pixel (not per channel, as ImageProjectiveTransformV3
@@ -168,7 +177,7 @@ def _warp_body(fill_mode: str) -> Any:
     """
     import tensorflow as tf
 
-    def warp(images: Any, m: Any, cval: Any) -> Any:
+    def warp(images: tf.Tensor, m: tf.Tensor, cval: tf.Tensor) -> tf.Tensor:
         shape = tf.shape(images)
         rows, cols = shape[1], shape[2]
         x_in, y_in = _input_coordinates(m, rows, cols)
@@ -177,7 +186,7 @@ def _warp_body(fill_mode: str) -> Any:
         inside = lambda c, last: (c >= -_EDGE) & (c <= last + _EDGE)
         mask = inside(x_in, last_col) & inside(y_in, last_row)
         if fill_mode == "wrap":  # scipy's "wrap": period size - 1, not size (TF's WRAP)
-            def wrap(c: Any, last: Any) -> Any:
+            def wrap(c: tf.Tensor, last: tf.Tensor) -> tf.Tensor:
                 period = tf.math.floormod(c, tf.maximum(last, 1.0)) * tf.cast(last > 0, c.dtype)
                 return tf.where(inside(c, last), tf.clip_by_value(c, 0.0, last), period)
 
@@ -192,7 +201,7 @@ def _warp_body(fill_mode: str) -> Any:
     return warp
 
 
-def _compiled_warp(fill_mode: str) -> Any:
+def _compiled_warp(fill_mode: str) -> Warp:
     """:func:`_warp_body` as one XLA-compiled function, made once per process (every fit reuses it).
 
     Compiled, this is ~6x faster than ImageProjectiveTransformV3 at 96x96 inside tf.data, with the same values.
@@ -206,7 +215,7 @@ def _compiled_warp(fill_mode: str) -> Any:
     return _COMPILED_WARPS[fill_mode]
 
 
-def _warp(images: Any, m: Any, fill_mode: str, cval: float) -> Any:
+def _warp(images: tf.Tensor, m: tf.Tensor, fill_mode: str, cval: float) -> tf.Tensor:
     """Bilinear warp of NHWC ``images`` with scipy's (order 1) edge modes."""
     import tensorflow as tf
 
@@ -222,7 +231,7 @@ def _warp(images: Any, m: Any, fill_mode: str, cval: float) -> Any:
         fill_value=tf.constant(cval, tf.float32), interpolation="BILINEAR", fill_mode="REFLECT")
 
 
-def _apply_transform(idg: Any, x: Any, params: dict[str, Any]) -> Any:
+def _apply_transform(idg: ImageDataGenerator, x: tf.Tensor, params: dict[str, tf.Tensor]) -> tf.Tensor:
     """``idg.apply_transform`` on a whole batch, with per-sample ``params``.
 
     Args:
@@ -262,7 +271,7 @@ def _apply_transform(idg: Any, x: Any, params: dict[str, Any]) -> Any:
     return x
 
 
-def _brightness(x: Any, factor: Any) -> Any:
+def _brightness(x: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
     """``apply_brightness_shift(x, b, scale=False)``: via 8 bits, as PIL computes it."""
     import tensorflow as tf
 
@@ -281,7 +290,7 @@ def _brightness(x: Any, factor: Any) -> Any:
     return tf.cast(out, dtype)
 
 
-def _standardize(idg: Any, x: Any) -> Any:
+def _standardize(idg: ImageDataGenerator, x: tf.Tensor) -> tf.Tensor:
     """``idg.standardize`` on a whole batch (in ``idg.data_format``), in its order.
 
     All but ``preprocessing_function``, which comes first and runs per image in

@@ -11,12 +11,18 @@ import contextlib
 import itertools
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kfitx import _keras
 from kfitx.augment.base import Augmentation
 from kfitx.errors import AugmentationError, message
 from kfitx.runtime.lazy import is_instance as _is_instance
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from kfitx.augment.base import Nest
 
 _SEEDING = threading.RLock()  # held while Keras layers are traced with per-batch seeds
 
@@ -25,7 +31,7 @@ class _LayersAugmentation(Augmentation):
     kind = "keras layers"
     in_graph = True
 
-    def __init__(self, layers: list[Any]) -> None:
+    def __init__(self, layers: list[keras.Layer]) -> None:
         super().__init__()
         self.layers = layers
 
@@ -36,7 +42,7 @@ class _LayersAugmentation(Augmentation):
             names.extend(type(sub).__name__ for sub in inner)
         return f"Keras layers {', '.join(names)} in tf.data (training=True, seeded per batch)"
 
-    def apply(self, x: Any, y: Any, *, seed: Any, batch: Any) -> tuple[Any, Any]:
+    def apply(self, x: tf.Tensor, y: Nest | None, *, seed: tf.Tensor, batch: tf.Tensor) -> tuple[Nest, Nest | None]:
         import tensorflow as tf
 
         out = x
@@ -58,12 +64,12 @@ class _LayersAugmentation(Augmentation):
         out.set_shape(x.shape)
         return (tf.cast(out, x.dtype) if x.dtype.is_floating else out), y
 
-    def _seed_generators(self) -> list[Any]:
+    def _seed_generators(self) -> list[keras.random.SeedGenerator]:
         return _keras.seed_generators(self.layers)
 
 
 @contextlib.contextmanager
-def _seeded_per_batch(generators: list[Any], seed: Any) -> Iterator[None]:
+def _seeded_per_batch(generators: list[keras.random.SeedGenerator], seed: tf.Tensor) -> Iterator[None]:
     """While a map function is traced, the layers' ``SeedGenerator``s draw from ``seed``.
 
     A ``SeedGenerator`` is a variable that each call advances; in a parallel map the
@@ -74,14 +80,14 @@ def _seeded_per_batch(generators: list[Any], seed: Any) -> Iterator[None]:
 
     counter = itertools.count()
 
-    def next_seed(ordered: bool = True) -> Any:
+    def next_seed(ordered: bool = True) -> tf.Tensor:
         return tf.random.experimental.stateless_fold_in(seed, next(counter))
 
     with _SEEDING, _keras.seeds_drawn_from(generators, next_seed):
         yield
 
 
-def _as_layers(augment: Any) -> list[Any] | None:
+def _as_layers(augment: object) -> list[keras.Layer] | None:
     """The layers in ``augment`` (one, a list / tuple, a Sequential), else ``None``."""
     if _is_instance(augment, "keras", "layers.Layer"):
         return [augment]
