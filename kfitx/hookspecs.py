@@ -1,8 +1,10 @@
 """The kfitx hooks. Plugins implement them with ``@kfitx.hookimpl``.
 
-Hooks are always called with keyword arguments. There are three:
+Hooks are always called with keyword arguments. There are four:
 
 * :func:`kfitx_strategies` -- collect-all: every plugin returns the strategy classes it provides.
+* :func:`kfitx_sources` -- first answer wins: a :class:`kfitx.data.Source` for an input kfitx does
+  not know (a new input kind for ``kfitx.fit``, ``validation_data``, ``kfitx.explain``, the kit).
 * :func:`kfitx_choose_strategy` -- first answer wins: which strategy ``strategy="auto"`` trains with.
 * :func:`kfitx_fit` -- first answer wins: runs one fit. kfitx's own implementation
   calls ``strategy.fit(model, plan)``; plugins wrap it (``@kfitx.hookimpl(wrapper=True)``)
@@ -32,6 +34,26 @@ def kfitx_strategies() -> list[type[Strategy]]:
 
     Called once when the registry is first used; every plugin's answer is
     collected (no first-answer-wins). Each class needs a unique ``name``.
+    """
+
+
+@hookspec(firstresult=True)
+def kfitx_sources(data: Any, y: Any) -> Source | None:
+    """Turns what a user passed as data into a :class:`kfitx.data.Source`, or declines with ``None``.
+
+    Called for each input a fit is given -- ``kfitx.fit``'s ``data`` (with ``y``), its
+    ``validation_data`` (``y`` ``None``), ``kfitx.explain``'s and a search's data -- before kfitx's
+    own coercion (:func:`kfitx.data.coerce`), so a plugin teaches kfitx a new input kind (a directory
+    of shards, a database cursor, ...). It is not called for a :class:`kfitx.data.Source` passed as
+    it is. Return an instance of a :class:`kfitx.data.Source` subclass, or ``None`` for data the
+    plugin does not know (kfitx's own rules then apply, so answer only for data you recognise). The
+    first non-``None`` answer wins. Every built-in strategy trains on the source (see ``docs/plugins.md``)::
+
+        @kfitx.hookimpl
+        def kfitx_sources(data, y):
+            if isinstance(data, str) and data.endswith(".shards") and y is None:
+                return ShardSource(data)
+            return None
     """
 
 

@@ -11,7 +11,7 @@ def test_arrays_report_samples_and_bytes(xy):
     source = data.arrays(x, y)
     assert source.num_samples == 200
     assert source.nbytes == x.nbytes + y.nbytes
-    assert source.steps(64) == 4
+    assert source.num_batches(64) == 4
     assert source.arrays() == (source.x, source.y)
 
 
@@ -94,7 +94,7 @@ def test_dataset_sources():
 
     ds = tf.data.Dataset.from_tensor_slices((np.zeros((10, 2)), np.zeros(10))).batch(4)
     source = data.dataset(ds)
-    assert isinstance(source, data.DatasetSource) and source.steps(0) == 3
+    assert isinstance(source, data.DatasetSource) and source.num_batches(0) == 3
 
     class Seq(keras.utils.PyDataset):
         def __len__(self):
@@ -104,7 +104,7 @@ def test_dataset_sources():
             return np.zeros((2, 2)), np.zeros(2)
 
     assert isinstance(data.dataset(Seq()), data.PyDatasetSource)
-    assert data.coerce(Seq()).steps(0) == 5
+    assert data.coerce(Seq()).num_batches(0) == 5
     with pytest.raises(DataError, match="tf.data.Dataset"):
         data.DatasetSource([1, 2])
 

@@ -51,9 +51,10 @@ def every_kind():
 
 def test_each_kind_has_its_adapter_and_says_what_it_is():
     kinds = every_kind()
-    assert {name: (s.kind, s.in_memory, s.streams_in_graph) for name, s in kinds.items()} == {
-        "arrays": ("arrays", True, True), "generator": ("generator", False, False),
-        "tf.data": ("tf.data", False, True), "PyDataset": ("PyDataset", False, False)}
+    form = kfitx.data.InputForm
+    assert {name: (s.kind, s.in_memory, s.form) for name, s in kinds.items()} == {
+        "arrays": ("arrays", True, form.ARRAYS), "generator": ("generator", False, form.PYTHON_BATCHES),
+        "tf.data": ("tf.data", False, form.TF_DATA), "PyDataset": ("PyDataset", False, form.PYDATASET)}
     assert {type(s).__module__ for s in kinds.values()} == {
         "kfitx.data.arrays", "kfitx.data.generators", "kfitx.data.tfdata", "kfitx.data.pydataset"}
 
@@ -164,11 +165,9 @@ def test_every_strategy_accepts_every_kind_of_validation_data_with_the_same_resu
 @pytest.mark.parametrize("strategy", ["generator", "loop"])
 def test_a_long_pass_without_steps_is_told_early_and_a_finite_one_still_trains(strategy, monkeypatch,
                                                                              no_leftovers):
-    import kfitx.data._producer.producer as producer
-    import kfitx.data.feed as feed
+    from kfitx.data import epoch_iterator
 
-    monkeypatch.setattr(producer, "ENDLESS_WARNING", 50)  # 10,000 batches by default
-    monkeypatch.setattr(feed, "ENDLESS_WARNING", 50)
+    monkeypatch.setattr(epoch_iterator, "ENDLESS_WARNING", 50)  # 10,000 batches by default; the worker's too
     x, y = xy()
 
     def long_but_finite():

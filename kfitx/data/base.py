@@ -1,22 +1,34 @@
-"""What a data source is, and how a fit reads one: :class:`Source` and :class:`Reading`.
+"""What a data source is, and how a fit reads one: :class:`InputForm`, :class:`Source` and :class:`Reading`.
 
-A :class:`Source` knows what the data is -- its kind, its size where knowable,
-whether it is held in memory -- and gives batches for a fit in two forms:
+A :class:`Source` is shaped like Keras's data adapters (``keras/src/trainers/data_adapters/data_adapter.py``):
+it says what a fit reads from it --
 
-* :meth:`Source.as_dataset` -- a ``tf.data.Dataset`` of batches, what
-  ``model.fit`` and ``model.evaluate`` read (the TensorFlow adapter);
-* :meth:`Source.feed` -- each epoch's batches read in Python, for strategies
-  that run their own loop (:mod:`kfitx.data.feed`).
+* its :class:`InputForm`, one of a small closed set, stated by the source and decided once per fit
+  (``FitPlan.train_form``): strategies and plugins ask the form, never the source's class;
+* its batches: :meth:`Source.as_dataset` (a ``tf.data.Dataset``, Keras's ``get_tf_dataset``),
+  :meth:`Source.get_numpy_iterator` (one pass read in Python, Keras's ``get_numpy_iterator``)
+  and :meth:`Source.feed` (each epoch's batches for a strategy's own loop, :mod:`kfitx.data.feed`,
+  as the backend's tensors on JAX and torch);
+* its cardinality: :meth:`Source.num_batches` (batches per pass, or ``None``: unknown or endless),
+  :meth:`Source.has_partial_batch` and :meth:`Source.partial_batch_size`.
 
 How to read it -- batch size, shuffling, steps, the worker settings of
 generators -- is a :class:`Reading`, which a fit plan makes
 (``plan.reading()``). The rules every kind shares live here once: floats are
 cast to ``keras.config.floatx()`` as Keras casts them (:func:`train_dtype`),
 and nested data goes through ``keras.tree``.
+
+A third-party source (a plugin's, taught to ``kfitx.fit`` through the ``kfitx_sources`` hook)
+subclasses :class:`Source` and implements :meth:`Source.get_numpy_iterator` (and, where it knows
+them, ``kind``, :meth:`Source.num_batches` and :meth:`Source.describe`): everything else -- a
+``tf.data`` stream read by kfitx's bounded worker, the loop's feed, ``model.fit``'s input --
+comes from this base, as for a generator factory (see ``docs/plugins.md``).
 """
 
 from __future__ import annotations
 
+import enum
+import itertools
 import math
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -28,12 +40,7 @@ import numpy as np
 from kfitx.errors import DataError, message
 from kfitx.runtime import LOCAL, Runtime
 
-__all__ = ["ENDLESS_WARNING", "Reading", "Source", "flatten", "map_structure", "require_targets", "train_dtype",
-           "warn_endless"]
-
-# A pass without steps_per_epoch this long is probably endless: said at once, in a warning, long before
-# endless_after (100,000 by default) ends the fit; a finite generator that long is only told once.
-ENDLESS_WARNING = 10_000
+__all__ = ["InputForm", "Reading", "Source", "flatten", "map_structure", "require_targets", "train_dtype"]
 
 
 def flatten(structure: Any) -> list[Any]:
@@ -72,14 +79,49 @@ def require_targets(reading: Reading, has_y: bool, kind: str, where: str, shown:
             "(add_loss) is compiled with loss=None."))
 
 
-def warn_endless(kind: str, batches: int, endless_after: int) -> None:
-    """The early word on a pass that has not ended after :data:`ENDLESS_WARNING` batches."""
-    import warnings
+class InputForm(enum.Enum):
+    """What a fit reads from a source: a small closed set, stated by each source (:attr:`Source.form`)
+    and decided once per fit (``FitPlan.train_form``, ``FitPlan.validation_form``).
 
-    warnings.warn(f"kfitx: the {kind} has yielded {batches:,} batches in one pass without ending, and no "
-                  f"steps_per_epoch was given, so each pass is an epoch. If it never ends, pass "
-                  f"steps_per_epoch=N; otherwise the fit stops it at endless_after={endless_after:,} batches.",
-                  RuntimeWarning, stacklevel=2)
+    Strategies and plugins ask the form (or the properties below), never a source's class.
+    """
+
+    #: Numpy arrays in RAM: kfitx's zero-copy tf.data gather, or Keras's own array adapter on JAX and torch.
+    ARRAYS = "arrays"
+    #: Arrays of which some is a memory map (a ``.npy`` file): gathered batch by batch, never loaded whole.
+    MEMORY_MAP = "memory-mapped arrays"
+    #: Batches a Python iterator yields, a fresh iterator each pass: a generator factory, a plugin's source.
+    PYTHON_BATCHES = "batches read in Python"
+    #: A ``tf.data.Dataset`` of batches, read as it is.
+    TF_DATA = "tf.data"
+    #: A ``keras.utils.PyDataset``, read by index.
+    PYDATASET = "PyDataset"
+    #: Tensors only Keras's array adapter slices (ragged, sparse, strings): handed to ``model.fit`` as they are.
+    KERAS_TENSORS = "tensors Keras slices"
+    #: A stream only Keras's adapters read (generator object, torch ``DataLoader``, Grain, distributed dataset).
+    KERAS_STREAM = "a stream Keras reads"
+
+    @property
+    def in_memory(self) -> bool:
+        """Arrays the process can index (in RAM or memory-mapped): only they are split, weighted, sized."""
+        return self in (InputForm.ARRAYS, InputForm.MEMORY_MAP)
+
+    @property
+    def read_by_keras(self) -> bool:
+        """Input only Keras's data adapters read: ``model.fit`` is always given it as it is."""
+        return self in (InputForm.KERAS_TENSORS, InputForm.KERAS_STREAM)
+
+    @property
+    def passes_through(self) -> bool:
+        """``model.fit`` can be given the user's own object as it is (:meth:`Source.passthrough`)."""
+        return self in (InputForm.TF_DATA, InputForm.PYDATASET, InputForm.KERAS_TENSORS, InputForm.KERAS_STREAM)
+
+    @property
+    def refills(self) -> bool:
+        """With ``steps_per_epoch``, a pass that ends inside an epoch is followed by a new one (Keras 2's
+        ``fit_generator`` rule), so the source's tf.data stream is one endless stream of passes; every other
+        form is read one pass per iteration, ``model.fit``'s epoch rules carrying a pass across epochs."""
+        return self is InputForm.PYTHON_BATCHES
 
 
 @dataclass(frozen=True)
@@ -92,8 +134,11 @@ class Reading:
             ``False``: the stored order (arrays; a PyDataset read by a worker).
         seed: Seed of the shuffling.
         steps: Batches per epoch, or ``None`` for one pass per epoch.
-        class_weight: ``model.fit``'s ``class_weight``; applied by :meth:`Source.feed`
-            (``model.fit`` applies it itself to what :meth:`Source.as_dataset` gives).
+        steps_per_pass: Batches in one pass of the source at ``batch_size``, where known
+            (the plan resolves it once; ``None`` for a reading made outside a plan).
+        class_weight: ``model.fit``'s ``class_weight``: a source read with it yields weighted
+            batches ``(x, y, sample_weight)``, from :meth:`Source.as_dataset` and :meth:`Source.feed`
+            alike (:mod:`kfitx.data.weights`; Keras's own adapters apply it for the input they read).
         workers, use_multiprocessing, max_queue_size: The worker reading a
             generator or PyDataset: ``None`` means the PyDataset's own setting,
             else 1 thread, no process, 10 batches ahead.
@@ -106,6 +151,10 @@ class Reading:
         deterministic: Keep the batch order.
         targets: Batches must hold ``y`` (the model is compiled with a loss); one
             without is a :class:`DataError` at the first batch.
+        automatic_grouping: kfitx chose the steps per compiled call itself: a last, partial
+            group reports the epoch's last batch to callbacks (:mod:`kfitx.data.epoch_iterator`).
+        initial_epoch: The fit's first epoch: the number of the first pass a source of
+            Python batches is asked for (:meth:`Source.get_numpy_iterator`).
         runtime: The fit's backend and distribution (the plan's; :data:`kfitx.runtime.LOCAL`,
             TensorFlow without a distribution, for a reading made outside a fit). On JAX and
             torch (``runtime.numpy_batches``) :meth:`Source.feed` gives groups of numpy batches
@@ -117,6 +166,7 @@ class Reading:
     shuffle: bool | str = False
     seed: int | None = None
     steps: int | None = None
+    steps_per_pass: int | None = None
     class_weight: Mapping[int, float] | None = None
     workers: int | None = None
     use_multiprocessing: bool | None = None
@@ -127,6 +177,8 @@ class Reading:
     parallel_calls: int | None = None
     deterministic: bool = True
     targets: bool = False
+    automatic_grouping: bool = False
+    initial_epoch: int = 0
     runtime: Runtime = LOCAL
 
     @property
@@ -160,26 +212,44 @@ def keras_cuts(source: Source, runtime: Runtime) -> bool:
     arrays in RAM on JAX and torch (numpy batches, no TensorFlow). Memory maps are gathered by tf.data
     instead (Keras would load a map whose floats are not ``floatx`` whole, to cast it), and on
     TensorFlow kfitx's tf.data pipeline over the arrays is faster. The one place this is decided."""
-    return source.in_memory and runtime.numpy_batches and not source.memory_mapped
+    return source.form is InputForm.ARRAYS and runtime.numpy_batches
 
 
 class Source:
-    """Base of every data source. Subclasses are small frozen dataclasses, one per input kind.
+    """A data source: what a fit reads from one input (the protocol built-ins and plugins implement).
+
+    Shaped like Keras's ``DataAdapter``. Subclasses are small frozen dataclasses, one per input kind.
+    A third-party source (``kfitx_sources`` hook) implements:
+
+    * :meth:`get_numpy_iterator` -- one pass of batches, ``x``, ``(x, y)`` or ``(x, y, sample_weight)``
+      of numpy arrays (the one method a source of :attr:`InputForm.PYTHON_BATCHES` must implement);
+    * optionally ``kind`` (a word for messages), :meth:`num_batches` (batches per pass, where known),
+      :meth:`describe`, and :meth:`default_steps` (to give ``steps_per_epoch`` itself, or to refuse a
+      fit without it).
+
+    The base gives the rest of what a fit reads, for every strategy: :meth:`as_dataset` (a tf.data
+    stream read by kfitx's bounded worker), :meth:`feed` (a strategy's own loop), :meth:`open_pass`.
+    Built-in kinds override them with their own pipelines and state another :attr:`form`.
 
     Attributes:
         kind: What the data is, for messages ("arrays", "generator", "tf.data", "PyDataset").
-        in_memory: Whether the data is arrays the process can index (in RAM or
-            memory-mapped): only such data can be split, weighted, or trained on
-            by ``model.fit(x, y)``. An in-memory source answers the in-memory
-            protocol below (``x``, ``y``, ``sample_weight``, :meth:`arrays`,
-            :attr:`memory_mapped`, :attr:`resident_nbytes`); other sources keep its defaults.
-        streams_in_graph: Whether :meth:`as_dataset` runs no Python per batch
-            (arrays, tf.data), rather than a worker reading Python batches.
     """
 
     kind: ClassVar[str] = "source"
-    in_memory: ClassVar[bool] = False
-    streams_in_graph: ClassVar[bool] = False
+
+    @property
+    def form(self) -> InputForm:
+        """What a fit reads from this source (:class:`InputForm`); the base serves
+        :attr:`InputForm.PYTHON_BATCHES` (batches from :meth:`get_numpy_iterator`)."""
+        return InputForm.PYTHON_BATCHES
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the data is arrays the process can index (in RAM or memory-mapped): only such data can be
+        split, weighted, or trained on by ``model.fit(x, y)``. An in-memory source answers the in-memory
+        protocol below (``x``, ``y``, ``sample_weight``, :meth:`arrays`, :attr:`memory_mapped`,
+        :attr:`resident_nbytes`); other sources keep its defaults."""
+        return self.form.in_memory
 
     @property
     def num_samples(self) -> int | None:
@@ -191,10 +261,21 @@ class Source:
         """Size of the data in bytes where knowable, else ``None``."""
         return None
 
-    def steps(self, batch_size: int) -> int | None:
-        """Batches in one pass at ``batch_size``, or ``None`` if unknown."""
+    def num_batches(self, batch_size: int) -> int | None:
+        """Batches in one pass at ``batch_size``, or ``None`` if unknown or endless (Keras's ``num_batches``)."""
         n = self.num_samples
         return None if n is None else math.ceil(n / batch_size)
+
+    def has_partial_batch(self, batch_size: int) -> bool | None:
+        """Whether a pass ends with a batch smaller than ``batch_size`` (``None``: unknown; a stream's
+        batches are what it yields)."""
+        n = self.num_samples
+        return None if n is None else n % batch_size != 0
+
+    def partial_batch_size(self, batch_size: int) -> int | None:
+        """Samples in the last, partial batch of a pass; ``None`` without one or when unknown."""
+        n = self.num_samples
+        return None if n is None or n % batch_size == 0 else n % batch_size
 
     def default_steps(self, steps: int | None, role: str) -> int | None:
         """``steps_per_epoch`` (or ``validation_steps``, named by ``role``) for this source.
@@ -252,22 +333,38 @@ class Source:
 
     # -- batches for a fit ------------------------------------------------------
 
+    def get_numpy_iterator(self, reading: Reading, epoch: int) -> Iterator[Any]:
+        """One pass of batches read in Python: ``x``, ``(x, y)`` or ``(x, y, sample_weight)`` of numpy arrays
+        (or what numpy turns into arrays). Called once per pass, by kfitx's worker or a strategy's own loop.
+
+        Args:
+            reading: How the fit reads (``reading.seed``, ``reading.shuffle``, ``reading.batch_size`` are the
+                fit's; a source may use them to order its batches reproducibly).
+            epoch: The pass's number, counted from the fit's ``initial_epoch``: without ``steps_per_epoch``
+                each pass is one epoch, so it is the epoch as callbacks number it.
+        """
+        raise DataError(message("A source that yields its batches in Python (get_numpy_iterator)", self.describe(),
+                                "Implement get_numpy_iterator(reading, epoch) in the source."))
+
     def passthrough(self) -> Any:
-        """What ``model.fit`` can be given as it is, when kfitx's pipeline gains nothing on it; else ``None``.
+        """What ``model.fit`` can be given as it is (forms where :attr:`InputForm.passes_through`); else ``None``.
 
         A tf.data dataset or a PyDataset itself; the input of a :class:`kfitx.data.KerasSource`
-        (``(x, y, sample_weight)`` for tensors, else ``x``); ``None`` for arrays and generator factories.
+        (``(x, y, sample_weight)`` for tensors, else ``x``); ``None`` for arrays and Python batches.
         """
         return None
 
     def as_dataset(self, reading: Reading) -> Any:
-        """A ``tf.data.Dataset`` of batches: ``x``, ``(x, y)`` or ``(x, y, sample_weight)``.
+        """A ``tf.data.Dataset`` of batches, ``x``, ``(x, y)`` or ``(x, y, sample_weight)`` (``get_tf_dataset``).
 
-        Without ``reading.steps`` each iteration is one pass (one epoch); with it,
-        one endless stream. Generators and PyDatasets are read by a background
+        Without ``reading.steps`` each iteration is one pass (one epoch); with it, where the form
+        :attr:`~InputForm.refills`, one endless stream. Python batches are read by a background
         worker, stopped when the fit's :func:`kfitx.data.boundary` ends.
         """
-        raise DataError(message("A source that can be read as a tf.data stream", self.describe()))
+        from kfitx.data._producer import stream
+
+        self._require_batches()
+        return stream(self, reading, repeat=reading.repeat and self.form.refills)
 
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
         """Each epoch's batches for a strategy's own loop (see :mod:`kfitx.data.feed`).
@@ -278,15 +375,41 @@ class Source:
             pull: Read each batch in Python (one at a time), rather than handing the
                 compiled step a tf.data iterator.
         """
-        raise DataError(message("A source that can be read batch by batch", self.describe()))
+        from kfitx.data.feed import PythonFeed
+
+        opener = self.open_pass(reading)
+
+        def open_epoch() -> tuple[Iterator[Any], Callable[[], None]]:
+            iterator = opener()
+            return iterator, getattr(iterator, "close", lambda: None)
+
+        refill = self.form.refills and reading.steps is not None  # without steps a pass is the epoch
+        return PythonFeed(open_epoch, reading, None, group, self.kind, refill=refill)
 
     # -- the worker behind streams read in Python --------------------------------
 
     def open_pass(self, reading: Reading) -> Callable[[], Iterator[Any]]:
-        """A function returning a fresh iterator over one pass, for a background worker."""
-        raise DataError(message("A generator or a PyDataset for a worker to read", self.describe()))
+        """A function returning a fresh iterator over one pass each time it is called (passes numbered from
+        ``reading.initial_epoch``), for a background worker or a strategy's own loop."""
+        self._require_batches()
+        passes = itertools.count(reading.initial_epoch)
+
+        def one_pass() -> Iterator[Any]:
+            batches = self.get_numpy_iterator(reading, next(passes))
+            try:
+                return iter(batches)
+            except TypeError:
+                raise DataError(message(f"The {self.kind} must give an iterator of batches for each pass",
+                                        type(batches).__name__)) from None
+
+        return one_pass
+
+    def _require_batches(self) -> None:
+        """Raises the :class:`DataError` of a source that gives neither batches in Python nor a stream of its own."""
+        if type(self).get_numpy_iterator is Source.get_numpy_iterator:
+            self.get_numpy_iterator(Reading(), 0)
 
     def worker_settings(self) -> dict[str, Any] | None:
         """The source's own ``workers`` / ``use_multiprocessing`` / ``max_queue_size`` (``{}``: none of its
-        own), or ``None`` when no background worker reads this kind of source."""
-        return None
+        own), or ``None`` when no background worker reads this kind of source (arrays, tf.data, Keras input)."""
+        return {} if self.form is InputForm.PYTHON_BATCHES else None

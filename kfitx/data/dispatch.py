@@ -1,4 +1,9 @@
-"""What users pass, turned into a source: :func:`coerce`, and the constructors by kind."""
+"""What users pass, turned into a source: :func:`coerce`, and the constructors by kind.
+
+:func:`coerce` is the one place a source's type is tested: everything downstream asks the
+source's :class:`kfitx.data.InputForm` (the plan carries it). Plugins' sources come in through
+``sources``, the ``kfitx_sources`` hook the layers above pass down (this layer knows no registry).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from kfitx.data.generators import GeneratorSource
 from kfitx.data.keras_input import KerasSource
 from kfitx.data.pydataset import PyDatasetSource
 from kfitx.data.tfdata import DatasetSource
-from kfitx.errors import DataError, message
+from kfitx.errors import DataError, PluginError, message
 from kfitx.runtime.lazy import is_instance as _is_instance
 
 __all__ = ["arrays", "coerce", "dataset", "generator"]
@@ -71,10 +76,15 @@ def _arrays(x: Any, y: Any, sample_weight: Any) -> Source:
         return KerasSource(x, y, sample_weight)  # strings, objects: Keras feeds them (TextVectorization, ...)
 
 
-def coerce(data: Any, y: Any = None, sample_weight: Any = None) -> Source:
+def coerce(data: Any, y: Any = None, sample_weight: Any = None, *,
+           sources: Callable[..., Source | None] | None = None) -> Source:
     """Turns what a user passes into a :class:`Source`.
 
-    Accepted: a source; ``x`` with optional ``y`` / ``sample_weight``; a tuple
+    ``sources``, where given, is asked first, as ``sources(data=data, y=y)``: the installed plugins'
+    ``kfitx_sources`` hook (``kfitx.fit``, ``kfitx.explain``, the conformance kit and
+    ``validation_data`` pass their registry's); its first answer that is not ``None`` is the source.
+
+    Then accepted: a source; ``x`` with optional ``y`` / ``sample_weight``; a tuple
     ``(x, y)`` or ``(x, y, sample_weight)`` (as Keras's ``validation_data``);
     a path to a ``.npy`` file; a generator factory; a tf.data.Dataset; a PyDataset;
     and everything else ``model.fit`` reads, which Keras's own adapters read
@@ -84,7 +94,17 @@ def coerce(data: Any, y: Any = None, sample_weight: Any = None) -> Source:
 
     Raises:
         DataError: for anything else, saying what would have been accepted.
+        PluginError: a ``kfitx_sources`` hook answered something that is not a :class:`Source`.
     """
+    if sources is not None and not isinstance(data, Source):
+        answer = sources(data=data, y=y)
+        if answer is not None:
+            if not isinstance(answer, Source):
+                raise PluginError(message(
+                    "A kfitx_sources hook to return a kfitx.data.Source or None", type(answer).__name__,
+                    "Return an instance of a kfitx.data.Source subclass (a bug in the plugin; `kfitx list` "
+                    "shows the plugins installed)."))
+            return answer if sample_weight is None else answer.with_sample_weight(sample_weight)
     if isinstance(data, Source):
         if y is not None or sample_weight is not None:
             raise DataError(message("`y` and `sample_weight` must be None when the data is a "

@@ -2,16 +2,23 @@
 
 A generator object can be read only once, so a source holds a *factory* that
 returns a fresh iterator each time it is called: every epoch, trial and
-evaluation starts anew. Its batches are read by a background worker when they
-feed a tf.data stream (:mod:`kfitx.data._producer`), or in this thread, one
-epoch at a time, for a strategy's own loop (:class:`kfitx.data.feed.PythonFeed`).
+evaluation starts anew. A source of :attr:`InputForm.PYTHON_BATCHES`: its
+batches are read by a background worker when they feed a tf.data stream
+(:mod:`kfitx.data._producer`), or in this thread, one epoch at a time, for a
+strategy's own loop (:class:`kfitx.data.feed.PythonFeed`) -- both the base's
+(:class:`kfitx.data.Source`), as for a plugin's source.
+
+A factory may opt in to what the fit knows: one whose signature names the keyword
+parameters ``epoch``, ``seed`` and / or ``shuffle`` is called with them for each pass
+(the pass's number counted from ``initial_epoch``, the fit's ``seed`` and ``shuffle``),
+so that it can order each epoch reproducibly; one that names none is called with none.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kfitx.data.base import Reading, Source
@@ -29,14 +36,18 @@ class GeneratorSource(Source):
     one needs ``steps_per_epoch``.
 
     Args:
-        factory: A zero-argument callable (a generator function, a lambda
-            around one, a class) returning an iterator of batches.
+        factory: A callable (a generator function, a lambda around one, a class)
+            returning an iterator of batches: called with no arguments, or with those
+            of ``epoch``, ``seed`` and ``shuffle`` its signature names (see the module docstring).
         steps_per_epoch: Batches per epoch; ``None`` for "until the iterator ends".
     """
 
     kind: ClassVar[str] = "generator"
-    factory: Callable[[], Iterator[Any]]
+    #: The keyword parameters a factory may name to be given them (see the module docstring).
+    OPT_IN: ClassVar[tuple[str, ...]] = ("epoch", "seed", "shuffle")
+    factory: Callable[..., Iterator[Any]]
     steps_per_epoch: int | None = None
+    receives: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         if inspect.isgenerator(self.factory) or isinstance(self.factory, Iterator):
@@ -61,15 +72,15 @@ class GeneratorSource(Source):
                 message("`steps_per_epoch` must be a positive int or None",
                         repr(self.steps_per_epoch))
             )
-
-    def steps(self, batch_size: int) -> int | None:
-        return self.steps_per_epoch
+        object.__setattr__(self, "receives", _named_keywords(self.factory, self.OPT_IN))
 
     def default_steps(self, steps: int | None, role: str) -> int | None:
         return self.steps_per_epoch if steps is None else steps
 
-    def __iter__(self) -> Iterator[Any]:
-        iterator = self.factory()
+    def get_numpy_iterator(self, reading: Reading, epoch: int) -> Iterator[Any]:
+        """The factory's iterator for one pass (given ``epoch``, ``seed``, ``shuffle`` where it names them)."""
+        given = {"epoch": epoch, "seed": reading.seed, "shuffle": reading.shuffle}
+        iterator = self.factory(**{name: given[name] for name in self.receives})
         try:
             return iter(iterator)
         except TypeError:
@@ -78,27 +89,16 @@ class GeneratorSource(Source):
                         type(iterator).__name__)
             ) from None
 
-    def worker_settings(self) -> dict[str, Any]:
-        return {}
+    def __iter__(self) -> Iterator[Any]:
+        """One pass, as the first of a fit that does not shuffle and has no seed reads it."""
+        return self.get_numpy_iterator(Reading(), 0)
 
-    def open_pass(self, reading: Reading) -> Callable[[], Iterator[Any]]:
-        return self.__iter__
 
-    def as_dataset(self, reading: Reading) -> Any:
-        from kfitx.data._producer import stream
-
-        return stream(self, reading, repeat=reading.repeat)
-
-    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
-        from kfitx.data.feed import PythonFeed
-
-        def open_epoch() -> tuple[Iterator[Any], Callable[[], None]]:
-            iterator = iter(self)
-            return iterator, getattr(iterator, "close", lambda: None)
-
-        steps = reading.steps or self.steps_per_epoch
-        if steps != reading.steps:
-            import dataclasses
-
-            reading = dataclasses.replace(reading, steps=steps)
-        return PythonFeed(open_epoch, reading, None, group, self.kind, refill=True)
+def _named_keywords(factory: Callable[..., Any], names: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of ``names`` ``factory`` takes as keyword parameters (decided once, when the source is made)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: called as it is
+        return ()
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(name for name in names if name in parameters and parameters[name].kind in keyword)

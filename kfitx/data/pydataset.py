@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from kfitx.data.base import Reading, Source
+from kfitx.data.base import InputForm, Reading, Source
 from kfitx.errors import DataError, message
 from kfitx.runtime.lazy import is_instance as _is_instance
 
@@ -32,11 +32,15 @@ class PyDatasetSource(Source):
     kind: ClassVar[str] = "PyDataset"
     dataset: Any
 
+    @property
+    def form(self) -> InputForm:
+        return InputForm.PYDATASET
+
     def __post_init__(self) -> None:
         if not _is_instance(self.dataset, "keras", "utils.PyDataset"):
             raise DataError(message("Expected a keras.utils.PyDataset", type(self.dataset).__name__))
 
-    def steps(self, batch_size: int) -> int | None:
+    def num_batches(self, batch_size: int) -> int | None:
         return self.dataset.num_batches
 
     def default_steps(self, steps: int | None, role: str) -> int | None:

@@ -58,7 +58,7 @@ class PeakRSS:
 def _samples_per_epoch(plan: FitPlan) -> int:
     if plan.train.num_samples is not None and plan.steps_per_epoch is None:
         return plan.train.num_samples
-    return (plan.steps_per_epoch or plan.train.steps(plan.batch_size) or 0) * plan.batch_size
+    return (plan.batches_per_epoch or 0) * plan.batch_size
 
 
 @hookimpl(wrapper=True)

@@ -65,7 +65,6 @@ import keras_tuner
 
 from kfitx import _keras
 from kfitx.api import fit as kfitx_fit
-from kfitx.data import coerce
 from kfitx.errors import KfitxError, OptionError, StrategyFitError, message
 from kfitx.plan.checks import closest
 from kfitx.registry import get_registry
@@ -205,7 +204,7 @@ def fit(
         _check_option_keys(strategy_options, names)
         rule = as_pruning(pruning)
         budget_s = None if time_budget is None else budget.parse_duration(time_budget)
-        source = coerce(x, y)
+        source = get_registry().coerce(x, y)  # the plugins' kfitx_sources first, as kfitx.fit
         reasons = candidates.unserved(names, source, strategy_options or {}, lambda n: get_registry().lookup(n).cls,
                                       resolve().backend)  # every candidate, before anything trains
         left = candidates.served(names, reasons, candidates.check_unsupported(unsupported), source.describe())

@@ -166,7 +166,7 @@ class GeneratorStrategy(Strategy):
 
             train = map_dataset(plan.train_dataset(**options), self.augmentation, seed=plan.seed,
                                 steps_per_epoch=plan.steps_per_epoch, initial_epoch=plan.initial_epoch)
-        if not isinstance(train, tuple) and train is not plan.train.passthrough():  # kfitx's own tf.data stream
+        if plan.own_stream(train):  # kfitx's own tf.data stream, not arrays Keras cuts or the user's own input
             import tensorflow as tf
 
             train = train.prefetch(tf.data.AUTOTUNE)

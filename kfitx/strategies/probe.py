@@ -65,7 +65,7 @@ def probe_steps(plan: FitPlan) -> int:
 
 def _fit_steps(plan: FitPlan) -> tuple[int | None, int | None]:
     """Batches per epoch and in the whole fit (``None`` when unknown)."""
-    per_epoch = plan.steps_per_epoch or plan.train.steps(plan.batch_size)
+    per_epoch = plan.batches_per_epoch
     if per_epoch is None:
         return None, None
     return per_epoch, per_epoch * max(0, plan.epochs - plan.initial_epoch)

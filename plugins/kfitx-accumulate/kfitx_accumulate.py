@@ -81,7 +81,7 @@ def _own_step(model: Any, plan: kfitx.FitPlan) -> str | None:
 
     if getattr(type(model), "train_step", None) is not keras.Model.train_step:
         return "the model has its own train_step, which accumulation would bypass"
-    if isinstance(plan.train, kfitx.data.KerasSource) and plan.train.array_like and any(
+    if plan.train_form is kfitx.data.InputForm.KERAS_TENSORS and any(
             "Sparse" in type(t).__name__ or "Ragged" in type(t).__name__
             for t in keras.tree.flatten((plan.train.x, plan.train.y))):
         return "ragged or sparse inputs are not cut into micro-batches"

@@ -118,7 +118,7 @@ class TFDataStrategy(kfitx.Strategy):
         if cache and not plan.train.in_memory:  # cache one pass, then repeat the cached pass
             dataset = plan.train.as_dataset(dataclasses.replace(reading, steps=None))
             dataset = dataset.cache("" if cache is True else cache)
-            if reading.repeat and not isinstance(plan.train, kfitx.data.DatasetSource):  # a generator factory
+            if reading.repeat and plan.train_form.refills:  # a generator's passes run on within an epoch
                 dataset = dataset.repeat()
         else:
             dataset = plan.train.as_dataset(reading)
