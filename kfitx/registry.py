@@ -117,7 +117,7 @@ def _label(plugin: Any) -> str:
 
 
 #: The hooks a plugin may implement (kfitx.hookspecs).
-HOOK_NAMES = ("kfitx_strategies", "kfitx_choose_strategy", "kfitx_fit")
+HOOK_NAMES = ("kfitx_strategies", "kfitx_sources", "kfitx_choose_strategy", "kfitx_fit")
 
 
 def undecorated_hooks(plugin: Any) -> list[str]:

@@ -14,14 +14,14 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import keras
+import numpy as np
 
 from kfitx.data import Source, arrays
 from kfitx.errors import StrategyFitError, UnsupportedDataError, describe_error
 from kfitx.strategy import Strategy
-from kfitx.testing.spy import HOOKS, Spy, tiny_data, tiny_model
+from kfitx.testing.spy import HOOKS, Call, Spy, tiny_data, tiny_model
 
 __all__ = ["BATCH_HOOKS", "Broken", "Checker", "Skip"]
 
@@ -33,7 +33,7 @@ class Skip(Exception):
 
 
 class Broken(Exception):
-    def __init__(self, expected: str, received: Any, fix: str) -> None:
+    def __init__(self, expected: str, received: object, fix: str) -> None:
         super().__init__(expected)
         self.expected, self.received, self.fix = expected, received, fix
 
@@ -42,15 +42,15 @@ class Broken(Exception):
 class _Run:
     """One training run: the model, what ``fit`` returned or raised, and the spy."""
 
-    model: Any
-    history: Any = None
+    model: keras.Model
+    history: keras.callbacks.History = None  # what fit returned; None until it returns
     error: BaseException | None = None
     spy: Spy | None = None
     interrupted: bool = False
     first_error: BaseException | None = None
 
     @property
-    def calls(self) -> list[tuple[Any, ...]]:
+    def calls(self) -> list[Call]:
         """The spy's calls (every run :meth:`Checker.run` makes has a spy)."""
         assert self.spy is not None
         return self.spy.calls
@@ -85,7 +85,7 @@ class _StopAtBatch(keras.callbacks.Callback):
         super().__init__()
         self.batch = batch
 
-    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
         if batch == self.batch:
             self.model.stop_training = True
 
@@ -99,7 +99,7 @@ class _Interrupt(keras.callbacks.Callback):
         super().__init__()
         self.epoch = epoch
 
-    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         if epoch == self.epoch:
             raise _Interrupted(f"the kit interrupts the fit after epoch {epoch}")
 
@@ -107,9 +107,9 @@ class _Interrupt(keras.callbacks.Callback):
 class Checker:
     """The strategy under test, the kit's data, and the runs the rules read (each made once)."""
 
-    def __init__(self, strategy: type[Strategy], options: Mapping[str, Any], *, tolerance: float | None,
-                 plugin: Any, make_source: Callable[[Any, Any], Source] | None,
-                 build_model: Callable[[int], Any] | None) -> None:
+    def __init__(self, strategy: type[Strategy], options: Mapping[str, object], *, tolerance: float | None,
+                 plugin: object, make_source: Callable[[np.ndarray, np.ndarray], Source] | None,
+                 build_model: Callable[[int], keras.Model] | None) -> None:
         self.cls = strategy
         self.options = dict(options)
         self.tolerance = tolerance
@@ -139,15 +139,18 @@ class Checker:
         return {p.pid for p in psutil.Process().children(recursive=True)}
 
     def source(self, which: str = "train") -> Source:
-        """The kit's training (``"train"``) or validation (``"validation"``) data, through ``make_source``.
+        """The kit's training (``"train"``) or validation (``"validation"``) data, through ``make_source``
+        (which may give any input ``kfitx.fit`` takes, a plugin's source kind included).
 
         A fresh source each call: a run never reads a source another run has read.
         """
-        x, y = (self.x, self.y) if which == "train" else (self.x_val, self.y_val)
-        return self.make_source(x, y)
+        from kfitx.registry import get_registry
 
-    def _fit(self, strategy: Strategy, source: Source, callbacks: list[Any], *, model: Any = None,
-             reference: bool = False, **fit_args: Any) -> _Run:
+        x, y = (self.x, self.y) if which == "train" else (self.x_val, self.y_val)
+        return get_registry().coerce(self.make_source(x, y))  # a plugin's input too, as kfitx.fit takes it
+
+    def _fit(self, strategy: Strategy, source: Source, callbacks: list[keras.callbacks.Callback], *,
+             model: keras.Model | None = None, reference: bool = False, **fit_args: object) -> _Run:
         from kfitx.api import fit, outcome_checks
 
         run = _Run(self.build_model(0) if model is None else model, reference=reference, files=self.files)
