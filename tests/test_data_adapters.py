@@ -59,6 +59,16 @@ def test_each_kind_has_its_adapter_and_says_what_it_is():
         "kfitx.data.arrays", "kfitx.data.generators", "kfitx.data.tfdata", "kfitx.data.pydataset"}
 
 
+def test_each_kind_says_its_cardinality_and_last_batch_as_keras_adapters_do():
+    kinds = every_kind()
+    assert {name: s.num_batches(BATCH) for name, s in kinds.items()} == {
+        "arrays": N // BATCH, "generator": None, "tf.data": N // BATCH, "PyDataset": N // BATCH}
+    arrays = kinds["arrays"]
+    assert (arrays.has_partial_batch(BATCH), arrays.partial_batch_size(BATCH)) == (False, None)
+    assert (arrays.num_batches(16), arrays.has_partial_batch(16), arrays.partial_batch_size(16)) == (3, True, 8)
+    assert kinds["generator"].has_partial_batch(BATCH) is None  # a stream's batches are what it yields
+
+
 def test_every_kind_gives_the_same_batches_as_a_tf_data_stream_cast_as_keras_casts(no_leftovers):
     x, y = xy()
     for name, source in every_kind().items():
