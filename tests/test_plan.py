@@ -47,7 +47,14 @@ def test_steps_come_from_a_generator_source_and_an_endless_pydataset_needs_them(
     source = kfitx.data.generator(lambda: iter([(x, y)] * 3), steps_per_epoch=3)
     plan = build_plan(make_model(), source, kfitx.get_strategy("generator"),
                       {"validation_data": kfitx.data.generator(lambda: iter([(x, y)]), steps_per_epoch=1)})
-    assert (plan.steps_per_epoch, plan.validation_steps, plan.repeat) == (3, 1, True)
+    # A generator's pass has no known length: its steps_per_epoch is the epoch.
+    assert (plan.steps_per_epoch, plan.validation_steps, plan.steps_per_pass, plan.batches_per_epoch) == (3, 1, None, 3)
+    arrays = build_plan(make_model(), kfitx.data.arrays(x, y), kfitx.get_strategy("loop"),
+                        {"batch_size": 64, "validation_split": 0.5})
+    assert (arrays.steps_per_epoch, arrays.steps_per_pass, arrays.batches_per_epoch) == (None, -(-len(x) // 2 // 64),
+                                                                                      -(-len(x) // 2 // 64))
+    assert arrays.reading().steps_per_pass == arrays.steps_per_pass
+    assert arrays.reading(validation=True).steps_per_pass == arrays.validation_steps_per_pass
 
     class Endless(keras.utils.PyDataset):
         def __getitem__(self, i):

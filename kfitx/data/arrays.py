@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from kfitx.data.base import Reading, Source, flatten, keras_cuts, map_structure, train_dtype
+from kfitx.data.base import InputForm, Reading, Source, flatten, keras_cuts, map_structure, train_dtype
+from kfitx.data.weights import weighted
 from kfitx.errors import DataError, message
 
 __all__ = ["ArraySource", "array_dataset", "as_tensor", "npy"]
@@ -73,8 +74,6 @@ class ArraySource(Source):
     """
 
     kind: ClassVar[str] = "arrays"
-    in_memory: ClassVar[bool] = True
-    streams_in_graph: ClassVar[bool] = True
     x: Any
     y: Any = None
     sample_weight: Any = None
@@ -118,6 +117,10 @@ class ArraySource(Source):
                         "Pass at least one sample.")
             )
         object.__setattr__(self, "_length", n)
+
+    @property
+    def form(self) -> InputForm:
+        return InputForm.MEMORY_MAP if self.memory_mapped else InputForm.ARRAYS
 
     @property
     def num_samples(self) -> int:
@@ -178,18 +181,19 @@ class ArraySource(Source):
     def as_dataset(self, reading: Reading) -> Any:
         # One pass per iteration (a new permutation each): with steps_per_epoch, model.fit's epoch rules
         # carry a pass into the next epoch, or end an epoch early, as for the arrays themselves. Where
-        # steps_per_epoch is one pass exactly, a repeated stream gives the same batches (a new permutation
-        # per pass) without restarting the pipeline each epoch.
-        repeat = reading.steps is not None and reading.steps == self.steps(reading.batch_size)
-        return array_dataset(self, reading.batch_size, shuffle=reading.shuffle, seed=reading.seed,
-                             repeat=repeat, shuffle_buffer=reading.shuffle_buffer,
-                             parallel_calls=reading.parallel_calls, deterministic=reading.deterministic)
+        # steps_per_epoch is one pass exactly (the plan's steps_per_pass), a repeated stream gives the same
+        # batches (a new permutation per pass) without restarting the pipeline each epoch.
+        repeat = reading.steps is not None and reading.steps == reading.steps_per_pass
+        dataset = array_dataset(self, reading.batch_size, shuffle=reading.shuffle, seed=reading.seed,
+                                repeat=repeat, shuffle_buffer=reading.shuffle_buffer,
+                                parallel_calls=reading.parallel_calls, deterministic=reading.deterministic)
+        return weighted(dataset, reading.class_weight)
 
     def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
         from kfitx.data.feed import DatasetFeed
 
         if keras_cuts(self, reading.runtime):  # Keras's adapter applies the class weights itself
-            return DatasetFeed(KerasBatches(self, reading), reading, group, pull=True, weighted=True)
+            return DatasetFeed(KerasBatches(self, reading), reading, group, pull=True)
         return DatasetFeed(self.as_dataset(reading), reading, group, pull)
 
 

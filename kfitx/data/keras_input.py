@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kfitx.data.base import Reading, Source, flatten
+from kfitx.data.base import InputForm, Reading, Source, flatten
 from kfitx.errors import DataError, message
 
 __all__ = ["KerasSource"]
@@ -56,6 +56,10 @@ class KerasSource(Source):
                                     "Yield (x, y) or (x, y, sample_weight) batches from it instead."))
         if not (self.array_like or _keras.adapts(self.x)):
             raise DataError(message("Data model.fit accepts", type(self.x).__name__))
+
+    @property
+    def form(self) -> InputForm:
+        return InputForm.KERAS_TENSORS if self.array_like else InputForm.KERAS_STREAM
 
     @property
     def array_like(self) -> bool:
@@ -132,7 +136,7 @@ class KerasSource(Source):
         adapter = self.adapter(reading)
         numpy = reading.runtime.numpy_batches
         batches = _AdapterBatches(adapter, reading.runtime.backend) if numpy else self.as_dataset(reading)
-        return DatasetFeed(batches, reading, group, pull, weighted=True)  # Keras's adapter applies class_weight
+        return DatasetFeed(batches, reading, group, pull)  # weighted by Keras's adapter (class_weight)
 
 
 class _AdapterBatches:

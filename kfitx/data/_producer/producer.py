@@ -41,7 +41,9 @@ from kfitx.data._producer.workers import (
     _work,
     _WorkerGone,
 )
-from kfitx.data.base import ENDLESS_WARNING, require_targets, warn_endless
+from kfitx.data.base import require_targets
+from kfitx.data.epoch_iterator import PassCount
+from kfitx.data.weights import weighted
 from kfitx.errors import DataError, KfitxError, WorkerError, message
 
 __all__ = ["Producer", "stream"]
@@ -162,14 +164,18 @@ class Producer:
     def _pass(self) -> Iterator[Any]:
         serving = self._serving
         self._serving += 1
+        count, counted = PassCount(self.kind, ""), -1
         while True:
             kind, number, index, payload = self._get()
             if not self.repeat and number < serving:
                 continue  # the rest of a pass a consumer stopped reading early
             self._last = (number, index)
             where = f"batch {index} of pass {number + 1} of the {self.kind}"
-            if kind == "batch":
-                try:
+            if number != counted:  # each pass counted by the pass rules, as a strategy's own loop counts it
+                count, counted = PassCount(self.kind, f"pass {number + 1}",
+                                           endless_after=None if self.repeat else self.endless_after), number
+            try:
+                if kind == "batch":
                     batch = _normalise(payload, lambda: where, self.kind)  # noqa: B023 (called before the loop moves on)
                     if self.signature is None:
                         if self.reading is not None:
@@ -177,27 +183,19 @@ class Producer:
                                             where, "an array" if not isinstance(batch, tuple) else "a 1-tuple")
                         self.signature = _Signature(batch, self.kind)
                     batch = self.signature.conform(batch, number, index)
-                    if not self.repeat and index == ENDLESS_WARNING < self.endless_after:
-                        warn_endless(self.kind, index, self.endless_after)
-                except DataError as err:
-                    raise self._fail(err) from None
+                    count.add()
+                elif kind == "end":
+                    count.end()
+                elif kind == "endless":  # the worker's own limit (the count's, which has raised already)
+                    raise count.too_long(self.endless_after)
+            except DataError as err:
+                raise self._fail(err) from None
+            if kind == "batch":
                 yield batch
             elif kind == "end":
-                if index == 0:
-                    raise self._fail(DataError(message(
-                        f"The {self.kind} must yield at least one batch each time it is started",
-                        f"no batches in pass {number + 1}",
-                        "A generator function must `yield` batches; a generator object can be read only "
-                        "once, so pass the function (kfitx.data.generator(fn)), or give steps_per_epoch "
-                        "to an endless one.")))
                 if not self.repeat:
                     return
-            elif kind == "endless":
-                raise self._fail(DataError(message(
-                    f"A {self.kind} without steps_per_epoch must end, each pass being one epoch",
-                    f"more than {index - 1} batches in pass {number + 1} (endless_after)",
-                    "For an endless generator pass steps_per_epoch=N (to kfitx.fit or kfitx.data.generator).")))
-            else:  # "error"
+            elif kind == "error":
                 raised = payload
                 if isinstance(raised, KfitxError):
                     raise self._fail(raised)
@@ -262,6 +260,7 @@ def stream(source: Any, reading: Any, *, repeat: bool = False) -> Any:
 
     One pass per iteration; with ``repeat`` one stream of passes back to back (a generator
     factory with ``steps_per_epoch``: it is called again when a pass ends, and never runs out).
+    Weighted by ``reading.class_weight`` (:mod:`kfitx.data.weights`).
 
     The worker's settings are ``reading.worker(source)``. The worker is stopped when the boundary open
     around the fit exits.
@@ -286,4 +285,4 @@ def stream(source: Any, reading: Any, *, repeat: bool = False) -> Any:
     owner.closing(producer.close)
     first = producer.peek()
     spec = tf.nest.map_structure(lambda a: tf.TensorSpec((None, *a.shape[1:]), a.dtype), first)
-    return tf.data.Dataset.from_generator(producer.batches, output_signature=spec)
+    return weighted(tf.data.Dataset.from_generator(producer.batches, output_signature=spec), reading.class_weight)
