@@ -52,7 +52,7 @@ BACKENDS = RUNTIME_BACKENDS  # the Keras backends kfitx trains on (kfitx.runtime
 
 @dataclass(frozen=True)
 class Decision:
-    """What ``auto`` chose for some data and options, and why.
+    """What ``auto`` (or another strategy that chooses one, in :meth:`Strategy.choose`) chose, and why.
 
     Attributes:
         strategy: The chosen strategy's name (``"memory"``, ``"generator"``, ``"loop"``, or a plugin's).

@@ -149,7 +149,7 @@ def activity_regularizer():
 
 
 def kernel_regularizer():
-    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, kernel_regularizer="l2")])
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, kernel_regularizer="l2", use_bias=False)])
 
 
 NO_COMPILED_LOSS = [add_loss_in_call, activity_regularizer, kernel_regularizer]
