@@ -21,22 +21,39 @@ it faster than ``model.fit(aug.flow(...))``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 from kfitx.data import ArraySource, GeneratorSource, Source, coerce
 from kfitx.errors import OptionError, message
 
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
 __all__ = ["fit_generator", "source_of"]
 
 
-def _is_array_flow(obj: Any) -> bool:
+class _ArrayFlow(Protocol):
+    """What kfitx reads of an ``ImageDataGenerator.flow(x, y)`` iterator (Keras's ``NumpyArrayIterator``)."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    sample_weight: np.ndarray | None
+    image_data_generator: ImageDataGenerator
+    batch_size: int
+    shuffle: bool
+    seed: int | None
+
+
+def _is_array_flow(obj: object) -> TypeGuard[_ArrayFlow]:
     """An ``ImageDataGenerator.flow(x, y)`` iterator that kfitx can serve from its arrays."""
     return (type(obj).__name__ == "NumpyArrayIterator" and hasattr(obj, "image_data_generator")
             and not getattr(obj, "x_misc", None) and not getattr(obj, "save_to_dir", None))
 
 
-def source_of(generator: Any, steps_per_epoch: int | None = None) -> tuple[Source, dict[str, Any]]:
+def source_of(generator: object, steps_per_epoch: int | None = None) -> tuple[Source, dict[str, object]]:
     """What ``fit_generator``'s first argument is, as a kfitx source and generator options.
 
     Returns:
@@ -61,12 +78,12 @@ def source_of(generator: Any, steps_per_epoch: int | None = None) -> tuple[Sourc
     return coerce(generator), {}
 
 
-def fit_generator(model: Any, generator: Any, steps_per_epoch: int | None = None, epochs: int = 1,
-                  verbose: Any = 1, callbacks: Any = None, validation_data: Any = None,
-                  validation_steps: int | None = None, validation_freq: Any = 1,
-                  class_weight: Any = None, max_queue_size: int = 10, workers: int = 1,
-                  use_multiprocessing: bool = False, shuffle: bool = True, initial_epoch: int = 0,
-                  **kwargs: Any) -> Any:
+def fit_generator(model: keras.Model, generator: object, steps_per_epoch: int | None = None, epochs: int = 1,
+                  verbose: int | str = 1, callbacks: Sequence[keras.callbacks.Callback] | None = None,
+                  validation_data: object = None, validation_steps: int | None = None,
+                  validation_freq: int | Collection[int] = 1, class_weight: Mapping[int, float] | None = None,
+                  max_queue_size: int = 10, workers: int = 1, use_multiprocessing: bool = False,
+                  shuffle: bool = True, initial_epoch: int = 0, **kwargs: object) -> keras.callbacks.History:
     """``model.fit_generator`` of Keras 2, with its arguments, on the ``generator`` strategy.
 
     Args:

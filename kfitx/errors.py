@@ -31,7 +31,7 @@ to do or what is available. Build them with :func:`message`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 __all__ = [
     "AugmentationError",
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 
-def message(expected: str, received: Any, todo: str | None = None) -> str:
+def message(expected: str, received: object, todo: str | None = None) -> str:
     """Formats an error message as ``expected. Received: received. todo``.
 
     A ``received`` that already ends a sentence (``.``, ``!``, ``?``) gets no second full stop.
@@ -70,7 +70,7 @@ def message(expected: str, received: Any, todo: str | None = None) -> str:
     return text
 
 
-def describe_error(error: BaseException, files: Any = (), limit: int = 500) -> str:
+def describe_error(error: BaseException, files: Iterable[str | None] = (), limit: int = 500) -> str:
     """One line for an exception: its type, its message and where it was raised.
 
     ``KeyError: 'accuracy' (raised at kfitx_mixup.py, line 42, in fit)``. The frame shown is the
@@ -179,7 +179,7 @@ class UserCodeError(KfitxError, RuntimeError):
     """
 
 
-def user_code_error(what: str, fn: Any, where: str, error: BaseException,
+def user_code_error(what: str, fn: object, where: str, error: BaseException,
                     cls: type[KfitxError] = UserCodeError) -> KfitxError:
     """The one wording of "the user's ``fn`` failed at ``where``": ``cls`` with ``error`` as its cause.
 

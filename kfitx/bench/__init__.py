@@ -31,14 +31,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kfitx.bench.plot import PLAIN, label, plain_speed, plot, require_matplotlib
 from kfitx.errors import OptionError, StrategyFitError, message
 from kfitx.hookspecs import hookimpl
 from kfitx.runtime import resolve
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from kfitx.plan import FitPlan
+    from kfitx.strategy import Strategy
 
 __all__ = ["BenchResult", "BenchSpec", "bench", "build_model", "check_backends", "format_table", "label", "load_data",
            "plain_speed", "plot", "require_matplotlib", "run_one"]
@@ -106,7 +114,7 @@ class BenchResult:
         return statistics.median(times) if times else 0.0
 
 
-def load_data(spec: BenchSpec) -> tuple[Any, Any, Any, Any]:
+def load_data(spec: BenchSpec) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
     """``(x, y, x_val, y_val)`` for ``spec``: float32 inputs, integer classes 0-9."""
     import numpy as np
 
@@ -130,7 +138,7 @@ def load_data(spec: BenchSpec) -> tuple[Any, Any, Any, Any]:
     return x[:cut], y[:cut], x[cut:], y[cut:]
 
 
-def build_model(spec: BenchSpec, input_shape: tuple[int, ...]) -> Any:
+def build_model(spec: BenchSpec, input_shape: tuple[int, ...]) -> keras.Model:
     """The compiled model for ``spec``; the same seed gives the same initial weights."""
     import keras
 
@@ -171,7 +179,7 @@ class _Measure:
         self.seconds = 0.0
 
     @hookimpl(wrapper=True)
-    def kfitx_fit(self, strategy: Any, model: Any, plan: Any) -> Any:
+    def kfitx_fit(self, strategy: Strategy, model: keras.Model, plan: FitPlan) -> Generator[None, object, object]:
         self.rss_before_mib = _rss_mib()
         start = time.perf_counter()
         history = yield
@@ -191,10 +199,10 @@ def run_one(spec: BenchSpec, strategy: str, progress: Callable[[str], None] = pr
     times: list[float] = []
 
     class EpochTimer(keras.callbacks.Callback):  # epoch hooks only: strategies may still group steps
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
             self.start = time.perf_counter()
 
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
             times.append(time.perf_counter() - self.start)
             shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items())
                               if isinstance(v, (int, float)))

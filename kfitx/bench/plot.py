@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kfitx.errors import KfitxError, message
+
+if TYPE_CHECKING:
+    from kfitx.bench import BenchResult, BenchSpec
 
 #: The baseline row: the same model trained by plain ``model.fit(x, y)``, no kfitx in between.
 PLAIN = "plain"
 
-def plain_speed(results: Sequence[Any], backend: str = "") -> float | None:
+def plain_speed(results: Sequence[BenchResult], backend: str = "") -> float | None:
     """samples/s of the plain ``model.fit`` row on ``backend``, if there is one that ran."""
     return next((r.samples_per_s for r in results if r.strategy == PLAIN and not r.error and r.samples_per_s
                  and r.backend == backend), None)
 
 
-def label(result: Any, results: Sequence[Any]) -> str:
+def label(result: BenchResult, results: Sequence[BenchResult]) -> str:
     """The row's name: the strategy, and its backend when the results span several."""
     several = len({r.backend for r in results}) > 1
     return f"{result.strategy} ({result.backend})" if several and result.backend else result.strategy
@@ -32,7 +35,7 @@ def require_matplotlib() -> None:
                                  "pip install 'kfitx[plot]' (or matplotlib)."))
 
 
-def plot(results: Sequence[Any], path: str | os.PathLike[str], spec: Any = None) -> None:
+def plot(results: Sequence[BenchResult], path: str | os.PathLike[str], spec: BenchSpec | None = None) -> None:
     """Draws the results as four bar charts (throughput, time per epoch, peak memory, final
     accuracy) into ``path`` (PNG)."""
     require_matplotlib()
@@ -47,7 +50,7 @@ def plot(results: Sequence[Any], path: str | os.PathLike[str], spec: Any = None)
     ratios = [r.samples_per_s / plain if (plain := plain_speed(results, r.backend)) else None for r in done]
     speed = [r.samples_per_s for r in done]
     speed_labels = [f"{v:,.0f}" + ("" if q is None else f"\n{q:.2f}x") for v, q in zip(speed, ratios)]
-    panels: list[tuple[str, list[Any], str | list[str]]] = [
+    panels: list[tuple[str, list[float], str | list[str]]] = [
         ("samples/s (higher is better)" + (", x plain model.fit" if any(ratios) else ""), speed, speed_labels),
         ("seconds per epoch (lower is better)", [r.seconds_per_epoch for r in done], "{:.3f}"),
         ("peak RSS, MiB (lower is better)", [r.peak_rss_mib for r in done], "{:.0f}"),

@@ -81,13 +81,14 @@ class CompiledStep:
             one_batch = tf.autograph.experimental.do_not_convert(one_batch)
         self.model = model
         self.runtime = runtime
-        self.distributed = runtime.tf_strategy is not None
+        strategy = runtime.tf_strategy
+        self.distributed = strategy is not None
         self._built = not self.distributed
-        if self.distributed:  # each replica runs the step on its share; one value comes out
+        if strategy is not None:  # each replica runs the step on its share; one value comes out
             local_step = one_batch
 
             def one_batch(batch: Batch) -> Logs:
-                return distribute.reduce(runtime.tf_strategy.run(local_step, args=(batch,)), runtime)
+                return distribute.reduce(strategy.run(local_step, args=(batch,)), runtime)
 
         self.eager = bool(model.run_eagerly)
         self._fn = one_batch

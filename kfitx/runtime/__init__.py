@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+    import torch
 
 __all__ = ["BACKENDS", "LOCAL", "Runtime", "resolve"]
 
@@ -42,11 +48,11 @@ class Runtime:
     """
 
     backend: str = "tensorflow"
-    tf_strategy: Any = None
+    tf_strategy: tf.distribute.Strategy | None = None
     replicas: int = 1
     multi_worker: bool = False
     chief: bool = True
-    jax_distribution: Any = None
+    jax_distribution: keras.distribution.Distribution | None = None
     torch_ddp: bool = False
 
     @property
@@ -94,12 +100,12 @@ class Runtime:
                         "may hold sparse tensors", False)
         return None
 
-    def random_state(self) -> Any:
+    def random_state(self) -> torch.Tensor | None:
         """The backend's own global random state beside Python's and numpy's (torch's generator), or ``None``."""
         torch = sys.modules.get("torch") if self.backend == "torch" else None
         return None if torch is None else torch.get_rng_state()
 
-    def set_random_state(self, state: Any) -> None:
+    def set_random_state(self, state: torch.Tensor | None) -> None:
         """Puts back what :meth:`random_state` returned."""
         if state is not None:
             sys.modules["torch"].set_rng_state(state)
@@ -114,7 +120,7 @@ class Runtime:
 LOCAL = Runtime()
 
 
-def resolve(model: Any = None) -> Runtime:
+def resolve(model: keras.Model | None = None) -> Runtime:
     """The :class:`Runtime` of a fit of ``model`` started now (or of this process, without a model)."""
     import keras
 
@@ -136,7 +142,7 @@ def resolve(model: Any = None) -> Runtime:
                    chief=not multi or bool(strategy.extended.should_checkpoint))
 
 
-def _multi_worker(tf: Any, strategy: Any) -> bool:
+def _multi_worker(tf: ModuleType, strategy: object) -> bool:
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return False
     resolver = strategy.cluster_resolver

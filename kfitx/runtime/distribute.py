@@ -23,19 +23,34 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, cast
 
 from kfitx import _keras
 from kfitx.runtime import Runtime
 
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+    from tensorflow.distribute.experimental import ValueContext
 
-def _tf() -> Any:
-    return sys.modules.get("tensorflow")
+
+def _tf() -> ModuleType:
+    """TensorFlow, imported already (a ``tf.distribute`` strategy is in use)."""
+    return cast(ModuleType, sys.modules.get("tensorflow"))
+
+
+def _strategy(runtime: Runtime) -> tf.distribute.Strategy:
+    """The runtime's ``tf.distribute`` strategy: every function here but :func:`training` and
+    :func:`chief_only` runs only under one."""
+    strategy = runtime.tf_strategy
+    assert strategy is not None, "called without a tf.distribute strategy"
+    return strategy
 
 
 @contextlib.contextmanager
-def training(model: Any, runtime: Runtime) -> Iterator[None]:
+def training(model: keras.Model, runtime: Runtime) -> Iterator[None]:
     """The body of a fit: inside the model's strategy scope; Keras's multi-worker faults worked around."""
     strategy = runtime.tf_strategy
     if strategy is None:
@@ -50,7 +65,8 @@ def training(model: Any, runtime: Runtime) -> Iterator[None]:
         yield
 
 
-def distribute(dataset: Any, runtime: Runtime) -> Any:
+def distribute(dataset: tf.data.Dataset | tf.distribute.DistributedDataset,
+               runtime: Runtime) -> tf.distribute.DistributedDataset:
     """``dataset`` (of global batches) distributed over the replicas, as ``model.fit`` distributes it.
 
     With several workers each worker keeps its share of every batch
@@ -64,10 +80,10 @@ def distribute(dataset: Any, runtime: Runtime) -> Any:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         dataset = dataset.with_options(options)
-    return runtime.tf_strategy.experimental_distribute_dataset(dataset)
+    return _strategy(runtime).experimental_distribute_dataset(dataset)
 
 
-def split(batch: Any, runtime: Runtime) -> Any:
+def split(batch: object, runtime: Runtime) -> tf.distribute.DistributedValues:
     """A global batch read in Python, split over the replicas as :func:`distribute` splits it.
 
     Replica ``r`` of ``R`` (all workers counted) gets rows ``[r*n/R, (r+1)*n/R)``
@@ -81,15 +97,15 @@ def split(batch: Any, runtime: Runtime) -> Any:
     leaves = [leaf for leaf in keras.tree.flatten(batch) if leaf is not None]
     n = tf.shape(leaves[0])[0] if leaves else 0
 
-    def part(context: Any) -> Any:
+    def part(context: ValueContext) -> object:
         r = context.replica_id_in_sync_group
         begin, end = (r * n) // total, ((r + 1) * n) // total
         return keras.tree.map_structure(lambda t: None if t is None else t[begin:end], batch)
 
-    return runtime.tf_strategy.experimental_distribute_values_from_function(part)
+    return _strategy(runtime).experimental_distribute_values_from_function(part)
 
 
-def reduce(outputs: Any, runtime: Runtime) -> Any:
+def reduce(outputs: Mapping[str, object], runtime: Runtime) -> Mapping[str, object]:
     """Per-replica outputs of ``strategy.run`` as single values: their mean over all replicas and workers.
 
     A step returns the model's metrics, already the same on every replica (their
@@ -97,9 +113,9 @@ def reduce(outputs: Any, runtime: Runtime) -> Any:
     that value; a number that differs per replica is averaged.
     """
     tf = _tf()
-    strategy, across_workers = runtime.tf_strategy, runtime.multi_worker
+    strategy, across_workers = _strategy(runtime), runtime.multi_worker
 
-    def one(value: Any) -> Any:
+    def one(value: object) -> object:
         if across_workers or isinstance(value, tf.distribute.DistributedValues):
             return strategy.reduce("MEAN", value, axis=None)
         return value
@@ -107,12 +123,12 @@ def reduce(outputs: Any, runtime: Runtime) -> Any:
     return tf.nest.map_structure(one, outputs)
 
 
-def local_spec(spec: Any) -> Any:
+def local_spec(spec: tf.TypeSpec) -> tf.TypeSpec:
     """The element spec of one replica's batch, from a distributed iterator's (``PerReplicaSpec``)."""
     return _tf().nest.map_structure(_keras.one_replica_spec, spec)
 
 
-def build(model: Any, batch: Any, runtime: Runtime) -> None:
+def build(model: keras.Model, batch: object, runtime: Runtime) -> None:
     """Builds the model's optimizer and metrics from one batch (or its spec) before the first distributed step.
 
     Under a ``tf.distribute`` strategy they cannot be created inside the compiled
@@ -121,14 +137,14 @@ def build(model: Any, batch: Any, runtime: Runtime) -> None:
     """
     if not _keras.unbuilt(model):
         return
-    with runtime.tf_strategy.scope():
+    with _strategy(runtime).scope():
         _keras.symbolic_build(model, batch)
 
 
 # -- checkpoints and backups: the chief's -----------------------------------------------------------
 
 
-def chief_only(callbacks: list[Any], runtime: Runtime) -> list[Any]:
+def chief_only(callbacks: list[keras.callbacks.Callback], runtime: Runtime) -> list[keras.callbacks.Callback]:
     """``callbacks`` as this process runs them: only the chief writes checkpoints and backups.
 
     Saving takes part in the workers' collective operations, so every worker
@@ -145,7 +161,7 @@ def chief_only(callbacks: list[Any], runtime: Runtime) -> list[Any]:
     return [_scratch_copy(c) if isinstance(c, writers) else c for c in callbacks]
 
 
-def _scratch_copy(callback: Any) -> Any:
+def _scratch_copy(callback: keras.callbacks.Callback) -> keras.callbacks.Callback:
     """``callback`` writing into a scratch directory, removed at the end of training."""
     import copy
     import os
@@ -162,14 +178,14 @@ def _scratch_copy(callback: Any) -> Any:
         clone = keras.callbacks.BackupAndRestore(os.path.join(scratch, "backup"), save_freq=callback.save_freq,
                                                  double_checkpoint=callback.double_checkpoint)
 
-        def restore(logs: Any = None) -> None:  # from the chief's backup
+        def restore(logs: Mapping[str, float] | None = None) -> None:  # from the chief's backup
             callback.set_model(clone.model)
             callback.on_train_begin(logs)
 
         clone.on_train_begin = restore
     end = clone.on_train_end
 
-    def on_train_end(logs: Any = None) -> None:
+    def on_train_end(logs: Mapping[str, float] | None = None) -> None:
         try:
             end(logs)
         finally:

@@ -13,12 +13,12 @@ from typing import Any
 __all__ = ["is_instance"]
 
 
-def is_instance(obj: Any, module: str, path: str) -> bool:
+def is_instance(obj: object, module: str, path: str) -> bool:
     """``isinstance(obj, module.path)`` if ``module`` is already imported."""
     mod = sys.modules.get(module)
     if mod is None:
         return False
-    cls: Any = mod
+    cls: Any = mod  # the module, then each attribute along path
     try:
         for part in path.split("."):
             cls = getattr(cls, part)

@@ -36,10 +36,16 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfitx.errors import OptionError, TuneError, message
 from kfitx.search import trial_record
+
+if TYPE_CHECKING:
+    import keras
+    import keras_tuner
+    from keras_tuner.src.engine.base_tuner import BaseTuner
+    from keras_tuner.src.engine.tuner_utils import TunerCallback
 
 __all__ = ["ENV_RUN_START", "ENV_TIME_BUDGET", "LEDGER", "environment", "format_duration", "parse_duration",
            "read", "refuse_hyperband", "spent_s", "start", "stopper", "tick"]
@@ -58,7 +64,7 @@ _NUMBER = r"\d+(?:\.\d+)?"
 _PARTS = re.compile(rf"(?:({_NUMBER})h)?(?:({_NUMBER})m)?(?:({_NUMBER})s)?")
 
 
-def parse_duration(value: Any, what: str = "time_budget") -> float:
+def parse_duration(value: object, what: str = "time_budget") -> float:
     """Seconds in ``value``: a number of seconds, a ``datetime.timedelta``, or text such as ``"1h30m"``.
 
     Raises:
@@ -93,7 +99,7 @@ def format_duration(seconds: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m{whole % 60:02d}s"
 
 
-def environment(time_budget: Any, run_start: float, joining: str | None = None) -> dict[str, str]:
+def environment(time_budget: object, run_start: float, joining: str | None = None) -> dict[str, str]:
     """What ``kfitx tune`` adds to each process's environment: the budget (``""``: none) and the command's start.
 
     Raises:
@@ -186,12 +192,12 @@ def refuse_hyperband(budget_s: float) -> OptionError:
 
 
 #: Oracles whose trials this process limits (one clock per oracle, started at its run's first trial).
-_limited: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+_limited: weakref.WeakKeyDictionary[keras_tuner.Oracle, bool] = weakref.WeakKeyDictionary()
 #: Project directories whose search this process's oracle ended because the budget was spent.
 _ended: set[str] = set()
 
 
-def begin(oracle: Any, project_dir: str, budget_s: float, run_start: float | None = None,
+def begin(oracle: keras_tuner.Oracle, project_dir: str, budget_s: float, run_start: float | None = None,
           say: Callable[[str], None] = print) -> tuple[dict[str, Any], bool]:
     """Starts this run's clock and makes ``oracle`` start no trial past the deadline; once per oracle.
 
@@ -236,7 +242,7 @@ def spent_error(ledger: Mapping[str, Any], project_dir: str, option: str) -> Opt
         f"Pass a larger {option} to continue it, or start a new search (another project_name, or overwrite=True)."))
 
 
-def stopper(project_dir: str, trial_dir: Callable[[], str | None]) -> Any:
+def stopper(project_dir: str, trial_dir: Callable[[], str | None]) -> keras.callbacks.Callback:
     """The Keras callback that stops a trial at the first epoch end past the search's deadline.
 
     Args:
@@ -255,7 +261,7 @@ def stopper(project_dir: str, trial_dir: Callable[[], str | None]) -> Any:
             self.project_dir, self.trial_dir = project_dir, trial_dir
             self.stopped_epoch: int | None = None
 
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
             if not spent(self.project_dir):
                 return
             epochs = (self.params or {}).get("epochs")
@@ -267,14 +273,15 @@ def stopper(project_dir: str, trial_dir: Callable[[], str | None]) -> Any:
             if folder is not None:
                 trial_record.update(folder, stopped_by="budget", stopped_epoch=epoch + 1)
 
-        def on_train_end(self, logs: Any = None) -> None:
+        def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
             tick(self.project_dir)
 
     return KfitxTimeBudget()
 
 
-def for_trial(budget_s: float | None, tuner_callback: Any, hp_values: Mapping[str, Any], callbacks: list[Any],
-              say: Callable[[str], None] = print) -> Any:
+def for_trial(budget_s: float | None, tuner_callback: TunerCallback | None, hp_values: Mapping[str, object],
+              callbacks: list[keras.callbacks.Callback],
+              say: Callable[[str], None] = print) -> keras.callbacks.Callback | None:
     """In :func:`kfitx.tuner.fit`: the callback stopping this trial at the deadline, or ``None``.
 
     In one process the run's first trial starts the clock (:func:`begin`); under ``kfitx tune``
@@ -299,7 +306,8 @@ def for_trial(budget_s: float | None, tuner_callback: Any, hp_values: Mapping[st
     return stopper(project_dir, lambda: tuner.get_trial_dir(trial_id))
 
 
-def chief_begin(tuner: Any, environ: Mapping[str, str], say: Callable[[str], None] = print) -> dict[str, Any] | None:
+def chief_begin(tuner: BaseTuner, environ: Mapping[str, str],
+                say: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Under ``kfitx tune``, in the chief before it serves: the budget (``--time-budget``, else the
     hypermodel's ``time_budget``) starts or continues its clock from the command's start.
 

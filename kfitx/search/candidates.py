@@ -19,11 +19,16 @@ from __future__ import annotations
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kfitx.errors import KfitxError, OptionError, UnsupportedDataError, message
 from kfitx.search.tunable import Tunable
 from kfitx.strategy import Strategy
+
+if TYPE_CHECKING:
+    import keras_tuner
+
+    from kfitx.data import Source
 
 __all__ = ["UNSUPPORTED", "check_unsupported", "served", "substitute", "unserved"]
 
@@ -33,7 +38,7 @@ UNSUPPORTED = ("error", "skip")
 _warned: set[tuple[str, ...]] = set()
 
 
-def check_unsupported(value: Any) -> str:
+def check_unsupported(value: object) -> str:
     """``value`` if it is one of :data:`UNSUPPORTED`, else an :class:`kfitx.OptionError`."""
     if value not in UNSUPPORTED:
         raise OptionError(message("`unsupported` to be 'error' (refuse the search) or 'skip' (leave out the "
@@ -41,7 +46,7 @@ def check_unsupported(value: Any) -> str:
     return str(value)
 
 
-def unserved(names: Sequence[str], source: Any, strategy_options: Mapping[str, Mapping[str, Any]],
+def unserved(names: Sequence[str], source: Source, strategy_options: Mapping[str, Mapping[str, object]],
              lookup: Callable[[str], type[Strategy]], backend: str) -> dict[str, str]:
     """``{name: why}`` for each candidate that cannot serve ``source`` on ``backend``.
 
@@ -87,7 +92,7 @@ def served(names: Sequence[str], reasons: Mapping[str, str], unsupported: str, d
     return left
 
 
-def substitute(hp: Any, left: Sequence[str]) -> str | None:
+def substitute(hp: keras_tuner.HyperParameters, left: Sequence[str]) -> str | None:
     """Under ``unsupported="skip"``, a trial that drew a left-out strategy trains one of ``left`` instead.
 
     Sets the trial's ``strategy`` value (what keras-tuner records for it) to one of ``left``,

@@ -27,11 +27,16 @@ from __future__ import annotations
 import glob
 import os
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfitx.errors import OptionError, message
 from kfitx.search import trial_record
+
+if TYPE_CHECKING:
+    import keras
+    import keras_tuner
 
 __all__ = ["CURVE", "MedianPruning", "as_pruning", "callback", "median_at", "read_curve"]
 
@@ -55,7 +60,7 @@ class MedianPruning:
     warmup_epochs: int = 1
     min_trials: int = 4
 
-    def __init__(self, warmup_epochs: int = 1, min_trials: int = 4, **unknown: Any) -> None:
+    def __init__(self, warmup_epochs: int = 1, min_trials: int = 4, **unknown: object) -> None:
         if unknown:
             from kfitx.plan.checks import closest
 
@@ -71,7 +76,7 @@ class MedianPruning:
                 raise OptionError(message(f"MedianPruning's `{name}` must be an int >= {low}", repr(value)))
 
 
-def as_pruning(value: Any) -> MedianPruning | None:
+def as_pruning(value: object) -> MedianPruning | None:
     """``None``, ``"median"`` or a :class:`MedianPruning` as the rule; anything else is an :class:`OptionError`."""
     if value is None or isinstance(value, MedianPruning):
         return value
@@ -136,7 +141,8 @@ def median_at(project_dir: str, epoch: int, exclude: str,
     return (statistics.median(found[t] for t in ids) if ids else None), ids
 
 
-def callback(rule: MedianPruning, objective: Any, trial_dir: str, trial_id: str, execution: int) -> Any:
+def callback(rule: MedianPruning, objective: keras_tuner.Objective, trial_dir: str, trial_id: str,
+             execution: int) -> keras.callbacks.Callback:
     """The Keras callback that keeps this execution's curve and stops it when the rule says so.
 
     Args:
@@ -176,14 +182,14 @@ def callback(rule: MedianPruning, objective: Any, trial_dir: str, trial_id: str,
             os.makedirs(trial_dir, exist_ok=True)
             trial_record.write_json(self.path, curve)
 
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
             if self._begun:
                 return
             self._begun = True  # a resumed execution keeps the epochs before the one it starts at
             earlier = (self._runs()["executions"].get(str(execution)) or {}).get("values") or {}
             self.values = {k: v for k, v in earlier.items() if int(k) < epoch}
 
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
             if not self._begun:
                 self.on_epoch_begin(epoch)
             if not self.objective.has_value(logs or {}):
@@ -203,7 +209,7 @@ def callback(rule: MedianPruning, objective: Any, trial_dir: str, trial_id: str,
                     self.model.stop_training = True
             self._write(self.values, state)
 
-        def on_train_end(self, logs: Any = None) -> None:
+        def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
             if self.pruned_epoch is None and self._begun:
                 self._write(self.values, "finished")
 

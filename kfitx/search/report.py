@@ -26,12 +26,15 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kfitx.errors import OptionError, message
 from kfitx.search import budget, front, trial_record
 from kfitx.search.launch.status import MARKER, read_json
 from kfitx.search.plot import plot, require_matplotlib
+
+if TYPE_CHECKING:
+    import keras_tuner
 
 __all__ = ["Search", "TrialRow", "best_hyperparameters", "find_project", "leaderboard", "load", "plot",
            "require_matplotlib"]
@@ -199,7 +202,7 @@ def load(directory: str, project: str | None = None) -> Search:
     if direction not in ("min", "max"):  # no kfitx marker: the direction of the metric the score came from
         direction = "max"
         for t in trials:
-            data = read_json(os.path.join(path, f"trial_{t.trial_id}", "trial.json"))
+            data = _read_trial_json(os.path.join(path, f"trial_{t.trial_id}", "trial.json"))[0]
             for name, metric in ((data.get("metrics") or {}).get("metrics") or {}).items():
                 if t.score is not None and t.metrics.get(name) == t.score:
                     objective, direction = objective or name, metric.get("direction", "max")
@@ -209,15 +212,15 @@ def load(directory: str, project: str | None = None) -> Search:
             break
     sign = -1.0 if direction == "max" else 1.0
     trials.sort(key=lambda t: (t.score is None, sign * (t.score or 0.0), _order(t.trial_id)))
-    return Search(project_dir=path, objective=objective, direction=direction, max_trials=marker.get("max_trials"),
-                  trials=trials)
+    return Search(project_dir=path, objective=cast("str | None", objective), direction=direction,
+                  max_trials=cast("int | None", marker.get("max_trials")), trials=trials)
 
 
 def _order(trial_id: str) -> tuple[int, str]:
     return (int(trial_id), "") if trial_id.isdigit() else (1 << 30, trial_id)
 
 
-def format_value(name: str, value: Any) -> str:
+def format_value(name: str, value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 0.01 or "rate" in name or "lr" == name else f"{value:.3g}"
     return str(value)
@@ -338,7 +341,7 @@ def describe_best(search: Search, max_seconds: float | None = None, max_epoch_se
 
 
 def best_hyperparameters(directory: str, project: str | None = None, *, max_seconds: float | None = None,
-                         max_epoch_seconds: float | None = None) -> Any:
+                         max_epoch_seconds: float | None = None) -> keras_tuner.HyperParameters:
     """The best trial's ``keras_tuner.HyperParameters`` (its search space and values), to retrain with.
 
     With ``max_seconds`` (the trial's training wall time) or ``max_epoch_seconds`` (that time per

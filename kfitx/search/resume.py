@@ -16,12 +16,17 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from kfitx import _keras
 from kfitx.errors import OptionError, message
+
+if TYPE_CHECKING:
+    import keras
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch, TunerCallback
 
 __all__ = ["Resume", "backup_interval_s", "build_for_backup"]
 
@@ -41,7 +46,7 @@ def backup_interval_s() -> float:
     return seconds
 
 
-def build_for_backup(model: Any, source: Any) -> str | None:
+def build_for_backup(model: keras.Model, source: Any) -> str | None:
     """Builds an unbuilt model as ``model.fit`` builds it before its first step; returns why it cannot, else ``None``.
 
     Keras's ``BackupAndRestore`` refuses an unbuilt model on TensorFlow (keras-tuner's
@@ -75,6 +80,13 @@ def build_for_backup(model: Any, source: Any) -> str | None:
     return None
 
 
+
+class _EpochEntry(TypedDict):
+    """One finished epoch in the log: its index and its numeric logs."""
+
+    epoch: int
+    logs: dict[str, float]
+
 class Resume:
     """Lets an execution of a trial killed mid-way go on from its last finished epoch.
 
@@ -83,21 +95,21 @@ class Resume:
     puts the epochs run before the kill back in front of the History.
     """
 
-    def __init__(self, tuner_callback: Any, best_epoch: list[Any], execution: int) -> None:
+    def __init__(self, tuner_callback: TunerCallback, best_epoch: list[SaveBestEpoch], execution: int) -> None:
         trial = tuner_callback.trial
         root = os.path.join(tuner_callback.tuner.get_trial_dir(trial.trial_id), "kfitx-backup")
         self.backup_dir = os.path.join(root, f"execution-{execution}")
         self.log_path = os.path.join(root, f"execution-{execution}.history.json")
         self.best_epoch = best_epoch
-        self.earlier: list[dict[str, Any]] = []
+        self.earlier: list[_EpochEntry] = []
 
-    def callbacks(self) -> list[Any]:
+    def callbacks(self) -> list[keras.callbacks.Callback]:
         import keras
 
         resume = self
 
         class EpochLog(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
                 if resume.earlier or epoch == 0 or not os.path.exists(resume.log_path):
                     return
                 with open(resume.log_path) as f:
@@ -106,7 +118,7 @@ class Resume:
                     for entry in resume.earlier:
                         _keras.saw_epoch(cb, entry["logs"])
 
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
                 numbers = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
                 resume.earlier.append({"epoch": epoch, "logs": numbers})
                 os.makedirs(os.path.dirname(resume.log_path), exist_ok=True)
@@ -122,11 +134,11 @@ class Resume:
             kill then costs at most that long of training, not one backup per epoch.
             """
 
-            def on_train_begin(self, logs: Any = None) -> None:
+            def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
                 super().on_train_begin(logs)
                 self.saved_at = time.monotonic()
 
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
                 if time.monotonic() - self.saved_at >= backup_interval_s():
                     super().on_epoch_end(epoch, logs)
                     self.saved_at = time.monotonic()
@@ -135,7 +147,7 @@ class Resume:
         backup = Backup(self.backup_dir, save_freq="epoch", double_checkpoint=True)
         return [EpochLog(), backup]
 
-    def merge(self, history: Any, model: Any) -> None:
+    def merge(self, history: keras.callbacks.History, model: keras.Model) -> None:
         """Prepends the epochs run before a kill; removes the log; resets Keras's resume epoch."""
         _keras.reset_initial_epoch(model)  # Keras leaves it set after a restored fit
         first = history.epoch[0] if history.epoch else None

@@ -7,12 +7,16 @@ name, kind, the values it takes, and the condition under which it is searched.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras_tuner
+    from keras_tuner.src.engine.hyperparameters.hyperparameter import HyperParameter
 
 __all__ = ["search_space_table"]
 
 
-def _number(value: Any) -> str:
+def _number(value: object) -> str:
     if isinstance(value, float):
         text = f"{value:.4g}"
         return text if any(c in text for c in ".en") else text + ".0"  # 0.0 stays a float
@@ -39,7 +43,7 @@ def _values(config: dict[str, Any], kind: str) -> str:
     return ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("name", "default", "conditions"))
 
 
-def _condition(condition: Any) -> str:
+def _condition(condition: object) -> str:
     config = condition.get_config() if hasattr(condition, "get_config") else {}
     name, values = config.get("name"), config.get("values")
     if name is None or values is None:
@@ -47,7 +51,7 @@ def _condition(condition: Any) -> str:
     return f"{name} = {' or '.join(_number(v) for v in values)}"
 
 
-def _space(source: Any) -> list[Any]:
+def _space(source: object) -> list[HyperParameter]:
     """The hyperparameters of a tuner, an oracle or a ``HyperParameters``."""
     for holder in (source, getattr(source, "oracle", None)):
         hyperparameters = getattr(holder, "hyperparameters", None)
@@ -59,7 +63,7 @@ def _space(source: Any) -> list[Any]:
                     f"{type(source).__name__}")
 
 
-def search_space_table(source: Any) -> str:
+def search_space_table(source: keras_tuner.Tuner | keras_tuner.Oracle | keras_tuner.HyperParameters) -> str:
     """The search space of ``source`` as a table, one line per hyperparameter.
 
     Args:

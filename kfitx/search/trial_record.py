@@ -34,7 +34,7 @@ def read(trial_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return read_json(record_path(trial_dir))
 
 
-def update(trial_dir: str | os.PathLike[str], **values: Any) -> dict[str, Any]:
+def update(trial_dir: str | os.PathLike[str], **values: object) -> dict[str, Any]:
     """Merges ``values`` into the record (``deaths`` are appended, not replaced); returns the record."""
     os.makedirs(trial_dir, exist_ok=True)
     record = read(trial_dir)

@@ -27,9 +27,14 @@ Imports nothing heavy and no registry: the caller passes ``make(name, **options)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kfitx.errors import KfitxError, OptionError, message
+
+if TYPE_CHECKING:
+    import keras_tuner
+
+    from kfitx.strategy import Strategy
 
 __all__ = ["Tunable", "check_collisions", "declare", "trial_values"]
 
@@ -62,7 +67,7 @@ class Tunable:
     #: Strategies refuse an unresolved Tunable as an option value by this mark (they do not import this module).
     kfitx_tunable = True
 
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, fn: Callable[[keras_tuner.HyperParameters], object]) -> None:
         if not callable(fn) or isinstance(fn, Tunable):
             raise OptionError(message("Tunable(fn) takes a function hp -> option value",
                                       f"{type(fn).__name__} {fn!r}",
@@ -73,13 +78,13 @@ class Tunable:
         return f"Tunable({getattr(self.fn, '__qualname__', None) or self.fn!r})"
 
 
-def trial_values(hp: Any) -> str:
+def trial_values(hp: keras_tuner.HyperParameters) -> str:
     """``lr=0.01, strategy='generator', ...``: the trial's hyperparameter values, sorted by name."""
     values = getattr(hp, "values", {}) or {}
     return ", ".join(f"{k}={v!r}" for k, v in sorted(values.items())) or "none yet"
 
 
-def _resolve(hp: Any, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def _resolve(hp: keras_tuner.HyperParameters, name: str, options: Mapping[str, object]) -> dict[str, object]:
     """The options with every :class:`Tunable` replaced by its value for this trial."""
     resolved = {}
     for key, value in options.items():
@@ -97,8 +102,8 @@ def _resolve(hp: Any, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def declare(hp: Any, names: Sequence[str], strategy_options: Mapping[str, Mapping[str, Any]],
-            make: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
+def declare(hp: keras_tuner.HyperParameters, names: Sequence[str], strategy_options: Mapping[str, Mapping[str, object]],
+            make: Callable[..., Strategy]) -> tuple[str, dict[str, object]]:
     """Declares the strategy side of the search space on ``hp``; returns the chosen strategy and its options.
 
     Args:
@@ -116,7 +121,7 @@ def declare(hp: Any, names: Sequence[str], strategy_options: Mapping[str, Mappin
             the strategy's options as the strategy raises them.
     """
     chosen = hp.Choice("strategy", list(names)) if len(names) > 1 else hp.Fixed("strategy", names[0])
-    options: dict[str, Any] = {}
+    options: dict[str, object] = {}
     for name in names:
         given = dict(strategy_options.get(name, {}))
         tunables = sorted(k for k, v in given.items() if isinstance(v, Tunable))
@@ -142,14 +147,16 @@ def declare(hp: Any, names: Sequence[str], strategy_options: Mapping[str, Mappin
     return chosen, options
 
 
-def _declared(fn: Callable[[Any], Any], new_hp: Callable[[], Any]) -> set[str]:
+def _declared(fn: Callable[[keras_tuner.HyperParameters], object],
+              new_hp: Callable[[], keras_tuner.HyperParameters]) -> set[str]:
     """The hyperparameter names ``fn(hp)`` declares on a fresh ``hp``."""
     hp = new_hp()
     fn(hp)
     return {h.name for h in getattr(hp, "space", [])}
 
 
-def check_collisions(name: str, options: Mapping[str, Any], strategy: Any, new_hp: Callable[[], Any]) -> None:
+def check_collisions(name: str, options: Mapping[str, object], strategy: Strategy,
+                     new_hp: Callable[[], keras_tuner.HyperParameters]) -> None:
     """Refuses a :class:`Tunable` that collides with the strategy's own hyperparameters.
 
     A strategy's :meth:`~kfitx.Strategy.hyperparameters` may tune an option itself; a Tunable for

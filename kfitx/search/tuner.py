@@ -58,8 +58,8 @@ import os
 import socket
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras_tuner
 
@@ -79,14 +79,19 @@ from kfitx.search.resume import Resume as _Resume
 from kfitx.search.resume import build_for_backup
 from kfitx.search.tunable import Tunable, check_collisions, declare
 
+if TYPE_CHECKING:
+    import keras
+    from keras_tuner.src.engine.trial import Trial
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch, TunerCallback
+
 __all__ = ["PEAK_RSS_MIB", "SAMPLES_PER_S", "MedianPruning", "StrategyHyperModel", "Tunable", "fit", "is_chief",
            "launch"]
 
 #: Executions of each trial started in this process (keras-tuner runs them in order).
-_executions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_executions: weakref.WeakKeyDictionary[Trial, int] = weakref.WeakKeyDictionary()
 
 
-def _next_execution(trial: Any) -> int:
+def _next_execution(trial: Trial) -> int:
     execution = _executions.get(trial, 0)
     _executions[trial] = execution + 1
     return execution
@@ -98,7 +103,7 @@ def _fatal(err: KfitxError) -> keras_tuner.errors.FatalError:
     return kind(f"{type(err).__name__}: {err}")
 
 
-def _in_tuner(callbacks: list[Any]) -> tuple[Any, list[Any]]:
+def _in_tuner(callbacks: list[keras.callbacks.Callback]) -> tuple[TunerCallback | None, list[SaveBestEpoch]]:
     """keras-tuner's ``TunerCallback`` (``None`` outside a tuner with trial folders) and its ``SaveBestEpoch``s."""
     tuner_callback, best_epoch = _keras.tuner_callbacks(callbacks)
     if tuner_callback is None or not hasattr(tuner_callback.tuner, "get_trial_dir"):
@@ -106,7 +111,7 @@ def _in_tuner(callbacks: list[Any]) -> tuple[Any, list[Any]]:
     return tuner_callback, best_epoch
 
 
-def _resumer(callbacks: list[Any], execution: int) -> _Resume | None:
+def _resumer(callbacks: list[keras.callbacks.Callback], execution: int) -> _Resume | None:
     """A :class:`_Resume` when running inside a tuner with no ``BackupAndRestore`` of the user's."""
     import keras
 
@@ -116,7 +121,8 @@ def _resumer(callbacks: list[Any], execution: int) -> _Resume | None:
     return None if tuner_callback is None else _Resume(tuner_callback, best_epoch, execution)
 
 
-def _pruning_callback(rule: MedianPruning | None, hp: Any, callbacks: list[Any], execution: int) -> Any:
+def _pruning_callback(rule: MedianPruning | None, hp: keras_tuner.HyperParameters,
+                      callbacks: list[keras.callbacks.Callback], execution: int) -> keras.callbacks.Callback | None:
     """The pruning callback of this execution, inside a tuner with ``rule`` set; refuses Hyperband."""
     tuner_callback, best_epoch = _in_tuner(callbacks)
     if rule is None or tuner_callback is None or not best_epoch:
@@ -142,19 +148,19 @@ def _candidates(strategies: str | Sequence[str]) -> list[str]:
 
 def fit(
     hp: keras_tuner.HyperParameters,
-    model: Any,
-    x: Any = None,
-    y: Any = None,
+    model: keras.Model,
+    x: object = None,
+    y: object = None,
     *,
     strategies: str | Sequence[str] = "memory",
-    strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
+    strategy_options: Mapping[str, Mapping[str, object]] | None = None,
     tune_batch_size: Sequence[int] | None = None,
     resume: bool = True,
     pruning: str | MedianPruning | None = None,
     time_budget: str | float | None = None,
     unsupported: str = "error",
     **kwargs: Any,
-) -> Any:
+) -> keras.callbacks.History:
     """Trains one keras-tuner trial through kfitx; call it from ``HyperModel.fit``.
 
     Args:
@@ -252,14 +258,14 @@ def fit(
     return history
 
 
-def _failed(err: BaseException, callbacks: Any, hp: Any) -> None:
+def _failed(err: BaseException, callbacks: Iterable[keras.callbacks.Callback] | None, hp: object) -> None:
     """Names the trial on an exception that fails it (a note in the traceback keras-tuner keeps, and a log line)."""
     note = _trial_note(callbacks, hp)
     err.add_note(note)  # in the traceback keras-tuner prints and keeps in trial.json
     logging.getLogger("kfitx").error("%s failed: %s: %s", note.removeprefix("kfitx: "), type(err).__name__, err)
 
 
-def _check_hp(hp: Any, model: Any) -> None:
+def _check_hp(hp: object, model: object) -> None:
     """``kfitx.tuner.fit`` takes the trial's hyperparameters first, as ``HyperModel.fit(hp, model, ...)`` gets them."""
     if not isinstance(hp, keras_tuner.HyperParameters):
         raise OptionError(message(
@@ -269,14 +275,14 @@ def _check_hp(hp: Any, model: Any) -> None:
             "*args, **kwargs); outside a search, use kfitx.fit(model, x, y, strategy=...)."))
 
 
-def _check_option_keys(strategy_options: Mapping[str, Any] | None, names: list[str]) -> None:
+def _check_option_keys(strategy_options: Mapping[str, object] | None, names: list[str]) -> None:
     unknown = sorted(set(strategy_options or {}) - set(names))
     if unknown:
         raise OptionError(message("`strategy_options` keys must be among the strategies tried",
                                   ", ".join(unknown), f"Tried: {', '.join(names)}."))
 
 
-def _trial_note(callbacks: Any, hp: Any) -> str:
+def _trial_note(callbacks: Iterable[keras.callbacks.Callback] | None, hp: object) -> str:
     """``kfitx: trial <id> (strategy=memory, units=32, ...)``: which trial failed, with what."""
     tuner_callback, _ = _keras.tuner_callbacks(callbacks)
     trial = f"trial {tuner_callback.trial.trial_id}" if tuner_callback is not None else "the trial"
@@ -284,7 +290,8 @@ def _trial_note(callbacks: Any, hp: Any) -> str:
     return f"kfitx: {trial} ({values})"
 
 
-def _record(callbacks: list[Any], strategy: str, history: Any, started: float, pruner: Any = None) -> None:
+def _record(callbacks: list[keras.callbacks.Callback], strategy: str, history: keras.callbacks.History,
+            started: float, pruner: keras.callbacks.Callback | None = None) -> None:
     """Writes the trial's kfitx record (strategy, epochs, samples/s, peak memory, pruning) when inside a tuner."""
     tuner_callback, _ = _keras.tuner_callbacks(callbacks)
     if tuner_callback is None or not hasattr(tuner_callback.tuner, "get_trial_dir"):
@@ -292,7 +299,7 @@ def _record(callbacks: list[Any], strategy: str, history: Any, started: float, p
     trial_dir = tuner_callback.tuner.get_trial_dir(tuner_callback.trial.trial_id)
     last = lambda key: float(history.history[key][-1]) if history.history.get(key) else None
     earlier = trial_record.read(trial_dir)
-    values: dict[str, Any] = {"trial_id": tuner_callback.trial.trial_id, "strategy": strategy,
+    values: dict[str, object] = {"trial_id": tuner_callback.trial.trial_id, "strategy": strategy,
                               "epochs": len(history.epoch), "samples_per_s": last(SAMPLES_PER_S), "end": time.time()}
     peak = last(PEAK_RSS_MIB)
     if peak is not None:
@@ -335,15 +342,15 @@ class StrategyHyperModel(keras_tuner.HyperModel):
 
     def __init__(
         self,
-        build_model: Callable[[keras_tuner.HyperParameters], Any],
+        build_model: Callable[[keras_tuner.HyperParameters], keras.Model],
         strategies: str | Sequence[str] = "memory",
-        strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
+        strategy_options: Mapping[str, Mapping[str, object]] | None = None,
         tune_batch_size: Sequence[int] | None = None,
         resume: bool = True,
         pruning: str | MedianPruning | None = None,
         time_budget: str | float | None = None,
         unsupported: str = "error",
-        **kwargs: Any,
+        **kwargs: object,
     ) -> None:
         unknown = sorted(set(kwargs) - {"name", "tunable"})
         if unknown:
@@ -376,7 +383,7 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         self.tune_batch_size = tune_batch_size
         self.resume = resume
 
-    def build(self, hp: keras_tuner.HyperParameters) -> Any:
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         """``build_model(hp)``, then the strategy side of the space (``strategy``, each one's tunables).
 
         Declared here, the whole space is known when the tuner starts (it builds once
@@ -391,7 +398,8 @@ class StrategyHyperModel(keras_tuner.HyperModel):
             hp.Choice("batch_size", list(self.tune_batch_size))
         return model
 
-    def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
+    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: object,
+            **kwargs: Any) -> keras.callbacks.History:
         return fit(hp, model, *args, strategies=self.strategies, strategy_options=self.strategy_options,
                    tune_batch_size=self.tune_batch_size, resume=self.resume, pruning=self.pruning,
                    time_budget=self.time_budget, unsupported=self.unsupported, **kwargs)

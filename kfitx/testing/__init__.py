@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from kfitx.data import Source
 from kfitx.errors import ConformanceError, OptionError, message
@@ -47,6 +47,10 @@ from kfitx.testing.spy import (
     tiny_model,
     weights_close,
 )
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -64,7 +68,8 @@ __all__ = [
 ]
 
 
-def _resolve(strategy: Any, options: dict[str, Any], plugin: Any) -> tuple[type[Strategy], dict[str, Any], Any]:
+def _resolve(strategy: str | type[Strategy] | Strategy | None, options: dict[str, object],
+             plugin: object) -> tuple[type[Strategy], dict[str, object], object]:
     if isinstance(strategy, str):
         from kfitx.registry import get_registry
 
@@ -77,7 +82,7 @@ def _resolve(strategy: Any, options: dict[str, Any], plugin: Any) -> tuple[type[
                                       f"an instance {strategy!r} plus options {sorted(options)}"))
         changed = {k: v for k, v in strategy.options.items() if strategy.defaults.get(k) is not v}
         return type(strategy), changed, plugin
-    return strategy, options, plugin
+    return cast("type[Strategy]", strategy), options, plugin  # the class given
 
 
 def _tolerance(cls: type[Strategy], tolerance: float | None | str) -> float | None:
@@ -94,12 +99,12 @@ def check_strategy(
     rules: Iterable[str] | None = None,
     skip: Iterable[str] = (),
     tolerance: float | None | str = "class",
-    plugin: Any = None,
-    make_source: Callable[[Any, Any], Source] | None = None,
-    build_model: Callable[[int], Any] | None = None,
+    plugin: object = None,
+    make_source: Callable[[np.ndarray, np.ndarray], Source] | None = None,
+    build_model: Callable[[int], keras.Model] | None = None,
     raise_on_failure: bool = True,
     on_result: Callable[[RuleResult], None] | None = None,
-    **options: Any,
+    **options: object,
 ) -> ConformanceReport:
     """Checks a strategy against the fit contract on a tiny model; see :data:`RULES`.
 
@@ -179,14 +184,14 @@ class StrategyConformance:
     The runs are shared by the class's tests (made once, on first use).
     """
 
-    strategy: ClassVar[Any] = None
-    options: ClassVar[Mapping[str, Any]] = {}
+    strategy: ClassVar[str | type[Strategy] | Strategy | None] = None
+    options: ClassVar[Mapping[str, object]] = {}
     tolerance: ClassVar[float | None | str] = "class"
-    plugin: ClassVar[Any] = None
+    plugin: ClassVar[object] = None
     #: ``(x, y) -> data``, as for :func:`check_strategy` (set it with ``staticmethod(...)``).
-    make_source: ClassVar[Callable[[Any, Any], Source] | None] = None
+    make_source: ClassVar[Callable[[np.ndarray, np.ndarray], Source] | None] = None
     #: ``seed -> compiled keras.Model``, as for :func:`check_strategy` (set it with ``staticmethod(...)``).
-    build_model: ClassVar[Callable[[int], Any] | None] = None
+    build_model: ClassVar[Callable[[int], keras.Model] | None] = None
 
     @classmethod
     def _kfitx_checker(cls) -> Checker:

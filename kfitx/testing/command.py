@@ -32,7 +32,7 @@ def load_function(spec: str, flag: str) -> Callable[..., Any]:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        target: Any = importlib.import_module(module_name)
+        target: object = importlib.import_module(module_name)
     except Exception as err:
         raise OptionError(message(f"{flag} {spec}: a module {module_name!r} that imports",
                                   describe_error(err), "Run the command where the module is, or install it.")) from err

@@ -16,11 +16,16 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from kfitx.errors import OptionError, StrategyFitError, describe_error
 from kfitx.strategy import Strategy
 from kfitx.testing.runs import Broken, Checker, Skip
+
+if TYPE_CHECKING:
+    import keras
+    import keras_tuner
 
 __all__ = ["rule_options", "rule_registration", "rule_tuner_trial"]
 
@@ -78,13 +83,13 @@ def rule_registration(c: Checker) -> str:
     return f"hook OK ({label}); " + _entry_point_of(plugin)
 
 
-def _plugin_of(cls: type) -> Any:
+def _plugin_of(cls: type) -> ModuleType | None:
     """The class's module when it holds a ``kfitx_strategies`` function (decorated or not: the rule says which)."""
     module = sys.modules.get(cls.__module__)
     return module if callable(getattr(module, "kfitx_strategies", None)) else None
 
 
-def _entry_point_of(plugin: Any) -> str:
+def _entry_point_of(plugin: object) -> str:
     name = getattr(plugin, "__name__", None)
     if isinstance(name, str) and name.startswith("kfitx.strategies."):
         return "built into kfitx"
@@ -144,7 +149,7 @@ def rule_tuner_trial(c: Checker) -> str:
     class _Watched(StrategyHyperModel):
         raised: BaseException | None = None
 
-        def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
+        def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: object, **kwargs: object) -> object:
             try:
                 return super().fit(hp, model, *args, **kwargs)
             except Exception as err:  # keras-tuner keeps only the traceback's text

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -37,12 +37,15 @@ from kfitx.testing.report import RuleResult
 from kfitx.testing.runs import Broken, Checker, Skip
 from kfitx.testing.spy import max_weight_difference
 
+if TYPE_CHECKING:
+    from kfitx.testing.spy import Call
+
 __all__ = ["RULES", "Broken", "Checker", "Skip", "check_one"]
 
 # -- the rules ----------------------------------------------------------------
 
 
-def _calls_diff(expected: list[tuple[Any, ...]], received: list[tuple[Any, ...]]) -> str:
+def _calls_diff(expected: list[Call], received: list[Call]) -> str:
     if not received:
         return "no callback was called at all"
     i = next((i for i, (a, b) in enumerate(zip(expected, received)) if a != b), min(len(expected), len(received)))

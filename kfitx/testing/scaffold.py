@@ -61,9 +61,12 @@ it still keeps kfitx's fit contract. Guide: kfitx's docs/plugins.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import kfitx
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["{cls}", "kfitx_strategies"]
 
@@ -77,11 +80,11 @@ class {cls}(kfitx.Strategy):
     # model.fit trains on every backend; declare one only once `KERAS_BACKEND=... kfitx check {name}` passes.
     backends = ("tensorflow", "jax", "torch")
 
-    def supports(self, source: Any) -> str | None:
+    def supports(self, source: kfitx.data.Source) -> str | None:
         """``None`` when this strategy trains on ``source``, else one sentence saying why not and what to use."""
         return None
 
-    def fit(self, model: Any, plan: kfitx.FitPlan) -> Any:
+    def fit(self, model: keras.Model, plan: kfitx.FitPlan) -> keras.callbacks.History:
         """Trains ``model`` as ``plan`` says (data, epochs, callbacks, validation) and returns the History."""
         train = plan.train_input(passthrough=True)  # what model.fit reads best for this data
         validation = plan.validation_input(passthrough=True)  # None without validation data

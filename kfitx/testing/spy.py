@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import cast
 
 import keras
 import numpy as np
@@ -28,6 +28,9 @@ HOOKS = (
 _BATCH_HOOKS = {h for h in HOOKS if "batch" in h}
 
 
+#: One recorded callback call: the hook's name, its int arguments (batch / epoch), then the sorted keys of its logs.
+Call = tuple[object, ...]
+
 class Spy(keras.callbacks.Callback):
     """A Keras callback that records each hook it overrides: ``(hook, *ints, sorted log keys)``.
 
@@ -37,22 +40,22 @@ class Spy(keras.callbacks.Callback):
 
     def __init__(self, hooks: Iterable[str] = HOOKS) -> None:
         super().__init__()
-        self.calls: list[tuple[Any, ...]] = []
+        self.calls: list[Call] = []
         for hook in hooks:
             setattr(self, hook, self._recorder(hook))
 
     def _recorder(self, hook: str) -> Callable[..., None]:
-        def record(*args: Any, **kwargs: Any) -> None:
+        def record(*args: object, **kwargs: object) -> None:
             ints = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
             logs = kwargs.get("logs")
             if logs is None:
                 logs = next((a for a in args if isinstance(a, Mapping)), None)
-            self.calls.append((hook, *ints, tuple(sorted(logs or {}))))
+            self.calls.append((hook, *ints, tuple(sorted(cast("Iterable[str]", logs or {})))))
 
         return record
 
 
-def max_weight_difference(a: Any, b: Any) -> float:
+def max_weight_difference(a: keras.Model, b: keras.Model) -> float:
     """The largest absolute difference between two models' weights (``inf`` if shapes differ)."""
     wa, wb = a.get_weights(), b.get_weights()
     if len(wa) != len(wb) or any(p.shape != q.shape for p, q in zip(wa, wb)):
@@ -60,7 +63,7 @@ def max_weight_difference(a: Any, b: Any) -> float:
     return max((float(np.max(np.abs(p - q))) for p, q in zip(wa, wb) if p.size), default=0.0)
 
 
-def weights_close(a: Any, b: Any, atol: float = DEFAULT_TOLERANCE) -> bool:
+def weights_close(a: keras.Model, b: keras.Model, atol: float = DEFAULT_TOLERANCE) -> bool:
     """Whether two models' weights agree to ``atol``."""
     return max_weight_difference(a, b) <= atol
 
@@ -73,7 +76,7 @@ def tiny_data(samples: int = 200, features: int = 8, seed: int = 0) -> tuple[np.
     return x, y
 
 
-def tiny_model(seed: int = 0, features: int = 8, classes: int = 3) -> Any:
+def tiny_model(seed: int = 0, features: int = 8, classes: int = 3) -> keras.Model:
     """The kit's model: a compiled 2-layer classifier; the same seed gives the same weights."""
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((features,)), keras.layers.Dense(16, activation="relu"),

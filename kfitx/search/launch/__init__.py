@@ -23,9 +23,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kfitx.errors import TuneError, message
+
+if TYPE_CHECKING:
+    from kfitx.search.launch.options import TuneOptions
+    from kfitx.search.launch.supervisor import TuneResult
 
 __all__ = ["is_chief", "launch", "run"]
 
@@ -44,7 +48,7 @@ def is_chief() -> bool:
     return "chief" in os.environ.get("KERASTUNER_TUNER_ID", "")
 
 
-def _script_for(target: Callable[[], Any], folder: str) -> str:
+def _script_for(target: Callable[[], object], folder: str) -> str:
     """A script calling ``target()``: by import when its module is importable, else from its source."""
     module, name = getattr(target, "__module__", None), getattr(target, "__qualname__", "")
     if module and module != "__main__" and "<locals>" not in name:
@@ -66,7 +70,7 @@ def _script_for(target: Callable[[], Any], folder: str) -> str:
     return path
 
 
-def run(options: Any, handle_signals: bool = False) -> Any:
+def run(options: TuneOptions, handle_signals: bool = False) -> TuneResult:
     """Runs the search ``options`` describe: processes on this host, or actors on a Ray cluster (``options.ray``)."""
     from kfitx.search.launch import supervisor
 
@@ -80,12 +84,12 @@ def run(options: Any, handle_signals: bool = False) -> Any:
     return supervisor.run(options, handle_signals, RaySupervisor)
 
 
-def launch(target: str | Callable[[], Any], args: Sequence[str] = (), *, workers: int | None = None,
+def launch(target: str | Callable[[], object], args: Sequence[str] = (), *, workers: int | None = None,
            trials_per_worker: int | None = None, port: int | None = None, bind: str = "127.0.0.1",
            chief: str | None = None, name: str | None = None, gpus_per_worker: float | None = None,
            max_deaths: int = 3, start_timeout: float = 600.0, time_budget: str | float | None = None,
            ray: str | None = None, cpus_per_worker: float | None = None,
-           out: Callable[[str], None] | None = None) -> Any:
+           out: Callable[[str], None] | None = None) -> TuneResult:
     """Runs a keras-tuner search as ``kfitx tune`` does, from Python (a notebook, a script of yours).
 
     Args:

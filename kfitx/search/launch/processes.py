@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from typing import IO
+from typing import IO, Protocol
 
 from kfitx.errors import TuneError, message
 
@@ -92,6 +92,19 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class RunnerProcess(Protocol):
+    """A runner process as the supervisor sees it: a :class:`Process` here, or one a Ray actor runs."""
+
+    pid: int
+    prelog: str | None
+
+    def poll(self) -> int | None:
+        """The exit code, or ``None`` while it runs."""
+
+    def signal(self, sig: int) -> None:
+        """Sends ``sig`` to the process (and what it started)."""
 
 
 class Process:

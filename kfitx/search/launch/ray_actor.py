@@ -19,7 +19,6 @@ import shutil
 import socket
 import sys
 import tempfile
-from typing import Any
 
 from kfitx.errors import TuneError, message
 from kfitx.search.launch import ray_plan, status
@@ -28,7 +27,7 @@ from kfitx.search.launch.processes import Process, stop
 __all__ = ["Host"]
 
 
-def _ray_context(gpus: bool) -> tuple[str, list[Any] | None]:
+def _ray_context(gpus: bool) -> tuple[str, list[int | str] | None]:
     """This node's Ray id and the GPUs Ray gave the actor (``("", None)`` outside a Ray worker)."""
     try:
         import ray
@@ -55,7 +54,7 @@ class Host:
         self.process: Process | None = None
         self.sent = 0  # bytes of the process's own output already returned by poll()
 
-    def where(self) -> dict[str, Any]:
+    def where(self) -> dict[str, object]:
         """The node: its Ray id, host name and this actor's pid."""
         return {"node": _ray_context(False)[0], "host": socket.gethostname(), "pid": os.getpid()}
 
@@ -80,11 +79,11 @@ class Host:
                                cwd=cwd, die_with_parent=True)
         return self.process.pid
 
-    def write(self, values: dict[str, Any]) -> None:
+    def write(self, values: dict[str, object]) -> None:
         """Merges ``values`` into the process's status file."""
         status.write(self.control, self.name, **values)
 
-    def poll(self) -> tuple[int | None, dict[str, Any], str]:
+    def poll(self) -> tuple[int | None, dict[str, object], str]:
         """The process's exit status (``None``: running), its status file, and its output since the last poll."""
         code = None if self.process is None else self.process.poll()
         report = status.read(self.control, self.name)

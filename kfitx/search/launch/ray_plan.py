@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from kfitx.errors import TuneError, message
 from kfitx.search.launch import workers as w
@@ -104,7 +103,7 @@ def workers_for(nodes: Sequence[Mapping[str, float]], cpus: float, gpus: float) 
 
 
 def actor_options(name: str, search_id: str, *, cpus: float = 0.0, gpus: float = 0.0,
-                  node: str | None = None) -> dict[str, Any]:
+                  node: str | None = None) -> dict[str, object]:
     """Ray's options for one actor (``.options(**...)``, ``node`` made a node-affinity strategy by the caller).
 
     Every actor belongs to the ``kfitx tune`` driver that created it (not detached: Ray ends it
@@ -113,7 +112,7 @@ def actor_options(name: str, search_id: str, *, cpus: float = 0.0, gpus: float =
     against that trial. The chief holds no CPU (it trains nothing) and runs on ``node``, the node of
     ``kfitx tune``, so its address stays the same when it is restarted.
     """
-    options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0,
+    options: dict[str, object] = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0,
                                "name": f"{search_id}-{name}", "namespace": NAMESPACE}
     if node is not None:
         options["node"] = node
@@ -146,7 +145,7 @@ def chief_overlay(environ: Mapping[str, str], address: tuple[str, int], search_i
 
 
 def node_env(node_environ: Mapping[str, str], overlay: Mapping[str, str], control: str, node: str,
-             gpu_ids: Sequence[Any] | None) -> dict[str, str]:
+             gpu_ids: Sequence[int | str] | None) -> dict[str, str]:
     """A runner process's environment, made on its node: the node's, then the overlay, then where it runs.
 
     Args:

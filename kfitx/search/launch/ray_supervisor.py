@@ -29,7 +29,8 @@ import shutil
 import tempfile
 import time
 import uuid
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from kfitx.errors import TuneError, message
 from kfitx.search.launch import ray_plan
@@ -38,13 +39,19 @@ from kfitx.search.launch.processes import LOST
 from kfitx.search.launch.ray_actor import Host
 from kfitx.search.launch.supervisor import STOP_GRACE_S, Supervisor, _Slot
 
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.actor import ActorHandle
+
+    from kfitx.search.launch.options import TuneOptions
+
 __all__ = ["RaySupervisor"]
 
 #: Seconds one poll waits for the actors' answers (an actor still being placed answers later).
 ANSWER_S = 0.2
 
 
-def _import_ray() -> Any:
+def _import_ray() -> ModuleType:
     try:
         import ray
     except ImportError:
@@ -56,7 +63,7 @@ def _import_ray() -> Any:
 class RayProcess:
     """A runner process as the supervisor sees it (``pid``, ``poll``, ``signal``, ``prelog``), run by an actor."""
 
-    def __init__(self, supervisor: RaySupervisor, name: str, started: Any, prelog: str | None) -> None:
+    def __init__(self, supervisor: RaySupervisor, name: str, started: ObjectRef[object], prelog: str | None) -> None:
         self.supervisor, self.name, self.started, self.prelog = supervisor, name, started, prelog
         self.pid = -1  # known once the actor has started it (after Ray placed the actor)
         self.code: int | None = None
@@ -77,8 +84,8 @@ class RaySupervisor(Supervisor):
         options = self.o
         ray_plan.check_options(options)
         self.ray = ray = _import_ray()
-        self.hosts: dict[str, Any] = {}
-        self.calls: dict[str, Any] = {}  # name -> the poll in flight
+        self.hosts: dict[str, ActorHandle] = {}
+        self.calls: dict[str, ObjectRef[object]] = {}  # name -> the poll in flight
         self.placed: set[str] = set()  # actors Ray has placed (they started a process)
         self.reports: dict[str, dict[str, Any]] = {}
         self.closed = False
@@ -106,7 +113,7 @@ class RaySupervisor(Supervisor):
             ray.shutdown()
             raise
 
-    def _place(self, options: Any) -> None:
+    def _place(self, options: TuneOptions) -> None:
         ray = self.ray
         nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         self.cpus = 1.0 if options.cpus_per_worker is None else float(options.cpus_per_worker)
@@ -136,7 +143,7 @@ class RaySupervisor(Supervisor):
             start_timeout=options.start_timeout, search_id=self.search_id)) for tid in w.worker_ids(count)]
 
     # -- the hooks of Supervisor ----------------------------------------------------------------------------
-    def _host(self, name: str) -> Any:
+    def _host(self, name: str) -> ActorHandle:
         host = self.hosts.get(name)
         if host is None:
             chief = name == w.CHIEF_ID
@@ -145,16 +152,16 @@ class RaySupervisor(Supervisor):
                                              gpus=0.0 if chief else self.gpus_each,
                                              node=self.node if chief else None)
             node = options.pop("node", None)
-            if node is not None:
+            if isinstance(node, str):  # the chief's node
                 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
                 options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
             host = self.hosts[name] = self.remote_host.options(**options).remote(name, not chief)
         return host
 
-    def _spawn(self, name: str, env: dict[str, str], prelog: str | None) -> Any:
+    def _spawn(self, name: str, env: dict[str, str], prelog: str | None) -> RayProcess:
         args = [os.path.abspath(self.o.script), *self.o.args]
-        started = self._host(name).start.remote(args, env, os.getcwd())
+        started: ObjectRef[object] = self._host(name).start.remote(args, env, os.getcwd())
         self.calls.pop(name, None)  # a poll sent before this start would answer for the last process
         return RayProcess(self, name, started, None if name == w.CHIEF_ID else prelog)
 
@@ -167,7 +174,7 @@ class RaySupervisor(Supervisor):
     def _read(self, name: str) -> dict[str, Any]:
         return self.reports.get(name, {})
 
-    def _write(self, name: str, **values: Any) -> None:
+    def _write(self, name: str, **values: object) -> None:
         self.reports[name] = {**self.reports.get(name, {}), **values}
         if name in self.hosts:
             self.hosts[name].write.remote(values)

@@ -43,8 +43,8 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, cast
 
 from kfitx.errors import TuneError, message
 from kfitx.search import budget, trial_record
@@ -63,6 +63,14 @@ from kfitx.search.launch.workers import (
     port_open,
 )
 
+if TYPE_CHECKING:
+    import keras
+    import keras_tuner
+    from keras_tuner.src.engine.base_tuner import BaseTuner
+    from keras_tuner.src.engine.trial import Trial
+
+    from kfitx.search.measure import PeakRSS
+
 __all__ = ["main"]
 
 #: Seconds a worker waits for the chief's port before giving up.
@@ -77,7 +85,7 @@ class _State:
     trial_dir: str | None = None  # the trial being trained, for the epoch counter
 
 
-def _status(**values: Any) -> None:
+def _status(**values: object) -> None:
     status.write(_State.control, _State.tuner_id, pid=os.getpid(), **values)
 
 
@@ -123,7 +131,7 @@ def _wait_for_chief() -> None:
         time.sleep(0.05)
 
 
-def _init(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> None:
+def _init(original: Callable[..., None], tuner: BaseTuner, *args: object, **kwargs: object) -> None:
     from kfitx import _keras
 
     bound = _keras.tuner_init_arguments(original, tuner, args, kwargs)
@@ -153,13 +161,13 @@ def _init(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> None:
                   f"saved state; still running: {running}", flush=True)
 
 
-def _objective(oracle: Any) -> dict[str, Any]:
+def _objective(oracle: keras_tuner.Oracle) -> dict[str, object]:
     objective = getattr(oracle, "objective", None)
     return {"objective": getattr(objective, "name", None), "direction": getattr(objective, "direction", None),
             "max_trials": getattr(oracle, "max_trials", None)}
 
 
-def _chief_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
+def _chief_search(original: Callable[..., object], tuner: BaseTuner, *args: object, **kwargs: object) -> object:
     project = os.path.abspath(tuner.project_dir)
     about = _objective(tuner.oracle)
     budget.chief_begin(tuner, os.environ)  # before the marker: a budget refused (Hyperband) starts nothing
@@ -187,13 +195,13 @@ def _wait_until_shown(timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def _epoch_counter() -> Any:
+def _epoch_counter() -> keras.callbacks.Callback:
     import keras
 
     class KfitxEpochCount(keras.callbacks.Callback):
         """Writes the epochs run into the trial's record as they finish (keras-tuner deep-copies it)."""
 
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
             if _State.trial_dir is not None:
                 trial_record.update(_State.trial_dir, epochs=epoch + 1)
 
@@ -203,21 +211,22 @@ def _epoch_counter() -> Any:
 class _Trials:
     """A worker's wrappers of its tuner's ``on_trial_begin``, ``run_trial`` and ``on_trial_end``."""
 
-    def __init__(self, tuner: Any) -> None:
+    def __init__(self, tuner: BaseTuner) -> None:
         self.tuner = tuner
         self.recycle_after = int(os.environ.get(ENV_RECYCLE_AFTER, "0") or 0)
         self.fail_trial = os.environ.get(ENV_FAIL_TRIAL)
         self.fail_cause = os.environ.get(ENV_FAIL_CAUSE, "")
         self.done = 0
-        self.peak: Any = None
-        self.begin_: Any = None  # keras-tuner's own methods, set by _keras.route_trials
-        self.run_: Any = None
-        self.end_: Any = None
+        self.peak: PeakRSS | None = None
+        # keras-tuner's own methods, set by _keras.route_trials
+        self.begin_: Callable[[Trial], object] | None = None
+        self.run_: Callable[..., object] | None = None
+        self.end_: Callable[[Trial], object] | None = None
 
-    def trial_dir(self, trial: Any) -> str:
+    def trial_dir(self, trial: Trial) -> str:
         return os.path.join(self.tuner.project_dir, f"trial_{trial.trial_id}")
 
-    def on_trial_begin(self, trial: Any) -> None:
+    def on_trial_begin(self, trial: Trial) -> None:
         if self.recycle_after and self.done >= self.recycle_after:
             # the trial stays assigned to this tuner id: the fresh process gets it back from the chief
             _status(state="recycle", trial=trial.trial_id, done=self.done)
@@ -232,16 +241,18 @@ class _Trials:
                              strategy=trial.hyperparameters.values.get("strategy"), **node)
         _status(state="running", trial=trial.trial_id, done=self.done)
         self.peak = PeakRSS(interval=0.05).__enter__()
+        assert self.begin_ is not None  # routed before the search (_worker_search)
         self.begin_(trial)
 
-    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+    def run_trial(self, trial: Trial, *args: object, **kwargs: object) -> object:
         if self.fail_trial is not None and trial.trial_id == self.fail_trial:
             import keras_tuner
 
             raise keras_tuner.errors.FailedTrialError(self.fail_cause)
+        assert self.run_ is not None
         return self.run_(trial, *args, **kwargs)
 
-    def on_trial_end(self, trial: Any) -> None:
+    def on_trial_end(self, trial: Trial) -> None:
         peak = 0.0
         if self.peak is not None:
             self.peak.__exit__(None, None, None)
@@ -252,6 +263,7 @@ class _Trials:
         if trial.message:
             trial_record.update(directory, message=str(trial.message)[-2000:])
         _State.trial_dir = None
+        assert self.end_ is not None
         self.end_(trial)  # keras-tuner reports the trial to the chief
         self.done += 1
         _status(state="running", trial=None, done=self.done)
@@ -275,7 +287,7 @@ def _check_shared(project: str, search_id: str, wait_s: float = 10.0) -> str | N
     return None
 
 
-def _worker_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
+def _worker_search(original: Callable[..., object], tuner: BaseTuner, *args: object, **kwargs: object) -> None:
     import keras_tuner
 
     from kfitx import _keras
@@ -300,17 +312,19 @@ def _worker_search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
             tuner, trials.on_trial_begin, trials.run_trial, trials.on_trial_end,
             reported=lambda trial: _status(state="running", trial=None, done=trials.done + 1))
         if isinstance(tuner, keras_tuner.Tuner):  # trains Keras models: count their epochs
-            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _epoch_counter(),
+            given = cast("list[keras.callbacks.Callback]", kwargs.get("callbacks") or [])
+            kwargs["callbacks"] = [*given, _epoch_counter(),
                                    budget.stopper(project, lambda: _State.trial_dir)]
         original(tuner, *args, **kwargs)
         _status(state="finished", trial=None, done=trials.done)
         _exit_now(0)  # the search is over for this worker; only the chief runs the code after it
 
 
-def _search(original: Any, tuner: Any, *args: Any, **kwargs: Any) -> Any:
+def _search(original: Callable[..., object], tuner: BaseTuner, *args: object, **kwargs: object) -> object:
     if _State.role == "chief":
         return _chief_search(original, tuner, *args, **kwargs)
-    return _worker_search(original, tuner, *args, **kwargs)
+    _worker_search(original, tuner, *args, **kwargs)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         _keras.reconnect_quickly()
     sys.argv = [script, *args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-    code: Any = 0
+    code: str | int | None = 0
     try:
         runpy.run_path(script, run_name="__main__")
     except SystemExit as exit_:

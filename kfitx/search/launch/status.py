@@ -25,7 +25,7 @@ MARKER = "kfitx-tune.json"
 LOGS = "kfitx-logs"
 
 
-def write(control: str, name: str, **values: Any) -> dict[str, Any]:
+def write(control: str, name: str, **values: object) -> dict[str, Any]:
     """Merges ``values`` into ``<control>/<name>.json``; returns the status."""
     path = os.path.join(control, f"{name}.json")
     data = {**read_json(path), **values}

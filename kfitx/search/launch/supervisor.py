@@ -25,18 +25,22 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfitx.errors import TuneError, message
 from kfitx.search import budget, trial_record
 from kfitx.search.launch import status
 from kfitx.search.launch import workers as w
 from kfitx.search.launch.options import DEFAULT_RECYCLE_AFTER, TuneOptions, TuneResult
-from kfitx.search.launch.processes import Deaths, check_syntax, describe_exit, stop
+from kfitx.search.launch.processes import Deaths, RunnerProcess, check_syntax, describe_exit, stop
 from kfitx.search.launch.processes import Process as _Process
 from kfitx.search.launch.processes import tail as _tail
 from kfitx.search.launch.progress import Progress
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = ["DEFAULT_RECYCLE_AFTER", "Supervisor", "TuneOptions", "TuneResult", "run"]
 
@@ -50,7 +54,7 @@ CHIEF_LOST_S = 60.0
 class _Slot:
     tuner_id: str
     env: dict[str, str]
-    process: _Process | None = None
+    process: RunnerProcess | None = None
     pids: list[int] = field(default_factory=list)
     trial: str | None = None  # the trial assigned to this id at the chief, as last reported
     idle_deaths: int = 0
@@ -75,7 +79,7 @@ class Supervisor:
                                     options.trials_per_worker))
         self.environ = dict(os.environ if options.env is None else options.env)
         self.environ.update(budget.environment(options.time_budget, time.time(), joining=options.chief))
-        self.chief: _Process | None = None
+        self.chief: RunnerProcess | None = None
         self.chief_deaths = 0
         self.deaths = Deaths(options.max_deaths)
         self.recycled = 0
@@ -129,13 +133,13 @@ class Supervisor:
         return [self.o.python, "-m", "kfitx.search.launch.runner", os.path.abspath(self.o.script), *self.o.args]
 
     # Where the processes run: here, overridden by the Ray supervisor (actors on the cluster's nodes).
-    def _spawn(self, name: str, env: dict[str, str], prelog: str | None) -> _Process:
+    def _spawn(self, name: str, env: dict[str, str], prelog: str | None) -> RunnerProcess:
         return _Process(self._argv(), env, prelog)
 
     def _read(self, name: str) -> dict[str, Any]:
         return status.read(self.control, name)
 
-    def _write(self, name: str, **values: Any) -> None:
+    def _write(self, name: str, **values: object) -> None:
         status.write(self.control, name, **values)
 
     def _tick(self) -> None:
@@ -150,7 +154,8 @@ class Supervisor:
         slot.pids.append(slot.process.pid)
 
     def _stop_all(self) -> None:
-        stop([p for p in [self.chief, *(s.process for s in self.slots)] if p is not None], STOP_GRACE_S)
+        # processes of this host: each one _spawn made here
+        stop([p for p in [self.chief, *(s.process for s in self.slots)] if isinstance(p, _Process)], STOP_GRACE_S)
 
     # -- the search -----------------------------------------------------------------------------------------
     def _say_started(self) -> None:
@@ -369,9 +374,9 @@ def run(options: TuneOptions, handle_signals: bool = False, kind: type[Superviso
     ``kind``: :class:`Supervisor` (processes on this host) or the Ray supervisor (actors on a cluster).
     """
     supervisor = kind(options)
-    previous: Any = None
+    previous: signal.Handlers | Callable[[int, FrameType | None], object] | int | None = None
     if handle_signals:
-        def on_term(signum: int, frame: Any) -> None:
+        def on_term(signum: int, frame: FrameType | None) -> None:
             raise _Terminated()
 
         previous = signal.signal(signal.SIGTERM, on_term)
