@@ -13,11 +13,13 @@ Hooks are always called with keyword arguments. There are four:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
     from kfitx.data import Source
     from kfitx.plan import FitPlan
     from kfitx.strategy import Decision, Strategy
@@ -38,7 +40,7 @@ def kfitx_strategies() -> list[type[Strategy]]:
 
 
 @hookspec(firstresult=True)
-def kfitx_sources(data: Any, y: Any) -> Source | None:
+def kfitx_sources(data: object, y: object) -> Source | None:
     """Turns what a user passed as data into a :class:`kfitx.data.Source`, or declines with ``None``.
 
     Called for each input a fit is given -- ``kfitx.fit``'s ``data`` (with ``y``), its
@@ -58,7 +60,7 @@ def kfitx_sources(data: Any, y: Any) -> Source | None:
 
 
 @hookspec(firstresult=True)
-def kfitx_choose_strategy(source: Source, options: dict[str, Any]) -> Decision | None:
+def kfitx_choose_strategy(source: Source, options: dict[str, object]) -> Decision | None:
     """Chooses the strategy for ``strategy="auto"``.
 
     Called once per ``kfitx.fit(..., strategy="auto")`` (and ``kfitx.explain``)
@@ -70,7 +72,7 @@ def kfitx_choose_strategy(source: Source, options: dict[str, Any]) -> Decision |
 
 
 @hookspec(firstresult=True)
-def kfitx_fit(strategy: Strategy, model: Any, plan: FitPlan) -> Any:
+def kfitx_fit(strategy: Strategy, model: keras.Model, plan: FitPlan) -> keras.callbacks.History:
     """Runs one fit and returns its ``keras.callbacks.History``.
 
     Called by ``kfitx.fit`` once the strategy is chosen and the :class:`kfitx.FitPlan`

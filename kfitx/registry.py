@@ -24,7 +24,7 @@ import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -41,6 +41,11 @@ from kfitx.errors import (
 from kfitx.hookspecs import hookimpl
 from kfitx.plan.checks import closest as _closest
 from kfitx.strategy import Strategy, check_fit_signature
+
+if TYPE_CHECKING:
+    import keras
+
+    from kfitx.plan import FitPlan
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -75,7 +80,7 @@ class _CoreFit:
     """The fit itself: ``strategy.fit(model, plan)``, the last ``kfitx_fit`` implementation to run."""
 
     @hookimpl(trylast=True)
-    def kfitx_fit(self, strategy: Strategy, model: Any, plan: Any) -> Any:
+    def kfitx_fit(self, strategy: Strategy, model: keras.Model, plan: FitPlan) -> keras.callbacks.History:
         return strategy.fit(model, plan)
 
 
@@ -112,7 +117,7 @@ def _version_of(dist: str) -> str:
         return ""
 
 
-def _label(plugin: Any) -> str:
+def _label(plugin: object) -> str:
     return getattr(plugin, "__name__", None) or type(plugin).__name__
 
 
@@ -120,7 +125,7 @@ def _label(plugin: Any) -> str:
 HOOK_NAMES = ("kfitx_strategies", "kfitx_sources", "kfitx_choose_strategy", "kfitx_fit")
 
 
-def undecorated_hooks(plugin: Any) -> list[str]:
+def undecorated_hooks(plugin: object) -> list[str]:
     """The kfitx hook names ``plugin`` defines as functions without ``@kfitx.hookimpl`` (pluggy ignores them)."""
     found = []
     for hook in HOOK_NAMES:
@@ -178,7 +183,7 @@ class Registry:
             self.pm.register(importlib.import_module(module), name=name)
             self._providers[name] = ("kfitx", _kfitx_version())
 
-    def register(self, plugin: Any, name: str | None = None,
+    def register(self, plugin: object, name: str | None = None,
                  distribution: str = "(registered at run time)", version: str = "") -> str | None:
         """Registers a plugin (a module or object with ``@hookimpl`` functions).
 
@@ -250,7 +255,7 @@ class Registry:
 
     # -- data sources ---------------------------------------------------------
 
-    def sources(self, data: Any, y: Any = None) -> Source | None:
+    def sources(self, data: object, y: object = None) -> Source | None:
         """The installed plugins' source for ``data`` (the ``kfitx_sources`` hook, first answer wins), or ``None``.
 
         Raises:
@@ -268,7 +273,7 @@ class Registry:
                                       f"{type(err).__name__}: {err}",
                                       f"A bug in a plugin implementing kfitx_sources: {names}.")) from err
 
-    def coerce(self, data: Any, y: Any = None) -> Source:
+    def coerce(self, data: object, y: object = None) -> Source:
         """``data`` made a source as ``kfitx.fit`` makes it: the plugins' ``kfitx_sources`` first, then
         kfitx's own rules (:func:`kfitx.data.coerce`)."""
         return coerce(data, y, sources=self.sources)
@@ -283,7 +288,7 @@ class Registry:
             plugin = impl.plugin_name
             dist, version = self._providers.get(plugin, ("unknown", ""))
             try:
-                answer: Any = impl.function()
+                answer: Any = impl.function()  # what a plugin returned, checked class by class below
                 classes = list(answer or [])
             except Exception as err:  # a plugin's hook raised: skip that plugin only
                 self._warn(plugin, dist, version, "raised in kfitx_strategies()", err)
@@ -361,7 +366,7 @@ class Registry:
         check_fit_signature(cls, self.provider(cls))
         return cls
 
-    def get(self, strategy: str | Strategy | type[Strategy], **options: Any) -> Strategy:
+    def get(self, strategy: str | Strategy | type[Strategy], **options: object) -> Strategy:
         """A strategy instance from a name, a class or an instance (returned as is)."""
         if isinstance(strategy, Strategy):
             if options:
@@ -398,7 +403,7 @@ def reset_registry(registry: Registry | None = None) -> Registry | None:
     return old
 
 
-def get_strategy(strategy: str | Strategy | type[Strategy], **options: Any) -> Strategy:
+def get_strategy(strategy: str | Strategy | type[Strategy], **options: object) -> Strategy:
     """A strategy instance by name (or class, or instance). See :meth:`Registry.get`."""
     return get_registry().get(strategy, **options)
 
@@ -408,6 +413,6 @@ def available_strategies() -> list[StrategyInfo]:
     return get_registry().available()
 
 
-def register(plugin: Any, name: str | None = None) -> str | None:
+def register(plugin: object, name: str | None = None) -> str | None:
     """Registers a plugin object or module in the process-wide registry."""
     return get_registry().register(plugin, name=name)
