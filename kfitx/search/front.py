@@ -15,30 +15,44 @@ imports nothing heavy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
 
 from kfitx.errors import OptionError, message
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from kfitx.search.report import TrialRow
 
 __all__ = ["check_limits", "draw", "epoch_seconds", "limits_text", "nothing_within", "pareto_front", "within"]
 
 
-def _costed(trials: Sequence[Any]) -> list[Any]:
-    return [t for t in trials if t.status == "COMPLETED" and t.score is not None and t.seconds is not None]
+class _Costed(NamedTuple):
+    """A completed trial with its score and its training seconds (both known)."""
+
+    trial: TrialRow
+    score: float
+    seconds: float
 
 
-def pareto_front(trials: Sequence[Any], direction: str) -> set[str]:
+def _costed(trials: Sequence[TrialRow]) -> list[_Costed]:
+    return [_Costed(t, t.score, t.seconds) for t in trials
+            if t.status == "COMPLETED" and t.score is not None and t.seconds is not None]
+
+
+def pareto_front(trials: Sequence[TrialRow], direction: str) -> set[str]:
     """Ids of the completed trials on the front of score (``direction`` ``"max"`` or ``"min"``) against seconds."""
     sign = -1.0 if direction == "max" else 1.0  # lower is better once signed
     costed = _costed(trials)
 
-    def dominates(a: Any, b: Any) -> bool:
+    def dominates(a: _Costed, b: _Costed) -> bool:
         cost, loss = (a.seconds, sign * a.score), (b.seconds, sign * b.score)
         return cost[0] <= loss[0] and cost[1] <= loss[1] and cost != loss
 
-    return {t.trial_id for t in costed if not any(dominates(o, t) for o in costed if o is not t)}
+    return {c.trial.trial_id for c in costed if not any(dominates(o, c) for o in costed if o is not c)}
 
 
-def epoch_seconds(trial: Any) -> float | None:
+def epoch_seconds(trial: TrialRow) -> float | None:
     """The trial's seconds per epoch run (``None`` without both)."""
     epochs = trial.record.get("epochs")
     if trial.seconds is None or not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
@@ -53,20 +67,21 @@ def check_limits(max_seconds: float | None, max_epoch_seconds: float | None) -> 
             raise OptionError(message(f"`{name}` to be a positive number of seconds", repr(value)))
 
 
-def within(trials: Sequence[Any], max_seconds: float | None = None, max_epoch_seconds: float | None = None,
-           direction: str = "max") -> list[Any]:
+def within(trials: Sequence[TrialRow], max_seconds: float | None = None, max_epoch_seconds: float | None = None,
+           direction: str = "max") -> list[TrialRow]:
     """The completed trials that trained within both limits, best first (of equal scores, the quickest)."""
     check_limits(max_seconds, max_epoch_seconds)
     fits = []
-    for t in _costed(trials):
-        per_epoch = epoch_seconds(t)
-        if max_seconds is not None and t.seconds > max_seconds:
+    for c in _costed(trials):
+        per_epoch = epoch_seconds(c.trial)
+        if max_seconds is not None and c.seconds > max_seconds:
             continue
         if max_epoch_seconds is not None and (per_epoch is None or per_epoch > max_epoch_seconds):
             continue
-        fits.append(t)
+        fits.append(c)
     sign = -1.0 if direction == "max" else 1.0
-    return sorted(fits, key=lambda t: (sign * t.score, t.seconds))  # stable: the given order breaks ties
+    # stable: the given order breaks ties
+    return [c.trial for c in sorted(fits, key=lambda c: (sign * c.score, c.seconds))]
 
 
 def limits_text(max_seconds: float | None, max_epoch_seconds: float | None) -> str:
@@ -76,31 +91,31 @@ def limits_text(max_seconds: float | None, max_epoch_seconds: float | None) -> s
     return "within " + " and ".join(parts)
 
 
-def nothing_within(trials: Sequence[Any], max_seconds: float | None, max_epoch_seconds: float | None) -> str:
+def nothing_within(trials: Sequence[TrialRow], max_seconds: float | None, max_epoch_seconds: float | None) -> str:
     """Why no trial is named: none completed, or the cheapest completed one and what it cost."""
     costed = _costed(trials)
     if not costed:
         return "No completed trial has a training time recorded (kfitx-trial.json): nothing to choose from."
-    by_time = min(costed, key=lambda t: t.seconds)
-    cheapest = f"the quickest, trial {by_time.trial_id}, trained in {by_time.seconds:.1f} s"
-    per_epoch = [(seconds, t) for t in costed if (seconds := epoch_seconds(t)) is not None]
+    by_time = min(costed, key=lambda c: c.seconds)
+    cheapest = f"the quickest, trial {by_time.trial.trial_id}, trained in {by_time.seconds:.1f} s"
+    per_epoch = [(seconds, c.trial) for c in costed if (seconds := epoch_seconds(c.trial)) is not None]
     if max_epoch_seconds is not None and per_epoch:
         seconds, trial = min(per_epoch, key=lambda pair: pair[0])
         cheapest += f"; the quickest an epoch, trial {trial.trial_id}, took {seconds:.2f} s an epoch"
     return f"No completed trial trained {limits_text(max_seconds, max_epoch_seconds)}: {cheapest}."
 
 
-def draw(axis: Any, trials: Sequence[Any], direction: str, label: str) -> None:
+def draw(axis: Axes, trials: Sequence[TrialRow], direction: str, label: str) -> None:
     """Score against training seconds on ``axis``, by strategy, with the Pareto front as a step line."""
     costed = _costed(trials)
     strategies = sorted({t.strategy or "-" for t in trials})
     for name in strategies:
-        mine = [t for t in costed if (t.strategy or "-") == name]
-        axis.scatter([t.seconds for t in mine], [t.score for t in mine], label=name)
+        mine = [c for c in costed if (c.trial.strategy or "-") == name]
+        axis.scatter([c.seconds for c in mine], [c.score for c in mine], label=name)
     on = pareto_front(trials, direction)
-    front = sorted((t for t in costed if t.trial_id in on), key=lambda t: t.seconds)
+    front = sorted((c for c in costed if c.trial.trial_id in on), key=lambda c: c.seconds)
     if front:
-        axis.step([t.seconds for t in front], [t.score for t in front], where="post", color="black",
+        axis.step([c.seconds for c in front], [c.score for c in front], where="post", color="black",
                   linewidth=1.0, label="Pareto front")
     axis.set_xlabel("training seconds of the trial")
     axis.set_ylabel(label)
