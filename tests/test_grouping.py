@@ -125,3 +125,22 @@ def test_where_keras_scans_on_jax_automatic_grouping_needs_data_known_to_be_dens
         assert steps == 1 and "sparse" in why
     tensorflow = Runtime("tensorflow")  # TensorFlow groups over them
     assert _grouping(model, strategy, [], (32,), tensorflow, (sparse, None))[0] == AUTO_STEPS
+
+
+def test_automatic_grouping_is_decided_with_the_group_not_read_from_its_reason():
+    # kfitx's own choice (no callback acts per batch) is a flag of the decision; a strategy that fixes its
+    # grouping is never "automatic", whatever its reason says.
+    from types import SimpleNamespace
+
+    from kfitx.plan import _grouping
+    from kfitx.plan.grouping import AUTOMATIC
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    tensorflow = Runtime("tensorflow")
+    assert _grouping(model, SimpleNamespace(grouping=lambda: "auto"), [], (32,), tensorflow) == (
+        AUTO_STEPS, AUTOMATIC, True)
+    fixed = SimpleNamespace(grouping=lambda: (1, AUTOMATIC + ", as the strategy words it"))
+    steps, reason, automatic = _grouping(model, fixed, [], (32,), tensorflow)
+    assert steps == 1 and reason.startswith(AUTOMATIC) and not automatic
+    assert not _grouping(model, SimpleNamespace(grouping=lambda: 8), [], (32,), tensorflow).automatic
