@@ -143,6 +143,9 @@ class Strategy(ABC):
             step of your own, augmentation) makes an instance not interchangeable:
             override :meth:`is_interchangeable` for it.
 
+    ``kfitx.fit`` enters :meth:`choose` for every strategy, around the fit: the default trains
+    the strategy itself; one that trains with another (as ``auto`` does) overrides it.
+
     Example:
         ```python
         import kfitx
@@ -162,25 +165,6 @@ class Strategy(ABC):
                 validation = None if plan.validation is None else plan.validation.arrays()
                 with plan.grouped(model):  # steps per compiled call, as the plan decided
                     return model.fit(**plan.fit_kwargs(plan.train.arrays(), validation))
-        ```
-
-    A strategy that trains with another one (as ``auto`` does) overrides :meth:`choose`:
-
-        ```python
-        class ByPlace(kfitx.Strategy):
-            name = "byplace"
-            description = "memory for arrays, generator for streams"
-            backends = ("tensorflow", "jax", "torch")
-
-            @contextlib.contextmanager
-            def choose(self, request):
-                name = "memory" if request.source.in_memory else "generator"
-                chosen = request.registry.get(name)
-                why = kfitx.Decision(name, f"the data is {request.source.kind}")
-                yield kfitx.Choice(chosen, request.plan(chosen), why)
-
-            def fit(self, model, plan):  # kfitx.fit trains the chosen one; this serves direct calls
-                return kfitx.get_strategy("memory").fit(model, plan)
         ```
     """
 
@@ -288,6 +272,24 @@ class Strategy(ABC):
         candidates on ``request.model``): make each candidate's plan with ``request.plan``,
         which checks its backend and the data as ``kfitx.fit`` would, and yield exactly one
         :class:`Choice`, with a :class:`Decision` that says why.
+
+        Example:
+            ```python
+            class ByPlace(kfitx.Strategy):
+                name = "byplace"
+                description = "memory for arrays, generator for streams"
+                backends = ("tensorflow", "jax", "torch")
+
+                @contextlib.contextmanager
+                def choose(self, request):
+                    name = "memory" if request.source.in_memory else "generator"
+                    chosen = request.registry.get(name)
+                    why = kfitx.Decision(name, f"the data is {request.source.kind}")
+                    yield kfitx.Choice(chosen, request.plan(chosen), why)
+
+                def fit(self, model, plan):  # kfitx.fit trains the chosen one; this serves direct calls
+                    return kfitx.get_strategy("memory").fit(model, plan)
+            ```
 
         Args:
             request: The fit: the model, the data, the runtime, the registry, the checked fit arguments.
