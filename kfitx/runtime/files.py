@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["read_json", "write_json"]
 
 
-def write_json(path: str, data: dict[str, Any]) -> None:
+def write_json(path: str, data: Mapping[str, object]) -> None:
     """Writes ``data`` to ``path`` atomically: a reader sees the old file or the new one."""
     tmp = f"{path}.{os.getpid()}.tmp"
     try:

@@ -36,7 +36,7 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from kfitx.errors import OptionError, TuneError, message
 from kfitx.search import trial_record
@@ -118,12 +118,31 @@ def _path(project_dir: str) -> str:
     return os.path.join(project_dir, LEDGER)
 
 
-def read(project_dir: str) -> dict[str, Any]:
+class RunClock(TypedDict, total=False):
+    """This run's clock in the ledger: when it started, when a process of it was last seen alive, and whether
+    earlier runs had spent the budget before it started (then it starts nothing and counts nothing)."""
+
+    start: float
+    seen: float
+    refused: bool
+
+
+class Ledger(TypedDict, total=False):
+    """A search's time budget as ``kfitx-budget.json`` keeps it (:func:`start` writes it; ``{}``: none)."""
+
+    budget_s: float | None
+    spent_before_s: float
+    deadline: float
+    run: RunClock
+    ended: bool
+
+
+def read(project_dir: str) -> Ledger:
     """The ledger of the search in ``project_dir`` (``{}`` when it has none)."""
-    return trial_record.read_json(_path(project_dir))
+    return cast(Ledger, trial_record.read_json(_path(project_dir)))  # the file start() wrote
 
 
-def spent_s(ledger: Mapping[str, Any]) -> float:
+def spent_s(ledger: Ledger) -> float:
     """Seconds the search has spent: earlier runs, plus this run up to the last moment a process was seen."""
     run = ledger.get("run") or {}
     before = float(ledger.get("spent_before_s") or 0.0)
@@ -132,7 +151,7 @@ def spent_s(ledger: Mapping[str, Any]) -> float:
     return before
 
 
-def start(project_dir: str, budget_s: float | None, run_start: float) -> dict[str, Any]:
+def start(project_dir: str, budget_s: float | None, run_start: float) -> Ledger:
     """Starts (or, for the same ``run_start``, continues) this run's clock; returns the ledger.
 
     The seconds spent by earlier runs are carried over; the deadline is this run's start plus
@@ -145,7 +164,7 @@ def start(project_dir: str, budget_s: float | None, run_start: float) -> dict[st
     same = run.get("start") == run_start  # a process of the same run started again
     before = float(earlier.get("spent_before_s") or 0.0) if same else spent_s(earlier)
     if budget_s is None:
-        ledger: dict[str, Any] = {"budget_s": None, "spent_before_s": before}
+        ledger: Ledger = {"budget_s": None, "spent_before_s": before}
     elif before >= budget_s:  # spent by earlier runs: this run starts nothing, and its time is not counted
         ledger = {"budget_s": budget_s, "spent_before_s": before, "deadline": run_start + budget_s - before,
                   "run": {"start": run_start, "seen": run_start, "refused": True}}
@@ -158,7 +177,7 @@ def start(project_dir: str, budget_s: float | None, run_start: float) -> dict[st
     return ledger
 
 
-def tick(project_dir: str) -> dict[str, Any]:
+def tick(project_dir: str) -> Ledger:
     """Records that the run was alive now (``seen``); returns the ledger (``{}`` when there is no budget)."""
     ledger = read(project_dir)
     run = ledger.get("run")
@@ -176,9 +195,10 @@ def spent(project_dir: str) -> bool:
     return bool(ledger) and clock() >= ledger["deadline"]
 
 
-def describe(ledger: Mapping[str, Any]) -> str:
+def describe(ledger: Ledger) -> str:
     """``time budget 20m00s, 20m04s spent``."""
-    return f"time budget {format_duration(ledger['budget_s'])}, {format_duration(spent_s(ledger))} spent"
+    budget_s = cast(float, ledger["budget_s"])  # called on a ledger with a budget
+    return f"time budget {format_duration(budget_s)}, {format_duration(spent_s(ledger))} spent"
 
 
 def refuse_hyperband(budget_s: float) -> OptionError:
@@ -198,7 +218,7 @@ _ended: set[str] = set()
 
 
 def begin(oracle: keras_tuner.Oracle, project_dir: str, budget_s: float, run_start: float | None = None,
-          say: Callable[[str], None] = print) -> tuple[dict[str, Any], bool]:
+          say: Callable[[str], None] = print) -> tuple[Ledger, bool]:
     """Starts this run's clock and makes ``oracle`` start no trial past the deadline; once per oracle.
 
     Args:
@@ -233,11 +253,11 @@ def begin(oracle: keras_tuner.Oracle, project_dir: str, budget_s: float, run_sta
     return ledger, True
 
 
-def spent_error(ledger: Mapping[str, Any], project_dir: str, option: str) -> OptionError:
+def spent_error(ledger: Ledger, project_dir: str, option: str) -> OptionError:
     """A rerun whose budget was spent by earlier runs: it starts nothing."""
     return OptionError(message(
         "a time budget larger than what the search has spent already",
-        f"{option} {format_duration(ledger['budget_s'])}; the search in {project_dir} has spent "
+        f"{option} {format_duration(cast(float, ledger['budget_s']))}; the search in {project_dir} has spent "
         f"{format_duration(float(ledger.get('spent_before_s') or 0.0))}",
         f"Pass a larger {option} to continue it, or start a new search (another project_name, or overwrite=True)."))
 
@@ -307,7 +327,7 @@ def for_trial(budget_s: float | None, tuner_callback: TunerCallback | None, hp_v
 
 
 def chief_begin(tuner: BaseTuner, environ: Mapping[str, str],
-                say: Callable[[str], None] = print) -> dict[str, Any] | None:
+                say: Callable[[str], None] = print) -> Ledger | None:
     """Under ``kfitx tune``, in the chief before it serves: the budget (``--time-budget``, else the
     hypermodel's ``time_budget``) starts or continues its clock from the command's start.
 
