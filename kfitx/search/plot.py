@@ -8,10 +8,13 @@ strategy. Works on a :class:`kfitx.search.report.Search`; matplotlib is imported
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kfitx.errors import OptionError, message
 from kfitx.search import front
+
+if TYPE_CHECKING:
+    from kfitx.search.report import Search
 
 __all__ = ["plot", "require_matplotlib"]
 
@@ -29,7 +32,7 @@ def _number(trial_id: str) -> int:
     return int(trial_id) if trial_id.isdigit() else 0
 
 
-def plot(search: Any, path: str) -> None:
+def plot(search: Search, path: str) -> None:
     """Writes ``path`` (PNG): score against wall time, score against training seconds with the Pareto
     front, and samples/s per strategy.
 

@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from kfitx.errors import OptionError, message
 if TYPE_CHECKING:
     import keras
     from keras_tuner.src.engine.tuner_utils import SaveBestEpoch, TunerCallback
+
+    from kfitx.data import Source
 
 __all__ = ["Resume", "backup_interval_s", "build_for_backup"]
 
@@ -46,7 +48,7 @@ def backup_interval_s() -> float:
     return seconds
 
 
-def build_for_backup(model: keras.Model, source: Any) -> str | None:
+def build_for_backup(model: keras.Model, source: Source) -> str | None:
     """Builds an unbuilt model as ``model.fit`` builds it before its first step; returns why it cannot, else ``None``.
 
     Keras's ``BackupAndRestore`` refuses an unbuilt model on TensorFlow (keras-tuner's
