@@ -22,9 +22,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from kfitx.errors import (
     OptionError,
@@ -40,11 +40,11 @@ from kfitx.runtime import Runtime
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
+    import pluggy
 
     from kfitx.data import Source
-    from kfitx.registry import Registry
 
-__all__ = ["BACKENDS", "Choice", "Decision", "FitRequest", "Strategy", "check_fit_signature"]
+__all__ = ["BACKENDS", "Choice", "Decision", "FitRequest", "Strategy", "Strategies", "check_fit_signature"]
 
 #: The Keras backends kfitx runs on.
 BACKENDS = RUNTIME_BACKENDS  # the Keras backends kfitx trains on (kfitx.runtime)
@@ -73,6 +73,29 @@ class Decision:
         return text
 
 
+class Installed(Protocol):
+    """One installed strategy, as :meth:`Strategies.available` lists it (a :class:`kfitx.registry.StrategyInfo`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def cls(self) -> type[Strategy]: ...
+
+
+class Strategies(Protocol):
+    """What :meth:`Strategy.choose` may ask of the installed strategies (:class:`kfitx.registry.Registry` is one)."""
+
+    @property
+    def pm(self) -> pluggy.PluginManager: ...
+
+    def available(self) -> Sequence[Installed]: ...
+
+    def strategy_class(self, strategy: str | Strategy | type[Strategy]) -> type[Strategy]: ...
+
+    def get(self, strategy: str | Strategy | type[Strategy], **options: object) -> Strategy: ...
+
+
 @dataclass(frozen=True, eq=False)
 class FitRequest:
     """One ``kfitx.fit`` call as :meth:`Strategy.choose` sees it, before anything trains.
@@ -82,7 +105,7 @@ class FitRequest:
         source: The training data as ``kfitx.fit`` received it, made a :class:`kfitx.data.Source`
             (before ``validation_split`` and ``sample_weight``: the plan applies them).
         runtime: The backend and the distribution of the fit (:class:`kfitx.runtime.Runtime`).
-        registry: The fit's :class:`kfitx.registry.Registry`: the installed strategies
+        registry: The fit's :class:`kfitx.registry.Registry` (what :class:`Strategies` says): the installed strategies
             (``registry.available()``, ``registry.get(name, **options)``) and the hooks (``registry.pm.hook``).
         fit_args: ``model.fit``'s arguments, checked (what :meth:`plan` resolves for a strategy).
     """
@@ -90,7 +113,7 @@ class FitRequest:
     model: Any
     source: Source
     runtime: Runtime
-    registry: Registry
+    registry: Strategies
     fit_args: CheckedFitArgs = field(default_factory=CheckedFitArgs)
 
     def plan(self, strategy: Strategy) -> FitPlan:

@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
-from kfitx.data.base import Reading, require_targets
 from kfitx.data.epoch_iterator import EpochIterator
+from kfitx.data.reading import Reading, require_targets
 
 __all__ = ["DatasetFeed", "PythonFeed"]
 

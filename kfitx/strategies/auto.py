@@ -36,11 +36,10 @@ from kfitx.strategies import probe_cache
 from kfitx.strategies.generator import GeneratorStrategy
 from kfitx.strategies.loop import LoopStrategy
 from kfitx.strategies.memory import MemoryStrategy
-from kfitx.strategy import BACKENDS, Choice, Decision, FitRequest, Strategy
+from kfitx.strategy import BACKENDS, Choice, Decision, FitRequest, Strategies, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
     from kfitx.plan import FitPlan
-    from kfitx.registry import Registry
 
 __all__ = ["AutoStrategy", "Decision", "decide"]
 
@@ -135,7 +134,7 @@ class AutoStrategy(Strategy):
                                       f"probe={self.options['probe']!r}"))
         self.given = {k: v for k, v in options.items() if k != "probe"}  # what the user set: the rules look at these
 
-    def decision(self, source: Source, registry: Registry | None = None) -> Decision:
+    def decision(self, source: Source, registry: Strategies | None = None) -> Decision:
         """What ``auto`` chooses for ``source``: the answer of ``registry``'s ``kfitx_choose_strategy`` hook
         (kfitx's rules answer last; without a registry, the rules alone), checked."""
         decision = None if registry is None else registry.pm.hook.kfitx_choose_strategy(source=source,
@@ -148,7 +147,7 @@ class AutoStrategy(Strategy):
         return decision
 
     @staticmethod
-    def _made(decision: Decision, registry: Registry | None) -> Strategy:
+    def _made(decision: Decision, registry: Strategies | None) -> Strategy:
         """The strategy ``decision`` names, made with its options (from ``registry`` where it has it)."""
         if registry is not None:
             try:
@@ -176,7 +175,7 @@ class AutoStrategy(Strategy):
         return self._made(self.decision(source), None).supports(source)
 
     def _candidates(self, chosen: Strategy, source: Source, backend: str,
-                    registry: Registry) -> tuple[list[Strategy], dict[str, str]]:
+                    registry: Strategies) -> tuple[list[Strategy], dict[str, str]]:
         """``chosen`` first, then every other installed interchangeable strategy that serves ``source`` on
         ``backend``, each made with the options it takes; and those left out for an error in their options."""
         found, refused = [chosen], {}

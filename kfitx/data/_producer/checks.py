@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from kfitx.data.base import flatten as _flatten
-from kfitx.data.base import map_structure, train_dtype
+from kfitx.data.reading import flatten as _flatten
+from kfitx.data.reading import map_structure, train_dtype
 from kfitx.errors import DataError, message
 
 

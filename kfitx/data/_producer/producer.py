@@ -41,8 +41,8 @@ from kfitx.data._producer.workers import (
     _work,
     _WorkerGone,
 )
-from kfitx.data.base import require_targets
 from kfitx.data.epoch_iterator import PassCount
+from kfitx.data.reading import require_targets
 from kfitx.data.weights import weighted
 from kfitx.errors import DataError, KfitxError, WorkerError, message
 
