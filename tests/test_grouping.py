@@ -81,7 +81,7 @@ def test_where_keras_scans_grouped_steps_on_jax_the_plan_groups_when_kfitx_feeds
     from types import SimpleNamespace
 
     from kfitx import _keras
-    from kfitx.plan import _grouping
+    from kfitx.plan.grouping import decide_grouping as _grouping
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
@@ -106,7 +106,7 @@ def test_where_keras_scans_on_jax_automatic_grouping_needs_data_known_to_be_dens
 
     from kfitx import _keras
     from kfitx.data import coerce
-    from kfitx.plan import _grouping
+    from kfitx.plan.grouping import decide_grouping as _grouping
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
@@ -117,7 +117,7 @@ def test_where_keras_scans_on_jax_automatic_grouping_needs_data_known_to_be_dens
     dense = coerce(np.zeros((64, 4), "float32"), np.zeros((64, 1), "float32"))
     sparse = coerce(scipy.sparse.random(64, 4, density=0.25, format="csr", dtype="float32"),
                     np.zeros((64, 1), "float32"))
-    stream = coerce((b for b in [(np.zeros((8, 4)), np.zeros((8, 1)))]))
+    stream = coerce(b for b in [(np.zeros((8, 4)), np.zeros((8, 1)))])
     assert dense.dense_batches and not sparse.dense_batches and not stream.dense_batches
     assert _grouping(model, strategy, [], (32,), jax, (dense, None))[0] == AUTO_STEPS
     for data in (sparse, stream):
@@ -132,8 +132,8 @@ def test_automatic_grouping_is_decided_with_the_group_not_read_from_its_reason()
     # grouping is never "automatic", whatever its reason says.
     from types import SimpleNamespace
 
-    from kfitx.plan import _grouping
     from kfitx.plan.grouping import AUTOMATIC
+    from kfitx.plan.grouping import decide_grouping as _grouping
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")

@@ -30,7 +30,7 @@ from typing import Any
 from kfitx.data import InputForm, Reading, Source, coerce, keras_cuts
 from kfitx.data.epoch_iterator import limit_steps
 from kfitx.data.epochs import across_epochs
-from kfitx.errors import DataError, OptionError, message
+from kfitx.errors import DataError, message
 from kfitx.plan.against_model import check_against_model, check_validation_loss
 from kfitx.plan.checks import (
     FIT_ARGS,
@@ -39,12 +39,7 @@ from kfitx.plan.checks import (
     check_inputs,
     check_model,
 )
-from kfitx.plan.grouping import (
-    Grouping,
-    choose_steps_per_execution,
-    per_batch_callbacks,
-    steps_per_execution,
-)
+from kfitx.plan.grouping import decide_grouping, per_batch_callbacks, steps_per_execution
 from kfitx.runtime import LOCAL, Runtime, distribute, resolve
 
 __all__ = ["FIT_ARGS", "FitPlan", "FitReport", "build_plan", "check_fit_args", "check_model"]
@@ -304,41 +299,6 @@ def _split(source: Source, sample_weight: Any, validation_split: float,
     return source, None if validation_data is None else coerce(validation_data)
 
 
-# -- grouping -------------------------------------------------------------------------------------
-
-
-#: Why Keras 3.15.1 cannot group steps under a tf.distribute strategy (found by reducing its grouped
-#: train function): it calls the compiled one-step function inside a ``tf.cond`` of its
-#: ``tf.while_loop``, and the optimizer's cross-replica update (``merge_call``) inside a nested
-#: ``tf.function`` inside a ``tf.cond`` branch leaves a capture unfed.
-_DISTRIBUTED_GROUPING = ("steps_per_execution > 1 fails under tf.distribute.{scope} in Keras {version}: its grouped "
-                         "train function runs each step inside a tf.cond, where the optimizer's cross-replica "
-                         "update leaves a placeholder unfed")
-
-
-def _grouping(model: Any, strategy: Any, callbacks: Any, exact: tuple[int | None, ...],
-              runtime: Runtime, sources: tuple[Source | None, ...] = ()) -> Grouping:
-    """Steps per compiled call for this fit, and why: the one place that decides (``sources``: the training and
-    validation data, whose batches may have to be dense for Keras to group steps)."""
-    import keras
-
-    wanted = strategy.grouping()
-    if isinstance(wanted, tuple):  # the strategy fixes it
-        return Grouping(*wanted)
-    scope = runtime.distributed_scope
-    automatic = wanted == "auto" and model.steps_per_execution == 1
-    limit = ((_DISTRIBUTED_GROUPING.format(scope=scope, version=keras.__version__), True) if scope else
-             runtime.one_step_per_call(automatic=automatic,
-                                       dense=all(s is None or s.dense_batches for s in sources)))
-    if limit is not None:
-        reason, refused = limit
-        if refused and wanted != "auto" and wanted != 1:
-            raise OptionError(message(f"`steps_per_execution` 1 here: {reason}", f"steps_per_execution={wanted!r}",
-                                      "Leave it 'auto'."))
-        return Grouping(1, reason)
-    return choose_steps_per_execution(model, callbacks, wanted, exact_steps=exact)
-
-
 def _needs_targets(model: Any) -> bool:
     """Whether Keras's own step will need ``y``: a compiled loss, and neither ``train_step`` nor
     ``compute_loss`` overridden (a custom step may train on x alone)."""
@@ -407,7 +367,7 @@ def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str,
     if validation is not None:  # a model with no loss to validate: said before the first step
         check_validation_loss(model, runtime, epochs, args.get("initial_epoch", 0), args.get("validation_freq", 1))
     callbacks = distribute.chief_only(args.pop("callbacks", None) or [], runtime)
-    group, reason, automatic = _grouping(model, strategy, callbacks, (steps, validation_steps), runtime,
+    group, reason, automatic = decide_grouping(model, strategy, callbacks, (steps, validation_steps), runtime,
                                          (train, validation))
     seed = args.pop("seed", None)
     if seed is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from kfitx import _keras
 from kfitx.errors import OptionError, message
@@ -29,7 +29,17 @@ from kfitx.errors import OptionError, message
 if TYPE_CHECKING:
     import keras
 
-__all__ = ["AUTO_STEPS", "Grouping", "choose_steps_per_execution", "per_batch_callbacks", "steps_per_execution"]
+    from kfitx.data import Source
+    from kfitx.runtime import Runtime
+
+__all__ = ["AUTO_STEPS", "Grouping", "WantsGrouping", "choose_steps_per_execution", "decide_grouping",
+           "per_batch_callbacks", "steps_per_execution"]
+
+
+class WantsGrouping(Protocol):
+    """What the grouping reads of a strategy (:meth:`kfitx.Strategy.grouping`)."""
+
+    def grouping(self) -> str | int | tuple[int, str]: ...
 
 
 class Grouping(NamedTuple):
@@ -147,3 +157,37 @@ def steps_per_execution(model: keras.Model, steps: int) -> AbstractContextManage
     later plain ``model.fit`` behaves exactly as if kfitx had never run.
     """
     return _keras.compiled_with_steps_per_execution(model, steps)
+
+
+#: Why Keras 3.15.1 cannot group steps under a tf.distribute strategy (found by reducing its grouped
+#: train function): it calls the compiled one-step function inside a ``tf.cond`` of its
+#: ``tf.while_loop``, and the optimizer's cross-replica update (``merge_call``) inside a nested
+#: ``tf.function`` inside a ``tf.cond`` branch leaves a capture unfed.
+_DISTRIBUTED_GROUPING = ("steps_per_execution > 1 fails under tf.distribute.{scope} in Keras {version}: its grouped "
+                         "train function runs each step inside a tf.cond, where the optimizer's cross-replica "
+                         "update leaves a placeholder unfed")
+
+
+def decide_grouping(model: keras.Model, strategy: WantsGrouping,
+                    callbacks: Iterable[keras.callbacks.Callback] | keras.callbacks.CallbackList | None,
+                    exact: tuple[int | None, ...], runtime: Runtime,
+                    sources: tuple[Source | None, ...] = ()) -> Grouping:
+    """Steps per compiled call for this fit, and why: the one place that decides (``sources``: the training and
+    validation data, whose batches may have to be dense for Keras to group steps)."""
+    import keras
+
+    wanted = strategy.grouping()
+    if isinstance(wanted, tuple):  # the strategy fixes it
+        return Grouping(*wanted)
+    scope = runtime.distributed_scope
+    automatic = wanted == "auto" and model.steps_per_execution == 1
+    limit = ((_DISTRIBUTED_GROUPING.format(scope=scope, version=keras.__version__), True) if scope else
+             runtime.one_step_per_call(automatic=automatic,
+                                       dense=all(s is None or s.dense_batches for s in sources)))
+    if limit is not None:
+        reason, refused = limit
+        if refused and wanted != "auto" and wanted != 1:
+            raise OptionError(message(f"`steps_per_execution` 1 here: {reason}", f"steps_per_execution={wanted!r}",
+                                      "Leave it 'auto'."))
+        return Grouping(1, reason)
+    return choose_steps_per_execution(model, callbacks, wanted, exact_steps=exact)
