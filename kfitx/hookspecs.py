@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kfitx.plan import FitPlan
     from kfitx.strategy import Decision, Strategy
 
-__all__ = ["hookimpl", "hookspec"]
+__all__ = ["HOOK_NAMES", "hookimpl", "hookspec", "undecorated_hooks"]
 
 hookspec = pluggy.HookspecMarker("kfitx")
 hookimpl = pluggy.HookimplMarker("kfitx")
@@ -90,3 +90,17 @@ def kfitx_fit(strategy: Strategy, model: keras.Model, plan: FitPlan) -> keras.ca
     The first non-``None`` answer wins: a plugin that returns a History itself
     replaces the training.
     """
+
+
+#: The hooks a plugin may implement (kfitx.hookspecs).
+HOOK_NAMES = ("kfitx_strategies", "kfitx_sources", "kfitx_choose_strategy", "kfitx_fit")
+
+
+def undecorated_hooks(plugin: object) -> list[str]:
+    """The kfitx hook names ``plugin`` defines as functions without ``@kfitx.hookimpl`` (pluggy ignores them)."""
+    found = []
+    for hook in HOOK_NAMES:
+        fn = getattr(plugin, hook, None)
+        if callable(fn) and not hasattr(fn, "kfitx_impl"):
+            found.append(hook)
+    return found

@@ -30,15 +30,8 @@ import pluggy
 
 from kfitx import hookspecs
 from kfitx.data import Source, coerce
-from kfitx.errors import (
-    KfitxError,
-    OptionError,
-    PluginError,
-    StrategyConflictError,
-    StrategyNotFoundError,
-    message,
-)
-from kfitx.hookspecs import hookimpl
+from kfitx.errors import KfitxError, OptionError, PluginError, StrategyConflictError, StrategyNotFoundError, message
+from kfitx.hookspecs import hookimpl, undecorated_hooks
 from kfitx.plan.checks import closest as _closest
 from kfitx.strategy import Strategy, check_fit_signature
 
@@ -119,20 +112,6 @@ def _version_of(dist: str) -> str:
 
 def _label(plugin: object) -> str:
     return getattr(plugin, "__name__", None) or type(plugin).__name__
-
-
-#: The hooks a plugin may implement (kfitx.hookspecs).
-HOOK_NAMES = ("kfitx_strategies", "kfitx_sources", "kfitx_choose_strategy", "kfitx_fit")
-
-
-def undecorated_hooks(plugin: object) -> list[str]:
-    """The kfitx hook names ``plugin`` defines as functions without ``@kfitx.hookimpl`` (pluggy ignores them)."""
-    found = []
-    for hook in HOOK_NAMES:
-        fn = getattr(plugin, hook, None)
-        if callable(fn) and not hasattr(fn, "kfitx_impl"):
-            found.append(hook)
-    return found
 
 
 def is_builtin(cls: type) -> bool:
