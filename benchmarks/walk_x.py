@@ -4,7 +4,8 @@ Traced with ``sys.setprofile`` on a TensorFlow MLP fit of numpy arrays (one epoc
 A call is on the walk when it is a call of a function in a ``kfitx`` module that receives ``x``
 or an object made from it: an argument that is ``x``, or was returned by a call on the walk, or
 holds one of those in an attribute, a tuple, list or dict (one level deep) -- and passes it on: returns an
-object (not ``None``, a flag, a number or a name; ``--checks-too`` counts the calls that only look). The walk ends when the
+object (not ``None``, a flag, a number, a name, an enum member or a tuple of
+those; ``--checks-too`` counts the calls that only look). The walk ends when the
 model's ``train_step`` first runs (inside Keras's traced step). A *hop* is a call on the walk in
 another module than the call before it on the walk; *modules* are the distinct modules on it.
 
@@ -17,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import enum
 import os
 import sys
 
@@ -93,7 +95,10 @@ def walk(strategy: str, checks_too: bool = False) -> list[tuple[str, str]]:
 
 def _carries(value: object) -> bool:
     """Whether a return value passes the data on: an object, not a verdict (``None``, a flag, a number, a name)."""
-    return value is not None and not isinstance(value, (bool, int, float, str, bytes))
+    verdicts = (bool, int, float, str, bytes, enum.Enum)
+    if isinstance(value, tuple) and all(v is None or isinstance(v, verdicts) for v in value):
+        return False  # a decision and its reason (a grouping: steps, why)
+    return value is not None and not isinstance(value, verdicts)
 
 
 def main() -> None:

@@ -78,6 +78,7 @@ class ArraySource(Source):
     y: Any = None
     sample_weight: Any = None
     _length: int = field(init=False, repr=False, default=0)
+    _form: InputForm = field(init=False, repr=False, default=InputForm.ARRAYS)
 
     def __post_init__(self) -> None:
         if self.x is None:
@@ -117,10 +118,13 @@ class ArraySource(Source):
                         "Pass at least one sample.")
             )
         object.__setattr__(self, "_length", n)
+        leaves = [a for part in (x, y, sw) if part is not None for a in flatten(part)]
+        object.__setattr__(self, "_form", InputForm.MEMORY_MAP if any(_mapped(a) for a in leaves) else InputForm.ARRAYS)
 
     @property
     def form(self) -> InputForm:
-        return InputForm.MEMORY_MAP if self.memory_mapped else InputForm.ARRAYS
+        """Arrays in RAM, or memory-mapped (some array is a map or a view of one): decided once, when made."""
+        return self._form
 
     @property
     def num_samples(self) -> int:
@@ -138,7 +142,7 @@ class ArraySource(Source):
     @property
     def memory_mapped(self) -> bool:
         """Some array is a memory map (or a view of one): its pages are read as batches need them."""
-        return any(_mapped(a) for part in self.arrays() for a in flatten(part))
+        return self._form is InputForm.MEMORY_MAP
 
     def arrays(self) -> tuple[Any, ...]:
         """``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``, as ``model.fit`` packs them."""
