@@ -40,6 +40,7 @@ from kfitx.runtime import Runtime
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
+    import keras_tuner
     import pluggy
 
     from kfitx.data import Source
@@ -63,7 +64,7 @@ class Decision:
 
     strategy: str
     reason: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, object] = field(default_factory=dict)
     unused: tuple[str, ...] = ()
 
     def __str__(self) -> str:
@@ -110,7 +111,7 @@ class FitRequest:
         fit_args: ``model.fit``'s arguments, checked (what :meth:`plan` resolves for a strategy).
     """
 
-    model: Any
+    model: keras.Model
     source: Source
     runtime: Runtime
     registry: Strategies
@@ -193,13 +194,13 @@ class Strategy(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    defaults: ClassVar[Mapping[str, Any]] = {}
+    defaults: ClassVar[Mapping[str, object]] = {}
     #: Options that were renamed: old name -> new name (the old one is an ``OptionError`` naming the new).
     renamed_options: ClassVar[Mapping[str, str]] = {}
     backends: ClassVar[tuple[str, ...]] = ("tensorflow",)
     interchangeable: ClassVar[bool] = False
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, **options: object) -> None:
         self.check_options(options)
         for key, value in options.items():
             if getattr(value, "kfitx_tunable", False):  # a kfitx.tuner.Tunable, left unresolved
@@ -210,7 +211,7 @@ class Strategy(ABC):
         self.options: dict[str, Any] = {**self.defaults, **options}
 
     @classmethod
-    def check_options(cls, options: Mapping[str, Any]) -> None:
+    def check_options(cls, options: Mapping[str, object]) -> None:
         """Raises :class:`OptionError` for a name this strategy does not take: the one check of option names.
 
         ``__init__`` makes it; ``kfitx.fit`` hands every keyword that is not a fit argument to the
@@ -322,7 +323,7 @@ class Strategy(ABC):
         """
         yield Choice(self, request.plan(self))
 
-    def hyperparameters(self, hp: Any) -> dict[str, Any]:
+    def hyperparameters(self, hp: keras_tuner.HyperParameters) -> dict[str, object]:
         """Declares this strategy's tunables on a keras-tuner ``hp``; returns chosen options.
 
         The tuner bridge calls it inside a conditional scope that is active only

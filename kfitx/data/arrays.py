@@ -19,13 +19,16 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from kfitx.data.base import InputForm, Reading, Source, flatten, keras_cuts, map_structure, train_dtype
 from kfitx.data.weights import weighted
 from kfitx.errors import DataError, message
+
+if TYPE_CHECKING:
+    from kfitx.data.epoch_iterator import EpochIterator
 
 __all__ = ["ArraySource", "array_dataset", "as_tensor", "npy"]
 
@@ -193,7 +196,7 @@ class ArraySource(Source):
                                 parallel_calls=reading.parallel_calls, deterministic=reading.deterministic)
         return weighted(dataset, reading.class_weight)
 
-    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
+    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> EpochIterator:
         from kfitx.data.feed import DatasetFeed
 
         if keras_cuts(self, reading.runtime):  # Keras's adapter applies the class weights itself

@@ -30,11 +30,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kfitx.data.reading import InputForm, Reading, flatten, map_structure, require_targets, train_dtype
 from kfitx.errors import DataError, message
 from kfitx.runtime import Runtime
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from kfitx.data.epoch_iterator import EpochIterator
 
 __all__ = ["InputForm", "Reading", "Source", "flatten", "map_structure", "require_targets", "train_dtype"]
 
@@ -186,7 +191,7 @@ class Source:
         """
         return None
 
-    def as_dataset(self, reading: Reading) -> Any:
+    def as_dataset(self, reading: Reading) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` of batches, ``x``, ``(x, y)`` or ``(x, y, sample_weight)`` (``get_tf_dataset``).
 
         Without ``reading.steps`` each iteration is one pass (one epoch); with it, where the form
@@ -198,7 +203,7 @@ class Source:
         self._require_batches()
         return stream(self, reading, repeat=reading.repeat and self.form.refills)
 
-    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
+    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> EpochIterator:
         """Each epoch's batches for a strategy's own loop (see :mod:`kfitx.data.feed`).
 
         Args:

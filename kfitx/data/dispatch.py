@@ -11,7 +11,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kfitx.data.arrays import ArraySource, npy
 from kfitx.data.base import Source
@@ -22,7 +22,13 @@ from kfitx.data.tfdata import DatasetSource
 from kfitx.errors import DataError, PluginError, message
 from kfitx.runtime.lazy import is_instance as _is_instance
 
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
 __all__ = ["arrays", "coerce", "dataset", "generator"]
+
+_T = TypeVar("_T")
 
 
 def arrays(x: Any, y: Any = None, sample_weight: Any = None) -> ArraySource:
@@ -30,19 +36,19 @@ def arrays(x: Any, y: Any = None, sample_weight: Any = None) -> ArraySource:
     return ArraySource(x, y, sample_weight)
 
 
-def generator(factory: Callable[[], Iterator[Any]], steps_per_epoch: int | None = None) -> GeneratorSource:
+def generator(factory: Callable[[], Iterator[object]], steps_per_epoch: int | None = None) -> GeneratorSource:
     """Batches from a generator factory. See :class:`GeneratorSource`."""
     return GeneratorSource(factory, steps_per_epoch)
 
 
-def dataset(ds: Any) -> DatasetSource | PyDatasetSource:
+def dataset(ds: tf.data.Dataset | keras.utils.PyDataset) -> DatasetSource | PyDatasetSource:
     """Wraps a ``tf.data.Dataset`` or a ``keras.utils.PyDataset``."""
     if _is_instance(ds, "keras", "utils.PyDataset"):
         return PyDatasetSource(ds)
     return DatasetSource(ds)
 
 
-def _keras_reads(data: Any) -> bool:
+def _keras_reads(data: object) -> bool:
     """A stream only Keras's data adapters read (generator objects, torch DataLoader, Grain, distributed datasets)."""
     if "keras" not in sys.modules:
         return False
@@ -51,7 +57,7 @@ def _keras_reads(data: Any) -> bool:
     return _keras.adapts(data)
 
 
-def _from_iterator(iterator: Iterator[Any]) -> Iterator[Any]:
+def _from_iterator(iterator: Iterator[_T]) -> Iterator[_T]:
     yield from iterator
 
 

@@ -22,10 +22,13 @@ rules (:class:`kfitx.data.feed.DatasetFeed`); ``as_dataset`` gives the adapter's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kfitx.data.base import InputForm, Reading, Source, flatten
 from kfitx.errors import DataError, message
+
+if TYPE_CHECKING:
+    from kfitx.data.epoch_iterator import EpochIterator
 
 __all__ = ["KerasSource"]
 
@@ -130,7 +133,7 @@ class KerasSource(Source):
 
         return _keras.adapter_dataset(self.adapter(reading))
 
-    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
+    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> EpochIterator:
         from kfitx.data.feed import DatasetFeed
 
         adapter = self.adapter(reading)

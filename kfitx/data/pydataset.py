@@ -14,13 +14,16 @@ import itertools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from kfitx.data.base import InputForm, Reading, Source
 from kfitx.errors import DataError, message
 from kfitx.runtime.lazy import is_instance as _is_instance
+
+if TYPE_CHECKING:
+    from kfitx.data.epoch_iterator import EpochIterator
 
 __all__ = ["PyDatasetSource"]
 
@@ -102,7 +105,7 @@ class PyDatasetSource(Source):
         dataset = stream(self, reading, repeat=length is None)
         return dataset if length is None else dataset.apply(tf.data.experimental.assert_cardinality(length))
 
-    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
+    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> EpochIterator:
         from kfitx.data.feed import PythonFeed
 
         ds = self.dataset

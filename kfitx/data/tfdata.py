@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kfitx.data.base import InputForm, Reading, Source, require_targets
 from kfitx.errors import DataError, message
 from kfitx.runtime.lazy import is_instance as _is_instance
+
+if TYPE_CHECKING:
+    from kfitx.data.epoch_iterator import EpochIterator
 
 __all__ = ["DatasetSource"]
 
@@ -47,7 +50,7 @@ class DatasetSource(Source):
         self._check(reading)
         return weighted(self.dataset, reading.class_weight)
 
-    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> Any:
+    def feed(self, reading: Reading, *, group: int = 1, pull: bool = False) -> EpochIterator:
         from kfitx.data.feed import DatasetFeed
 
         # As model.fit: with steps_per_epoch one iterator runs across epochs, a new pass

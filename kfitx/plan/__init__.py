@@ -23,9 +23,9 @@ A strategy that delegates to ``model.fit`` needs three things of the plan::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from kfitx.data import InputForm, Reading, Source, coerce, keras_cuts
 from kfitx.data.epoch_iterator import limit_steps
@@ -41,6 +41,12 @@ from kfitx.plan.checks import (
 )
 from kfitx.plan.grouping import decide_grouping, per_batch_callbacks, steps_per_execution
 from kfitx.runtime import LOCAL, Runtime, distribute, resolve
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from kfitx.strategy import Strategy
 
 __all__ = ["FIT_ARGS", "FitPlan", "FitReport", "build_plan", "check_fit_args", "check_model"]
 
@@ -119,8 +125,8 @@ class FitPlan:
     validation_steps: int | None = None
     steps_per_pass: int | None = None
     validation_steps_per_pass: int | None = None
-    validation_freq: Any = 1
-    callbacks: Any = field(default_factory=list)
+    validation_freq: int | Collection[int] = 1
+    callbacks: list[keras.callbacks.Callback] | keras.callbacks.CallbackList = field(default_factory=list)
     targets: bool = False
     runtime: Runtime = LOCAL
     train_form: InputForm = field(init=False)
@@ -177,17 +183,17 @@ class FitPlan:
                     "initial_epoch": self.initial_epoch, "runtime": self.runtime}
         return Reading(**{**base, **options})
 
-    def train_dataset(self, **options: Any) -> Any:
+    def train_dataset(self, **options: Any) -> tf.data.Dataset:
         """:attr:`train` as a ``tf.data.Dataset``, read as :meth:`reading` says."""
         return self.train.as_dataset(self.reading(**options))
 
-    def validation_dataset(self, **options: Any) -> Any:
+    def validation_dataset(self, **options: Any) -> tf.data.Dataset | None:
         """:attr:`validation` as a ``tf.data.Dataset``, or ``None`` without validation data."""
         if self.validation is None:
             return None
         return self.validation.as_dataset(self.reading(validation=True, **options))
 
-    def train_input(self, *, passthrough: bool = False, **options: Any) -> Any:
+    def train_input(self, *, passthrough: bool = False, **options: Any) -> object:
         """:attr:`train` in the form ``model.fit`` reads fastest on this backend.
 
         * input only Keras's adapters read (:attr:`train_form` ``KERAS_TENSORS`` or ``KERAS_STREAM``:
@@ -204,7 +210,7 @@ class FitPlan:
         """
         return self._input(self.train, self.train_form, passthrough, self.reading(**options))
 
-    def validation_input(self, *, passthrough: bool = False, **options: Any) -> Any:
+    def validation_input(self, *, passthrough: bool = False, **options: Any) -> object:
         """:attr:`validation` as :meth:`train_input` gives the training data, or ``None``."""
         if self.validation is None:
             return None
@@ -213,14 +219,14 @@ class FitPlan:
                            self.reading(validation=True, **options))
 
     @staticmethod
-    def _input(source: Source, form: InputForm, passthrough: bool, reading: Reading) -> Any:
+    def _input(source: Source, form: InputForm, passthrough: bool, reading: Reading) -> object:
         if form.read_by_keras or (passthrough and form.passes_through):
             return source.passthrough()
         if keras_cuts(source, reading.runtime):
             return source.arrays()
         return source.as_dataset(reading)
 
-    def own_stream(self, data: Any, validation: bool = False) -> bool:
+    def own_stream(self, data: object, validation: bool = False) -> TypeGuard[tf.data.Dataset]:
         """Whether ``data`` -- what a strategy made of :attr:`train` (or :attr:`validation`) -- is a tf.data
         stream kfitx built (which it shuffled and batched; a strategy may map or prefetch it), rather than
         arrays Keras cuts (a tuple) or the user's own input, which Keras reads as ``model.fit`` reads it."""
@@ -229,7 +235,7 @@ class FitPlan:
             return False
         return not (form.passes_through and data is source.passthrough())
 
-    def fit_kwargs(self, train: Any, validation: Any = None) -> dict[str, Any]:
+    def fit_kwargs(self, train: object, validation: object = None) -> dict[str, Any]:
         """The keyword arguments of ``model.fit(**plan.fit_kwargs(train, validation))``.
 
         Args:
@@ -261,7 +267,8 @@ class FitPlan:
                 kwargs["validation_batch_size"] = self.validation_batch_size
         return kwargs
 
-    def _held_open(self, dataset: Any, form: InputForm | None, steps: int | None, spare_pass: bool = False) -> Any:
+    def _held_open(self, dataset: object, form: InputForm | None, steps: int | None,
+                   spare_pass: bool = False) -> object:
         """kfitx's own stream of in-memory arrays, read through one iterator for the whole fit (:func:`across_epochs`)
         where every epoch reads it whole: no ``steps``, no distribution, no callback acting per batch (one could end an
         epoch or an evaluation early), and on TensorFlow only: on JAX and torch ``model.fit`` builds an unbuilt model
@@ -273,7 +280,7 @@ class FitPlan:
         return across_epochs(dataset, spare_pass=spare_pass)
 
     @contextlib.contextmanager
-    def grouped(self, model: Any) -> Iterator[None]:
+    def grouped(self, model: keras.Model) -> Iterator[None]:
         """Runs the body with the model at :attr:`steps_per_execution`, then puts it back.
 
         Under a ``tf.distribute`` strategy the body also runs in the model's
@@ -288,8 +295,8 @@ class FitPlan:
 # -- the training and validation sources -----------------------------------------------------------
 
 
-def _split(source: Source, sample_weight: Any, validation_split: float,
-           validation_data: Any) -> tuple[Source, Source | None]:
+def _split(source: Source, sample_weight: object, validation_split: float,
+           validation_data: object) -> tuple[Source, Source | None]:
     """The training and validation sources, as ``model.fit`` derives them (``kfitx.fit`` hands
     ``validation_data`` over already a source, the installed ``kfitx_sources`` hook asked first)."""
     if sample_weight is not None:
@@ -299,7 +306,7 @@ def _split(source: Source, sample_weight: Any, validation_split: float,
     return source, None if validation_data is None else coerce(validation_data)
 
 
-def _needs_targets(model: Any) -> bool:
+def _needs_targets(model: keras.Model) -> bool:
     """Whether Keras's own step will need ``y``: a compiled loss, and neither ``train_step`` nor
     ``compute_loss`` overridden (a custom step may train on x alone)."""
     import keras
@@ -313,7 +320,7 @@ def _needs_targets(model: Any) -> bool:
 # -- the plan -------------------------------------------------------------------------------------
 
 
-def build_plan(model: Any, source: Source, strategy: Any, fit_args: Mapping[str, Any],
+def build_plan(model: keras.Model, source: Source, strategy: Strategy, fit_args: Mapping[str, Any],
                runtime: Runtime | None = None) -> FitPlan:
     """Resolves ``fit_args`` (names from :data:`FIT_ARGS`) for ``strategy`` training ``model`` on ``source``.
 
