@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from kfitx.data import InputForm, Reading, Source, coerce, keras_cuts
 from kfitx.data.epoch_iterator import limit_steps
@@ -39,16 +39,21 @@ from kfitx.plan.checks import (
     check_inputs,
     check_model,
 )
-from kfitx.plan.grouping import decide_grouping, per_batch_callbacks, steps_per_execution
+from kfitx.plan.grouping import WantsGrouping, decide_grouping, per_batch_callbacks, steps_per_execution
 from kfitx.runtime import LOCAL, Runtime, distribute, resolve
 
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
-    from kfitx.strategy import Strategy
+__all__ = ["FIT_ARGS", "FitPlan", "FitReport", "Planned", "build_plan", "check_fit_args", "check_model"]
 
-__all__ = ["FIT_ARGS", "FitPlan", "FitReport", "build_plan", "check_fit_args", "check_model"]
+
+class Planned(WantsGrouping, Protocol):
+    """What the plan reads of the strategy it is made for (a :class:`kfitx.Strategy`): its name and grouping."""
+
+    @property
+    def name(self) -> str: ...
 
 @dataclass
 class FitReport:
@@ -320,7 +325,7 @@ def _needs_targets(model: keras.Model) -> bool:
 # -- the plan -------------------------------------------------------------------------------------
 
 
-def build_plan(model: keras.Model, source: Source, strategy: Strategy, fit_args: Mapping[str, Any],
+def build_plan(model: keras.Model, source: Source, strategy: Planned, fit_args: Mapping[str, Any],
                runtime: Runtime | None = None) -> FitPlan:
     """Resolves ``fit_args`` (names from :data:`FIT_ARGS`) for ``strategy`` training ``model`` on ``source``.
 

@@ -8,7 +8,7 @@
   run); ``kfitx report --best --max-seconds S`` names the first.
 * :func:`draw` -- score against training seconds, with the front as a line (``kfitx report --plot``).
 
-Works on :class:`kfitx.search.report.TrialRow`s (``score``, ``seconds``, ``status``, ``record``);
+Works on :class:`kfitx.search.trial_record.TrialRow`s (``score``, ``seconds``, ``status``, ``record``);
 imports nothing heavy.
 """
 
@@ -22,7 +22,7 @@ from kfitx.errors import OptionError, message
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from kfitx.search.report import TrialRow
+    from kfitx.search.trial_record import TrialRow
 
 __all__ = ["check_limits", "draw", "epoch_seconds", "limits_text", "nothing_within", "pareto_front", "within"]
 

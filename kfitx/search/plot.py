@@ -8,13 +8,28 @@ strategy. Works on a :class:`kfitx.search.report.Search`; matplotlib is imported
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 from kfitx.errors import OptionError, message
 from kfitx.search import front
+from kfitx.search.trial_record import TrialRow
 
-if TYPE_CHECKING:
-    from kfitx.search.report import Search
+
+class Plotted(Protocol):
+    """What :func:`plot` reads of a search (:class:`kfitx.search.report.Search`)."""
+
+    @property
+    def trials(self) -> Sequence[TrialRow]: ...
+
+    @property
+    def objective(self) -> str | None: ...
+
+    @property
+    def direction(self) -> str: ...
+
+    @property
+    def project_dir(self) -> str: ...
 
 __all__ = ["plot", "require_matplotlib"]
 
@@ -32,7 +47,7 @@ def _number(trial_id: str) -> int:
     return int(trial_id) if trial_id.isdigit() else 0
 
 
-def plot(search: Search, path: str) -> None:
+def plot(search: Plotted, path: str) -> None:
     """Writes ``path`` (PNG): score against wall time, score against training seconds with the Pareto
     front, and samples/s per strategy.
 

@@ -25,13 +25,14 @@ import glob
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from kfitx.errors import OptionError, message
 from kfitx.search import budget, front, trial_record
 from kfitx.search.launch.status import MARKER, read_json
 from kfitx.search.plot import plot, require_matplotlib
+from kfitx.search.trial_record import TrialRow
 
 if TYPE_CHECKING:
     import keras_tuner
@@ -39,53 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["Search", "TrialRow", "best_hyperparameters", "find_project", "leaderboard", "load", "plot",
            "require_matplotlib"]
 
-SAMPLES_PER_S = "kfitx_samples_per_s"  # the History keys of kfitx.tuner (kfitx.search.measure)
-PEAK_RSS_MIB = "kfitx_peak_rss_mib"
 FINISHED = ("COMPLETED", "FAILED", "INVALID")
 UNREADABLE = "UNREADABLE"  # the status of a trial whose trial.json cannot be read
-
-
-@dataclass
-class TrialRow:
-    """One trial as its files describe it."""
-
-    trial_id: str
-    status: str
-    score: float | None
-    values: dict[str, Any]
-    metrics: dict[str, float] = field(default_factory=dict)  # best value of each metric
-    record: dict[str, Any] = field(default_factory=dict)  # kfitx-trial.json
-    message: str | None = None
-
-    @property
-    def strategy(self) -> str | None:
-        return self.values.get("strategy") or self.record.get("strategy")
-
-    @property
-    def seconds(self) -> float | None:
-        start, end = self.record.get("start"), self.record.get("end")
-        return end - start if isinstance(start, (int, float)) and isinstance(end, (int, float)) else None
-
-    @property
-    def samples_per_s(self) -> float | None:
-        return self.metrics.get(SAMPLES_PER_S, self.record.get("samples_per_s"))
-
-    @property
-    def pruned_epoch(self) -> int | None:
-        """The epoch (counted from 1) this trial was stopped after by pruning; ``None`` if it was not."""
-        value = self.record.get("pruned_epoch")
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    @property
-    def budget_epoch(self) -> int | None:
-        """The epoch (counted from 1) the search's time budget stopped this trial after; ``None`` if it did not."""
-        value = self.record.get("stopped_epoch")
-        return value if self.record.get("stopped_by") == "budget" and isinstance(value, int) else None
-
-    @property
-    def peak_mib(self) -> float | None:
-        values = [v for v in (self.metrics.get(PEAK_RSS_MIB), self.record.get("peak_rss_mib")) if v]
-        return max(values) if values else None
 
 
 @dataclass

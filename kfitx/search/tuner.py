@@ -54,8 +54,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -72,11 +70,11 @@ from kfitx.runtime import resolve
 from kfitx.runtime.compile_cache import share_compiled
 from kfitx.search import budget, candidates, trial_record
 from kfitx.search.launch import is_chief, launch
-from kfitx.search.measure import PEAK_RSS_MIB, SAMPLES_PER_S
 from kfitx.search.pruning import MedianPruning, as_pruning
 from kfitx.search.pruning import callback as _pruner
 from kfitx.search.resume import Resume as _Resume
 from kfitx.search.resume import build_for_backup
+from kfitx.search.trial_record import PEAK_RSS_MIB, SAMPLES_PER_S
 from kfitx.search.tunable import Tunable, check_collisions, declare
 
 if TYPE_CHECKING:
@@ -254,7 +252,11 @@ def fit(
                 history.history[key] = [history.history[key][-1]] * len(history.epoch)
     if pruner is not None:
         history.kfitx["pruned_epoch"] = pruner.pruned_epoch
-    _record(callbacks, chosen, history, started, pruner)
+    tuner_callback, _ = _keras.tuner_callbacks(callbacks)
+    if tuner_callback is not None and hasattr(tuner_callback.tuner, "get_trial_dir"):  # inside a tuner
+        trial_id = tuner_callback.trial.trial_id
+        trial_record.finish(tuner_callback.tuner.get_trial_dir(trial_id), trial_id, chosen, history.history,
+                            len(history.epoch), started, getattr(tuner_callback.tuner, "tuner_id", None), pruner)
     return history
 
 
@@ -288,29 +290,6 @@ def _trial_note(callbacks: Iterable[keras.callbacks.Callback] | None, hp: object
     trial = f"trial {tuner_callback.trial.trial_id}" if tuner_callback is not None else "the trial"
     values = ", ".join(f"{k}={v!r}" for k, v in sorted(getattr(hp, "values", {}).items()))
     return f"kfitx: {trial} ({values})"
-
-
-def _record(callbacks: list[keras.callbacks.Callback], strategy: str, history: keras.callbacks.History,
-            started: float, pruner: keras.callbacks.Callback | None = None) -> None:
-    """Writes the trial's kfitx record (strategy, epochs, samples/s, peak memory, pruning) when inside a tuner."""
-    tuner_callback, _ = _keras.tuner_callbacks(callbacks)
-    if tuner_callback is None or not hasattr(tuner_callback.tuner, "get_trial_dir"):
-        return
-    trial_dir = tuner_callback.tuner.get_trial_dir(tuner_callback.trial.trial_id)
-    last = lambda key: float(history.history[key][-1]) if history.history.get(key) else None
-    earlier = trial_record.read(trial_dir)
-    values: dict[str, object] = {"trial_id": tuner_callback.trial.trial_id, "strategy": strategy,
-                              "epochs": len(history.epoch), "samples_per_s": last(SAMPLES_PER_S), "end": time.time()}
-    peak = last(PEAK_RSS_MIB)
-    if peak is not None:
-        values["peak_rss_mib"] = max(peak, earlier.get("peak_rss_mib") or 0.0)
-    if pruner is not None:  # with several executions, the first one pruned is the trial's
-        pruned = earlier.get("pruned_epoch") or pruner.pruned_epoch
-        values.update(pruned_epoch=pruned, pruned_by=earlier.get("pruned_by") or pruner.decision or None)
-    if "start" not in earlier:  # outside ``kfitx tune`` (whose runner writes these at the trial's start)
-        values.update(start=started, worker=getattr(tuner_callback.tuner, "tuner_id", None),
-                      host=socket.gethostname(), pid=os.getpid())
-    trial_record.update(trial_dir, **values)
 
 
 class StrategyHyperModel(keras_tuner.HyperModel):
