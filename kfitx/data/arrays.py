@@ -159,13 +159,10 @@ class ArraySource(Source):
         return ArraySource(cut(self.x), cut(self.y), cut(self.sample_weight))
 
     def split(self, validation_split: float) -> tuple[ArraySource, ArraySource]:
-        """Splits off the *last* ``validation_split`` fraction, as ``model.fit`` does."""
-        if not 0.0 < validation_split < 1.0:
-            raise DataError(
-                message("`validation_split` must be a float in (0, 1)", validation_split)
-            )
+        """Splits off the *last* ``validation_split`` fraction, as ``model.fit`` does (the fraction as the plan's
+        one check of fit arguments took it, :func:`kfitx.plan.check_fit_args`)."""
         cut = int(self.num_samples * (1.0 - validation_split))
-        if cut in (0, self.num_samples):
+        if not 0 < cut < self.num_samples:
             raise DataError(
                 message(
                     "`validation_split` must leave samples on both sides",

@@ -142,13 +142,11 @@ def _check_values(fit_args: Mapping[str, Any]) -> None:
 
 
 def should_validate(epoch: int, freq: int | Collection[int]) -> bool:
-    """``validation_freq`` as ``model.fit`` reads it: every ``freq`` epochs, or the (1-based) epochs listed."""
-    if isinstance(freq, int) and not isinstance(freq, bool) and freq >= 1:
+    """``validation_freq`` as ``model.fit`` reads it: every ``freq`` epochs, or the (1-based) epochs listed
+    (``freq`` as :func:`check_fit_args` checked it, the one check)."""
+    if isinstance(freq, int):
         return (epoch + 1) % freq == 0
-    if isinstance(freq, (list, tuple, set, range)):
-        return epoch + 1 in freq
-    raise OptionError(message("`validation_freq` must be a positive int or a list of epoch numbers "
-                              "(1-based)", repr(freq)))
+    return epoch + 1 in freq
 
 
 def callbacks_list(callbacks: Any) -> Any:
