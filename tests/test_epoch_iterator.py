@@ -189,3 +189,26 @@ def test_the_worker_and_a_strategys_loop_say_the_same_for_the_same_mistake(facto
     with pytest.raises(DataError) as in_worker, kfitx.data.boundary():
         list(source.as_dataset(reading))
     assert str(in_worker.value) == str(in_loop.value)
+
+
+def test_a_generator_raising_is_said_the_same_by_the_worker_and_a_strategys_loop():
+    pytest.importorskip("tensorflow")
+    import numpy as np
+
+    import kfitx
+    from kfitx.data import Reading
+
+    def batches():
+        for i in range(6):
+            if i == 3:
+                raise KeyError("no such file")
+            yield np.ones((2, 1)), np.ones((2, 1))
+
+    source = kfitx.data.generator(batches)
+    with pytest.raises(DataError) as in_loop:
+        list(source.feed(Reading()).epoch(0))
+    with pytest.raises(DataError) as in_worker, kfitx.data.boundary():
+        list(source.as_dataset(Reading()))
+    assert str(in_worker.value) == str(in_loop.value)
+    assert "KeyError(\"'no such file'\") at batch 3 of pass 1 of the generator" in str(in_loop.value)
+    assert isinstance(in_loop.value.__cause__, KeyError)  # the user's traceback, where it failed

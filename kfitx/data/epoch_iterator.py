@@ -30,10 +30,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kfitx.errors import DataError, message
+from kfitx.errors import DataError, KfitxError, message
 
 __all__ = ["ENDLESS_WARNING", "OUT_OF_DATA", "EpochIterator", "Group", "PassCount", "limit_steps",
-           "ran_out_of_data"]
+           "ran_out_of_data", "stream_raised"]
 
 #: A pass without ``steps_per_epoch`` this long is probably endless: said at once, in a warning, long before
 #: ``endless_after`` (100,000 by default) ends the fit; a finite generator that long is only told once.
@@ -129,13 +129,20 @@ class PassCount:
                 "Make __len__ (num_batches) say how many batches __getitem__ gives."))
 
 
-def _take(iterator: Iterator[Any], n: int) -> list[Any]:
-    """Up to ``n`` batches of ``iterator`` (fewer where it ends; a tf.data iterator ends with ``OutOfRangeError``)."""
+def stream_raised(kind: str, described: str, where: str) -> DataError:
+    """The error of a stream whose user code (a generator, a PyDataset's ``__getitem__``) raised: one wording,
+    whichever reads it (kfitx's worker or a strategy's own loop); ``described``: the error, ``where``: which batch."""
+    return DataError(message(f"The {kind} must produce batches without raising", f"{described} at {where}",
+                             "Fix the generator; the traceback above shows where it failed."))
+
+
+def _take(iterator: Iterator[Any], n: int, batches: list[Any]) -> list[Any]:
+    """Up to ``n`` batches of ``iterator`` appended to ``batches`` (fewer where it ends; a tf.data iterator ends
+    with ``OutOfRangeError``); where the iterator raises, ``batches`` holds those read before."""
     ended: tuple[type[BaseException], ...] = (StopIteration,)
     tf = sys.modules.get("tensorflow")
     if tf is not None:
         ended += (tf.errors.OutOfRangeError,)
-    batches: list[Any] = []
     try:
         while len(batches) < n:
             batches.append(next(iterator))
@@ -223,7 +230,16 @@ class EpochIterator:
         while len(batches) < want:
             iterator = self._open() if self._pass is None else self._pass[0]
             fresh = self._seen == 0
-            got = _take(iterator, want - len(batches))
+            got: list[Any] = []
+            try:
+                _take(iterator, want - len(batches), got)
+            except KfitxError:
+                raise
+            except Exception as err:  # the user's code, read in Python: said as kfitx's worker says it
+                if not self.checked:
+                    raise
+                raise stream_raised(self.kind, f"{type(err).__name__}({str(err)!r})",
+                                    f"batch {self._seen + len(got)} of pass {self._passes} of the {self.kind}") from err
             for batch in got:
                 if self._count is not None:
                     self._count.add()

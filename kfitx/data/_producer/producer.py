@@ -41,7 +41,7 @@ from kfitx.data._producer.workers import (
     _work,
     _WorkerGone,
 )
-from kfitx.data.epoch_iterator import PassCount
+from kfitx.data.epoch_iterator import PassCount, stream_raised
 from kfitx.data.reading import require_targets
 from kfitx.data.weights import weighted
 from kfitx.errors import DataError, KfitxError, WorkerError, message
@@ -201,9 +201,7 @@ class Producer:
                     raise self._fail(raised)
                 if isinstance(raised, _RemoteError) and raised.kfitx:  # kfitx's own message, from the worker
                     raise self._fail(DataError(raised.text))
-                text = message(f"The {self.kind} must produce batches without raising",
-                               f"{_describe(raised)} at {where}",
-                               "Fix the generator; the traceback above shows where it failed.")
+                text = str(stream_raised(self.kind, _describe(raised), where))
                 if isinstance(raised, _RemoteError):
                     text += "\nWorker process traceback:\n" + raised.traceback
                 raise self._fail(DataError(text), raised)
