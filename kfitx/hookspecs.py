@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kfitx.plan import FitPlan
     from kfitx.strategy import Decision, Strategy
 
-__all__ = ["HOOK_NAMES", "hookimpl", "hookspec", "undecorated_hooks"]
+__all__ = ["HOOK_NAMES", "UNCALLED", "hookimpl", "hookspec", "undecorated_hooks"]
 
 hookspec = pluggy.HookspecMarker("kfitx")
 hookimpl = pluggy.HookimplMarker("kfitx")
@@ -94,6 +94,12 @@ def kfitx_fit(strategy: Strategy, model: keras.Model, plan: FitPlan) -> keras.ca
 
 #: The hooks a plugin may implement (kfitx.hookspecs).
 HOOK_NAMES = ("kfitx_strategies", "kfitx_sources", "kfitx_choose_strategy", "kfitx_fit")
+
+#: What each hook, left without ``@kfitx.hookimpl``, never does (pluggy never calls it).
+UNCALLED = {"kfitx_strategies": "its strategies are not registered",
+            "kfitx_sources": "kfitx.fit never asks it for a data source",
+            "kfitx_choose_strategy": "strategy='auto' never asks it",
+            "kfitx_fit": "it never runs around a fit"}
 
 
 def undecorated_hooks(plugin: object) -> list[str]:

@@ -31,7 +31,7 @@ import pluggy
 from kfitx import hookspecs
 from kfitx.data import Source, coerce
 from kfitx.errors import KfitxError, OptionError, PluginError, StrategyConflictError, StrategyNotFoundError, message
-from kfitx.hookspecs import hookimpl, undecorated_hooks
+from kfitx.hookspecs import UNCALLED, hookimpl, undecorated_hooks
 from kfitx.plan.checks import closest as _closest
 from kfitx.strategy import Strategy, check_fit_signature
 
@@ -181,9 +181,10 @@ class Registry:
             raise
         self._providers[name] = (distribution, version)
         self._table = None
+        shown = _label(plugin) if name == str(id(plugin)) else name  # pluggy names an unnamed object by its id
         for hook in undecorated_hooks(plugin):  # pluggy skips them without a word
-            self._warn(name, distribution, version, f"defines {hook}() without @kfitx.hookimpl",
-                       f"{_label(plugin)}.{hook} is never called, so its strategies are not registered; "
+            self._warn(shown, distribution, version, f"defines {hook}() without @kfitx.hookimpl",
+                       f"{_label(plugin)}.{hook} is never called, so {UNCALLED[hook]}; "
                        f"decorate it with @kfitx.hookimpl", skipped=False)
         return name
 

@@ -337,3 +337,18 @@ def test_kfitx_plugin_new_writes_a_package_that_installs_and_passes_the_kit_and_
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=package, env=env,
                            capture_output=True, text=True, timeout=600)
     assert tests.returncode == 0 and "14 passed" in tests.stdout, tests.stdout[-3000:]
+
+
+def test_an_undecorated_source_hook_is_named_by_its_class_and_says_what_it_never_does():
+    from kfitx.registry import Registry
+
+    class ShardsPlugin:
+        def kfitx_sources(self, data, y):  # no @kfitx.hookimpl: pluggy never calls it
+            return None
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Registry(builtins=False, autoload=False).register(ShardsPlugin())
+    text = " ".join(str(w.message) for w in caught)
+    assert "kfitx plugin 'ShardsPlugin'" in text, text
+    assert "kfitx.fit never asks it for a data source" in text and "its strategies are not registered" not in text
