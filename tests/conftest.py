@@ -4,6 +4,8 @@ left behind. The helpers behind them, and ``BatchLog`` (a callback logging batch
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -61,3 +63,24 @@ def xy():
     x = rng.normal(size=(200, 8))
     y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 1).astype("int64")
     return x, y
+
+
+def _burning(code: str):
+    burner = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        yield burner
+    finally:
+        burner.kill()
+        burner.wait(10)
+
+
+@pytest.fixture
+def busy_machine():
+    """A CPU-bound process for the test's whole length (a hang or a late answer shows on a busy machine)."""
+    yield from _burning("while True: pass")
+
+
+@pytest.fixture
+def busy_core():
+    """A CPU-bound process pinned to one core for the test's whole length."""
+    yield from _burning("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\nwhile True: pass")

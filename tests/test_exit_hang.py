@@ -164,20 +164,6 @@ def _run(script: str, cases: list[str], log: str) -> tuple[list[str], float | No
 _ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
     [os.path.dirname(os.path.dirname(kfitx.__file__)), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
-BURN = "while True: pass"
-
-
-@pytest.fixture
-def busy_machine():
-    """A CPU-bound process for the test's whole length (the hang shows on a busy machine)."""
-    burner = subprocess.Popen([sys.executable, "-c", BURN])
-    try:
-        yield burner
-    finally:
-        burner.kill()
-        burner.wait(10)
-
-
 def _expected(case: str, lines: list[str]) -> None:
     want = "trained" if case == "trains" else "failed"
     assert f"done {kfitx.__file__}" in lines, lines  # the kfitx under test
